@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` (the learning loop) and `make test`.
+PY ?= .venv/bin/python
+PIP ?= .venv/bin/pip
+STAMP := .venv/.installed
+
+.PHONY: setup protos protos-check test bench demo lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: it comes from the local CPU build, not a multi-GB CUDA download.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+protos: $(STAMP)
+	$(PY) tools/gen_protos.py
+
+protos-check: $(STAMP)
+	$(PY) tools/gen_protos.py --check
+
+test: $(STAMP)
+	$(PY) tools/gen_protos.py --check
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench.reranker
+
+clean:
+	rm -rf .venv build *.egg-info

@@ -1,0 +1,29 @@
+"""`feedrank`: the one operator CLI. Each stage adds its verbs through its own `cli.register`."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.config import describe
+
+app = typer.Typer(no_args_is_help=True, help="feedrank: hybrid search with a reranker that learns from its users")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print every setting: environment variable, default and meaning (offline)."""
+    table = Table("env var", "default", "meaning")
+    for env, default, meaning in describe():
+        table.add_row(env, default, meaning)
+    Console().print(table)
+
+
+def _register_stages() -> None:
+    from services.reranker import cli as reranker_cli
+
+    reranker_cli.register(app)
+
+
+_register_stages()

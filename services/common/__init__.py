@@ -1,0 +1,1 @@
+"""Code every service shares: settings, errors, the gRPC bootstrap, logging and metrics."""

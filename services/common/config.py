@@ -1,0 +1,218 @@
+"""Every knob of feedrank, in one place.
+
+Settings come from (highest first) constructor arguments, environment variables
+(`FEEDRANK_` prefix, `__` between group and field, e.g.
+`FEEDRANK_RERANKING__RERANKER_MODE=local`), the YAML file named by `FEEDRANK_CONFIG`,
+then the defaults below. Each field's description is its documentation; `feedrank config`
+prints them all. Settings are frozen: a service builds them once at startup and requests
+never mutate them (run-time changes build a new object and swap it in).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EndpointSettings(_Group):
+    """Where each service listens and where its clients find it."""
+
+    retriever: str = Field("127.0.0.1:50051", description="Retriever gRPC host:port")
+    reranker: str = Field("127.0.0.1:50052", description="Reranker gRPC host:port")
+    feedback: str = Field("127.0.0.1:50053", description="Feedback gRPC host:port")
+    trainer: str = Field("127.0.0.1:50054", description="Trainer gRPC host:port")
+    gateway: str = Field("127.0.0.1:8000", description="HTTP gateway host:port")
+    bind_host: str = Field("0.0.0.0", description="Interface the gRPC servers bind to")
+    metrics_port_offset: int = Field(
+        1000, description="Prometheus /metrics listens on the gRPC port plus this; 0 disables it"
+    )
+    grace_seconds: float = Field(10.0, description="SIGTERM drain time for in-flight calls")
+    admin_token: str = Field("", description="Bearer token admin RPCs and routes require; empty = none")
+
+
+class RerankingSettings(_Group):
+    """How results are reranked (names kept from the seed system's config)."""
+
+    reranker_mode: Literal["none", "local", "learning", "cloud"] = Field(
+        "learning",
+        description="none: input order; local: the version named by reranker_local_model; "
+        "learning: follow the registry's champion alias; cloud: a hosted rerank API",
+    )
+    reranker_local_model: str = Field("champion", description="Alias or version id served in local mode")
+    reranker_cloud_provider: Literal["cohere", "voyage", "jina"] = Field("cohere", description="Cloud provider")
+    reranker_cloud_model: str = Field("rerank-v3.5", description="Cloud model name (see models.json)")
+    reranker_cloud_base_url: str = Field("", description="Override the provider's API base URL (proxies, tests)")
+    reranker_cloud_top_n: int = Field(50, ge=1, description="At most this many documents are sent to a cloud API")
+    tribrid_reranker_topn: int = Field(20, ge=0, description="Fused candidates the retriever sends to the reranker")
+    rerank_input_snippet_chars: int = Field(2000, ge=0, description="Each document is cut to this many chars")
+    reranker_timeout: float = Field(10.0, gt=0, description="Seconds a rerank call (local or cloud) may take")
+    max_documents: int = Field(1000, ge=1, description="Most documents one Rerank request may carry")
+    max_text_bytes: int = Field(65536, ge=1, description="Largest query or document text, in UTF-8 bytes")
+
+
+class EngineSettings(_Group):
+    """The ONNX runtime and the dynamic batcher of the reranker (and the retriever's embedder)."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto picks CUDA when onnxruntime-gpu sees a GPU, else CPU"
+    )
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="fp16 applies on CUDA only; int8 is dynamic quantization for CPU"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = physical cores")
+    max_length: int = Field(0, ge=0, description="Token limit per pair; 0 = the version's training length")
+    batching_enabled: bool = Field(True, description="Coalesce pairs of concurrent requests into batches")
+    max_batch_pairs: int = Field(32, ge=1, description="Most pairs in one forward pass")
+    max_batch_tokens: int = Field(16384, ge=1, description="Most padded tokens in one forward pass")
+    max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more pairs once work is queued")
+    max_queue_pairs: int = Field(8192, ge=1, description="Queued pairs beyond this are refused (RESOURCE_EXHAUSTED)")
+    cache_entries: int = Field(2048, ge=0, description="Result-cache size in requests; 0 disables the cache")
+    watch_interval_s: float = Field(2.0, gt=0, description="How often the reranker checks the registry aliases")
+    trust_remote_code: bool = Field(False, description="Allow model code from imported model directories")
+
+
+class FusionSettings(_Group):
+    method: Literal["rrf", "weighted", "dbsf"] = Field("rrf", description="How the two legs are fused")
+    rrf_k: float = Field(60.0, gt=0, description="RRF constant k")
+    vector_weight: float = Field(0.5, ge=0, description="Weight of the vector leg (weighted, dbsf)")
+    sparse_weight: float = Field(0.5, ge=0, description="Weight of the lexical leg (weighted, dbsf)")
+    normalization: Literal["minmax", "zscore"] = Field("minmax", description="Score normalisation for weighted")
+
+
+class RetrievalSettings(_Group):
+    lexical_backend: Literal["tantivy", "opensearch"] = Field("tantivy", description="BM25 engine")
+    vector_backend: Literal["edge", "qdrant"] = Field("edge", description="edge = in-process qdrant-edge")
+    opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch URL (lexical_backend=opensearch)")
+    qdrant_url: str = Field("http://127.0.0.1:6333", description="Qdrant URL (vector_backend=qdrant)")
+    bm25_k1: float = Field(0.9, gt=0, description="BM25 k1")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 b")
+    embedder_max_length: int = Field(256, ge=8, description="Token limit of the bi-encoder")
+    embed_batch_size: int = Field(64, ge=1, description="Documents embedded per batch at ingest")
+    top_k: int = Field(10, ge=1, le=1000, description="Results returned when a request does not say")
+    candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")
+    impression_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of searches logged as impressions")
+
+
+class KafkaTopics(_Group):
+    feedback: str = Field("feedrank.feedback.v1", description="Feedback events topic")
+    models: str = Field("feedrank.models.v1", description="Model-published topic")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated broker list")
+    topics: KafkaTopics = KafkaTopics()
+    partitions: int = Field(3, ge=1, description="Partitions of topics feedrank creates")
+    replication_factor: int = Field(1, ge=1, description="Replication of topics feedrank creates")
+    consumer_group: str = Field("feedrank-trainer", description="Consumer group of the trainer's event store")
+    # Tansu's group join waits about session_timeout/2, so a short session keeps joins quick.
+    session_timeout_ms: int = Field(10000, description="Consumer session timeout")
+    heartbeat_interval_ms: int = Field(3000, description="Consumer heartbeat")
+    fetch_max_wait_ms: int = Field(50, description="Longest a fetch waits for data")
+    request_timeout_ms: int = Field(5000, description="Producer/consumer request timeout")
+
+
+class FeedbackSettings(_Group):
+    spool_dir: str = Field("", description="Spool folder; empty = $FEEDRANK_DATA_DIR/spool")
+    max_events_per_request: int = Field(1000, ge=1, description="Largest batch one Record call may carry")
+    max_event_bytes: int = Field(262144, ge=1, description="Largest serialized event")
+    max_future_skew_s: float = Field(300.0, ge=0, description="Timestamps further ahead than this are refused")
+    send_timeout_s: float = Field(2.0, gt=0, description="How long a Record waits for Kafka before spooling")
+
+
+class TrainingSettings(_Group):
+    base_model: str = Field("", description="HF directory a scratch run starts from; empty = packaged MiniLM-L6")
+    loss: Literal["bce", "mnrl", "lambda"] = Field("bce", description="Cross-encoder loss")
+    epochs: int = Field(1, ge=1, description="Training epochs")
+    batch_size: int = Field(16, ge=1, description="Pairs (or triplets) per step")
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Share of steps spent warming up")
+    max_length: int = Field(256, ge=16, description="Token limit in training and, recorded in the manifest, serving")
+    negatives_per_positive: int = Field(3, ge=1, description="Negatives paired with each positive")
+    seed: int = Field(13, description="Seed of every random choice in mining and training")
+    min_triplets: int = Field(30, ge=0, description="Gate: fewest triplets a run may be promoted from")
+    min_gain: float = Field(0.0, description="Gate: least nDCG@10 gain over the champion")
+    max_p: float = Field(0.1, gt=0, le=1, description="Gate: largest p-value of the paired test")
+    guard_tolerance: float = Field(0.01, ge=0, description="Gate: most nDCG@10 the guard set may lose")
+
+
+class RegistrySettings(_Group):
+    root: str = Field("", description="Registry folder; empty = $FEEDRANK_DATA_DIR/registry")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDRANK_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    data_dir: str = Field("./data", description="Everything a deployment writes lives under this folder")
+    log_level: str = Field("INFO", description="Log level")
+    log_json: bool = Field(True, description="Structured JSON logs (false: plain text)")
+    endpoints: EndpointSettings = EndpointSettings()
+    reranking: RerankingSettings = RerankingSettings()
+    engine: EngineSettings = EngineSettings()
+    fusion: FusionSettings = FusionSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    training: TrainingSettings = TrainingSettings()
+    registry: RegistrySettings = RegistrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_path = os.environ.get("FEEDRANK_CONFIG")
+        if yaml_path:
+            if not Path(yaml_path).is_file():
+                raise FileNotFoundError(f"FEEDRANK_CONFIG points to {yaml_path}, which is not a file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_path))
+        return tuple(sources)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def registry_path(self) -> Path:
+        return Path(self.registry.root).resolve() if self.registry.root else self.data_path / "registry"
+
+    @property
+    def spool_path(self) -> Path:
+        return Path(self.feedback.spool_dir).resolve() if self.feedback.spool_dir else self.data_path / "spool"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with whole groups replaced (settings are frozen)."""
+        return self.model_copy(update=changes)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def describe(model: type[BaseModel] = Settings, prefix: str = "FEEDRANK_") -> list[tuple[str, str, str]]:
+    """(env var, default, description) for every leaf setting, for `feedrank config`."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        env = f"{prefix}{name.upper()}"
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += describe(annotation, env + "__")
+        else:
+            rows.append((env, repr(field.default), field.description or ""))
+    return rows

@@ -1,0 +1,1 @@
+"""The ONNX inference engine shared by the reranker (cross-encoders) and the retriever (embedder)."""

@@ -1,0 +1,89 @@
+"""onnxruntime sessions: provider choice (CUDA or CPU), threads and precision, from EngineSettings."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from services.common.config import EngineSettings
+from services.common.errors import ErrorKind, FeedrankError
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+# File names of one exported model inside a version folder, by precision.
+MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    session: ort.InferenceSession
+    providers: tuple[str, ...]
+    precision: str
+    input_names: tuple[str, ...]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        wanted = {k: v for k, v in feeds.items() if k in self.input_names}
+        return self.session.run(None, wanted)[0]
+
+
+def choose_providers(device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "cuda":
+        if CUDA not in available:
+            raise FeedrankError(
+                ErrorKind.FAILED_PRECONDITION,
+                "engine.device=cuda but onnxruntime has no CUDA provider: install the `gpu` extra (onnxruntime-gpu)",
+            )
+        return [CUDA, CPU]
+    if device == "auto" and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def effective_precision(requested: str, providers: list[str]) -> str:
+    """fp16 only pays off (and is only exported) for CUDA; int8 dynamic quantization is a CPU path."""
+    on_gpu = providers[0] == CUDA
+    if requested == "fp16" and not on_gpu:
+        return "fp32"
+    if requested == "int8" and on_gpu:
+        return "fp32"
+    return requested
+
+
+def load_model(folder: Path, settings: EngineSettings) -> OnnxModel:
+    providers = choose_providers(settings.device)
+    precision = effective_precision(settings.precision, providers)
+    path = folder / MODEL_FILES[precision]
+    if not path.is_file():
+        if precision == "fp32":
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no {path.name} in {folder}")
+        log.warning("%s missing in %s; serving fp32", path.name, folder)
+        precision, path = "fp32", folder / MODEL_FILES["fp32"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.intra_op_threads or _physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for corrupt files
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"cannot load {path}: {err}") from err
+    return OnnxModel(
+        session=session,
+        providers=tuple(session.get_providers()),
+        precision=precision,
+        input_names=tuple(i.name for i in session.get_inputs()),
+    )
+
+
+def _physical_cores() -> int:
+    count = os.cpu_count() or 1
+    return max(1, count // 2) if count > 4 else count

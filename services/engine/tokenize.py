@@ -1,0 +1,62 @@
+"""Fast (Rust) tokenization into padded numpy arrays, with no torch on the serving path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Encoding, Tokenizer
+
+from services.common.errors import ErrorKind, FeedrankError
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    @property
+    def feeds(self) -> dict[str, np.ndarray]:
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "token_type_ids": self.token_type_ids}
+
+
+class TextTokenizer:
+    """Wraps tokenizer.json; `max_length` is the longest sequence (pair) the model sees."""
+
+    def __init__(self, folder: Path, max_length: int):
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no tokenizer.json in {folder}")
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=max_length, strategy="longest_first")
+        self._untruncated = Tokenizer.from_file(str(path))
+        self._untruncated.no_padding()
+        self._untruncated.no_truncation()
+        self.max_length = max_length
+
+    def encode_pairs(self, query: str, texts: list[str]) -> list[Encoding]:
+        return self._tok.encode_batch([(query, t) for t in texts])
+
+    def encode_texts(self, texts: list[str]) -> list[Encoding]:
+        return self._tok.encode_batch(texts)
+
+    def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
+        """Untruncated token counts, to refuse over-long pairs when the caller asked not to truncate."""
+        return [len(e.ids) for e in self._untruncated.encode_batch([(query, t) for t in texts])]
+
+
+def pad(encodings: list[Encoding]) -> Batch:
+    width = max(len(e.ids) for e in encodings)
+    n = len(encodings)
+    ids = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    for row, enc in enumerate(encodings):
+        k = len(enc.ids)
+        ids[row, :k] = enc.ids
+        mask[row, :k] = 1
+        types[row, :k] = enc.type_ids
+    return Batch(ids, mask, types)
