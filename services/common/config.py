@@ -51,7 +51,9 @@ class RerankingSettings(_Group):
     reranker_cloud_provider: Literal["cohere", "voyage", "jina"] = Field("cohere", description="Cloud provider")
     reranker_cloud_model: str = Field("rerank-v3.5", description="Cloud model name (see models.json)")
     reranker_cloud_base_url: str = Field("", description="Override the provider's API base URL (proxies, tests)")
-    reranker_cloud_top_n: int = Field(50, ge=1, description="At most this many documents are sent to a cloud API")
+    reranker_cloud_top_n: int = Field(
+        50, ge=1, le=1000, description="At most this many documents are sent to a cloud API (providers cap at 1000)"
+    )
     tribrid_reranker_topn: int = Field(20, ge=0, description="Fused candidates the retriever sends to the reranker")
     rerank_input_snippet_chars: int = Field(2000, ge=0, description="Each document is cut to this many chars")
     reranker_timeout: float = Field(10.0, gt=0, description="Seconds a rerank call (local or cloud) may take")
