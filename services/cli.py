@@ -21,9 +21,9 @@ def show_config() -> None:
 
 
 def _register_stages() -> None:
-    from services.reranker import cli as reranker_cli
+    from services.registry import cli as registry_cli
 
-    reranker_cli.register(app)
+    registry_cli.register(app)
 
 
 _register_stages()

@@ -1,0 +1,1 @@
+"""Model registry shared by the reranker (reads), the trainer and the CLI (write)."""

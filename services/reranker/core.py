@@ -1,0 +1,201 @@
+"""The reranker's one core object; the gRPC servicer and the HTTP gateway are adapters over it.
+
+query + documents -> validated -> (cache | batcher over the chosen version | cloud API) -> ranked
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services import __version__
+from services.common.config import Settings
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.engine.session import choose_providers
+from services.reranker.batching import Batcher
+from services.reranker.cache import ResultCache, cache_key
+from services.reranker.cloud import CloudReranker
+from services.reranker.versions import LoadedVersion, VersionPool
+
+PASSTHROUGH = "none"
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class RerankQuery:
+    query: str
+    documents: list[Document]
+    top_n: int = 0
+    model: str = ""
+    truncate: bool = True
+    return_text: bool = False
+
+
+@dataclass(frozen=True)
+class Ranked:
+    index: int
+    id: str
+    score: float
+    text: str = ""
+
+
+@dataclass
+class Timings:
+    queue_ms: float = 0.0
+    tokenize_ms: float = 0.0
+    inference_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class RerankOutcome:
+    results: list[Ranked]
+    model_version: str
+    model_alias: str
+    mode: str
+    timings: Timings = field(default_factory=Timings)
+    cached: bool = False
+
+
+class RerankerCore:
+    def __init__(
+        self, settings: Settings, pool: VersionPool, batcher: Batcher, cache: ResultCache,
+        cloud: CloudReranker | None = None,
+    ):
+        self.settings = settings
+        self.pool = pool
+        self.batcher = batcher
+        self.cache = cache
+        self.cloud = cloud
+
+    @property
+    def mode(self) -> str:
+        return self.settings.reranking.reranker_mode
+
+    @property
+    def default_model(self) -> str:
+        return self.settings.reranking.reranker_local_model if self.mode == "local" else "champion"
+
+    async def rerank(self, request: RerankQuery, deadline: float | None = None) -> RerankOutcome:
+        """`deadline` is time.monotonic() based; work past it is dropped before the model."""
+        started = time.perf_counter()
+        self._validate(request)
+        name = request.model or self.default_model
+        texts = [self._snippet(d.text) for d in request.documents]
+        if self.mode == "none":
+            scores, version, timings, cached = self._passthrough(len(texts)), PASSTHROUGH, Timings(), False
+        elif self.mode == "cloud":
+            scores, version, timings, cached = await self._cloud_scores(request.query, texts)
+        else:
+            loaded = await self.pool.get(name)
+            if loaded is None:
+                scores, version, timings, cached = self._passthrough(len(texts)), PASSTHROUGH, Timings(), False
+            else:
+                scores, timings, cached = await self._local_scores(loaded, request, texts, deadline)
+                version = loaded.manifest.version_id
+        timings.total_ms = (time.perf_counter() - started) * 1000
+        return RerankOutcome(
+            results=self._rank(request, scores), model_version=version, model_alias=name,
+            mode=self.mode, timings=timings, cached=cached,
+        )
+
+    def _validate(self, request: RerankQuery) -> None:
+        limits = self.settings.reranking
+        if not request.query.strip():
+            raise invalid("query", "must not be empty")
+        if len(request.query.encode()) > limits.max_text_bytes:
+            raise invalid("query", f"longer than {limits.max_text_bytes} bytes")
+        if not request.documents:
+            raise invalid("documents", "at least one document is required")
+        if len(request.documents) > limits.max_documents:
+            raise invalid("documents", f"{len(request.documents)} documents; at most {limits.max_documents} allowed")
+        for i, doc in enumerate(request.documents):
+            if len(doc.text.encode()) > limits.max_text_bytes:
+                raise invalid(f"documents[{i}].text", f"longer than {limits.max_text_bytes} bytes")
+        if request.top_n < 0:
+            raise invalid("top_n", "must be >= 0")
+        if request.model and request.model not in ("champion", "challenger") and self.mode in ("none", "cloud"):
+            raise invalid("model", f"mode {self.mode} serves no model versions")
+
+    def _snippet(self, text: str) -> str:
+        limit = self.settings.reranking.rerank_input_snippet_chars
+        return text[:limit] if limit else text
+
+    @staticmethod
+    def _passthrough(n: int) -> np.ndarray:
+        # Input order kept: a strictly falling score per position.
+        return np.linspace(1.0, 0.0, num=n, endpoint=False, dtype=np.float32) if n > 1 else np.ones(n, np.float32)
+
+    async def _local_scores(
+        self, loaded: LoadedVersion, request: RerankQuery, texts: list[str], deadline: float | None
+    ) -> tuple[np.ndarray, Timings, bool]:
+        scorer = loaded.scorer
+        key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit, Timings(), True
+        t0 = time.perf_counter()
+        if not request.truncate:
+            lengths = await asyncio.to_thread(scorer.pair_lengths, request.query, texts)
+            too_long = [i for i, n in enumerate(lengths) if n > scorer.max_length]
+            if too_long:
+                raise invalid(
+                    f"documents[{too_long[0]}].text",
+                    f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
+                    "set truncate=true or shorten it",
+                )
+        encodings = await asyncio.to_thread(scorer.prepare, request.query, texts)
+        tokenize_ms = (time.perf_counter() - t0) * 1000
+        if deadline is not None and time.monotonic() > deadline:
+            raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, "deadline passed before scoring")
+        result = await self.batcher.submit(scorer, encodings, deadline)
+        self.cache.put(key, result.scores)
+        return result.scores, Timings(result.queue_s * 1000, tokenize_ms, result.inference_s * 1000), False
+
+    async def _cloud_scores(self, query: str, texts: list[str]) -> tuple[np.ndarray, str, Timings, bool]:
+        if self.cloud is None:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "cloud mode is not configured")
+        top = self.settings.reranking.reranker_cloud_top_n
+        t0 = time.perf_counter()
+        answer = await self.cloud.rerank(query, texts, min(top, len(texts)))
+        scores = np.asarray(answer.scores, dtype=np.float32)
+        if len(scores) < len(texts):  # documents past reranker_cloud_top_n keep their order, below the rest
+            tail = -1e9 - np.arange(len(texts) - len(scores), dtype=np.float32)
+            scores = np.concatenate([scores, tail])
+        version = f"{answer.provider}:{answer.model}"
+        return scores, version, Timings(inference_ms=(time.perf_counter() - t0) * 1000), False
+
+    @staticmethod
+    def _rank(request: RerankQuery, scores: np.ndarray) -> list[Ranked]:
+        order = np.argsort(-scores, kind="stable")
+        if request.top_n:
+            order = order[: request.top_n]
+        docs = request.documents
+        return [
+            Ranked(int(i), docs[i].id, float(scores[i]), docs[i].text if request.return_text else "") for i in order
+        ]
+
+    def info(self) -> dict:
+        engine = self.settings.engine
+        providers = choose_providers(engine.device) if self.mode in ("local", "learning") else []
+        return {
+            "build_version": __version__,
+            "mode": self.mode,
+            "backend": "onnxruntime" if providers else self.mode,
+            "providers": providers,
+            "precision": engine.precision,
+            "loaded": [v for v in self.pool.loaded()],
+            "aliases": self.pool.alias_targets(),
+            "last_reload_at": self.pool.last_reload_at,
+            "last_reload_error": self.pool.last_reload_error,
+            "swap_count": self.pool.swap_count,
+            "cloud_usage": self.cloud.usage() if self.cloud else [],
+        }

