@@ -67,7 +67,8 @@ class Catalog:
         if not isinstance(data, dict) or not isinstance(data.get("models"), list):
             raise _bad_file(f"models catalog {path} must be an object with a 'models' list")
         models = [_parse_model(entry, i, path) for i, entry in enumerate(data["models"])]
-        return cls(models, currency=str(data.get("currency", "USD")), last_updated=str(data.get("last_updated", "")))
+        currency, updated = str(data.get("currency", "USD")), str(data.get("last_updated", ""))
+        return cls(models, currency=currency, last_updated=updated)
 
     def get(self, provider: str, model_id: str) -> CatalogModel:
         model = self._by_key.get((provider, model_id))

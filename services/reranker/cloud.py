@@ -109,7 +109,8 @@ class CloudReranker(abc.ABC):
         self._count("ok", billed)
         log.debug(
             "cloud rerank",
-            extra={"fields": {"provider": self.PROVIDER, "model": self.model.id, "sent": len(sent), "billed": billed}},
+            extra={"fields": {"provider": self.PROVIDER, "model": self.model.id, "sent": len(sent),
+                              "billed": billed}},
         )
         return CloudScores(scores, billed, self.model.id, self.PROVIDER)
 
@@ -149,7 +150,9 @@ class CloudReranker(abc.ABC):
         except httpx.HTTPError as err:
             raise FeedrankError(
                 ErrorKind.UNAVAILABLE,
-                self._scrub(f"cannot reach {self.PROVIDER} rerank API at {self.base_url}: {type(err).__name__} {err}"),
+                self._scrub(
+                    f"cannot reach {self.PROVIDER} rerank API at {self.base_url}: {type(err).__name__} {err}"
+                ),
             ) from None
         if response.status_code != 200:
             raise self._status_error(response)
@@ -167,9 +170,13 @@ class CloudReranker(abc.ABC):
                 f"cloud provider rejected the API key ({self.PROVIDER}, HTTP {code}; check {self.ENV_VAR})",
             )
         if code == 429:
-            return FeedrankError(ErrorKind.RESOURCE_EXHAUSTED, f"{self.PROVIDER} rate limit (HTTP 429): {detail}")
+            return FeedrankError(
+                ErrorKind.RESOURCE_EXHAUSTED, f"{self.PROVIDER} rate limit (HTTP 429): {detail}"
+            )
         if 400 <= code < 500:
-            return FeedrankError(ErrorKind.INVALID_ARGUMENT, f"{self.PROVIDER} refused the request (HTTP {code}): {detail}")
+            return FeedrankError(
+                ErrorKind.INVALID_ARGUMENT, f"{self.PROVIDER} refused the request (HTTP {code}): {detail}"
+            )
         return FeedrankError(ErrorKind.UNAVAILABLE, f"{self.PROVIDER} failed (HTTP {code}): {detail}")
 
     def _scrub(self, text: str) -> str:
@@ -268,7 +275,9 @@ def make_cloud_reranker(settings: RerankingSettings, catalog: Catalog) -> CloudR
         raise invalid("reranker_cloud_base_url", f"not a URL: {err}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise invalid("reranker_cloud_base_url", f"must be an http(s) URL with a host, got {base_url!r}")
-    return cls(model, key, base_url, timeout=settings.reranker_timeout, max_documents=settings.reranker_cloud_top_n)
+    return cls(
+        model, key, base_url, timeout=settings.reranker_timeout, max_documents=settings.reranker_cloud_top_n
+    )
 
 
 def _checked(results: list[Any], sent: int, provider: str) -> list[tuple[int, float]]:
@@ -299,7 +308,7 @@ def _field(
         return None
     if not isinstance(value, kind):
         name = f"{where}.{key}" if where else key
-        raise _malformed(provider, f"'{name}' is missing or not a {'list' if kind is list else 'object'}")
+        raise _malformed(provider, f"'{name}' is missing or not {'a list' if kind is list else 'an object'}")
     return value
 
 
@@ -307,7 +316,8 @@ def _units(value: Any, provider: str, name: str) -> int:
     # A response without usage still carries good scores; count it as 0 rather than fail the query.
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < 0:
         raise _malformed(provider, f"'{name}' is {value!r}, not a count")
     return math.ceil(value)
 

@@ -119,7 +119,8 @@ class FakeRerankServer:
         # Slow handlers must not hold up close(): they are daemons, and close() wakes them.
         self._server.daemon_threads = True
         self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval keeps shutdown() (which waits for the next poll) quick.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
