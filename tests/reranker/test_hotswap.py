@@ -1,0 +1,95 @@
+"""Hot-swap: alias flips under load drop no request; damaged versions are refused, the old one serves."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+
+from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc
+from tests.reranker.test_service import _request
+
+
+def _wait_for(stub, predicate, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5)
+        if predicate(info):
+            return info
+        time.sleep(0.1)
+    raise AssertionError(f"condition not reached; last info: {info}")
+
+
+def test_five_swaps_under_load_fail_no_request(reranker_process, registry):
+    first, second = [m.version_id for m in registry.versions()]
+    server = reranker_process(FEEDRANK_ENGINE__CACHE_ENTRIES="0")
+    failures: list[str] = []
+    served: set[str] = set()
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = reranker_pb2_grpc.RerankerStub(channel)
+            while not stop.is_set():
+                try:
+                    served.add(stub.Rerank(_request(4), timeout=30).model_version)
+                except grpc.RpcError as err:
+                    failures.append(f"{err.code()}: {err.details()}")
+
+    clients = [threading.Thread(target=hammer) for _ in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = reranker_pb2_grpc.RerankerStub(channel)
+            for swap in range(5):
+                target = second if swap % 2 == 0 else first
+                registry.set_alias("champion", target, f"test swap {swap}")
+                _wait_for(stub, lambda info, t=target: info.aliases["champion"] == t)
+                time.sleep(0.3)
+            info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    assert not failures, failures[:5]
+    assert served == {first, second}
+    assert info.swap_count >= 6  # the first load plus five swaps
+    assert info.aliases["champion"] == second
+
+
+def test_corrupt_version_is_refused_and_old_one_keeps_serving(reranker_process, registry):
+    champion, other = registry.aliases()["champion"], [m.version_id for m in registry.versions()][1]
+    onnx = registry.root / "versions" / other / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    server = reranker_process()
+    with grpc.insecure_channel(server.target) as channel:
+        stub = reranker_pb2_grpc.RerankerStub(channel)
+        registry.set_alias("champion", other, "try a damaged version")
+        info = _wait_for(stub, lambda i: "checksum" in i.last_reload_error)
+        assert info.aliases["champion"] == champion
+        assert stub.Rerank(_request(3), timeout=30).model_version == champion
+
+
+def test_truncated_version_is_refused(reranker_process, registry):
+    champion, other = registry.aliases()["champion"], [m.version_id for m in registry.versions()][1]
+    (registry.root / "versions" / other / "tokenizer.json").write_text("{")
+    server = reranker_process()
+    with grpc.insecure_channel(server.target) as channel:
+        stub = reranker_pb2_grpc.RerankerStub(channel)
+        registry.set_alias("champion", other, "try a truncated version")
+        info = _wait_for(stub, lambda i: bool(i.last_reload_error))
+        assert other in info.last_reload_error and info.aliases["champion"] == champion
+
+
+def test_challenger_and_version_ids_can_be_asked_for(reranker_process, registry):
+    other = [m.version_id for m in registry.versions()][1]
+    registry.set_alias("challenger", other, "test")
+    server = reranker_process()
+    with grpc.insecure_channel(server.target) as channel:
+        stub = reranker_pb2_grpc.RerankerStub(channel)
+        assert stub.Rerank(_request(3, model="challenger"), timeout=30).model_version == other
+        assert stub.Rerank(_request(3, model=other), timeout=30).model_version == other
