@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 STAMP := .venv/.installed
 
-.PHONY: setup protos protos-check test bench demo lint clean
+.PHONY: setup protos protos-check test bench demo lint clean k8s-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.reranker
+
+# Renders and validates deploy/ (kubernetes-validate, Strimzi check, yamllint, checkov in .venv-checkov).
+k8s-check: $(STAMP)
+	tools/k8s_check.sh
 
 clean:
 	rm -rf .venv build *.egg-info
