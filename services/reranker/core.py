@@ -167,9 +167,10 @@ class RerankerCore:
         t0 = time.perf_counter()
         answer = await self.cloud.rerank(query, texts, min(top, len(texts)))
         scores = np.asarray(answer.scores, dtype=np.float32)
-        if len(scores) < len(texts):  # documents past reranker_cloud_top_n keep their order, below the rest
-            tail = -1e9 - np.arange(len(texts) - len(scores), dtype=np.float32)
-            scores = np.concatenate([scores, tail])
+        # Documents the provider did not score (past reranker_cloud_top_n) keep their order below
+        # the rest, with finite scores so every front (JSON included) can carry them.
+        unscored = ~np.isfinite(scores)
+        scores[unscored] = -1e6 - np.arange(int(unscored.sum()), dtype=np.float32)
         version = f"{answer.provider}:{answer.model}"
         return scores, version, Timings(inference_ms=(time.perf_counter() - t0) * 1000), False
 

@@ -132,3 +132,27 @@ def test_full_queue_gives_resource_exhausted(reranker_process):
                 codes.append(err.code())
     assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def test_cloud_mode_through_grpc_reports_billed_units(reranker_process):
+    from tests.reranker.cloud_fakes import FakeRerankServer
+
+    with FakeRerankServer("cohere", "test-key-123") as fake:
+        server = reranker_process(
+            FEEDRANK_RERANKING__RERANKER_MODE="cloud", FEEDRANK_RERANKING__RERANKER_CLOUD_BASE_URL=fake.url,
+            FEEDRANK_RERANKING__RERANKER_CLOUD_TOP_N="3", COHERE_API_KEY="test-key-123",
+        )
+        docs = ["pasta recipes", "the capital of france is paris", "paris france capital city", "rust borrow checker"]
+        request = reranker_pb2.RerankRequest(
+            query="capital of france", documents=[reranker_pb2.RerankDocument(id=str(i), text=t) for i, t in enumerate(docs)]
+        )
+        with grpc.insecure_channel(server.target) as channel:
+            stub = reranker_pb2_grpc.RerankerStub(channel)
+            response = stub.Rerank(request, timeout=30)
+            info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=10)
+    assert response.model_version == "cohere:rerank-v3.5"
+    assert {r.index for r in response.results[:2]} == {1, 2}
+    assert response.results[-1].index == 3  # past reranker_cloud_top_n: kept last, in order
+    assert len(fake.requests[0].body["documents"]) == 3
+    assert info.cloud_usage[0].billed_units >= 1
+    assert "test-key-123" not in server.log.read_text()
