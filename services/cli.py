@@ -25,5 +25,9 @@ def _register_stages() -> None:
 
     registry_cli.register(app)
 
+    from services.retriever import cli as retriever_cli
+
+    retriever_cli.register(app)
+
 
 _register_stages()

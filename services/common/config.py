@@ -83,6 +83,8 @@ class EngineSettings(_Group):
 
 
 class FusionSettings(_Group):
+    """How the retriever merges its lexical and vector legs (changeable at run time via UpdateConfig)."""
+
     method: Literal["rrf", "weighted", "dbsf"] = Field("rrf", description="How the two legs are fused")
     rrf_k: float = Field(60.0, gt=0, description="RRF constant k")
     vector_weight: float = Field(0.5, ge=0, description="Weight of the vector leg (weighted, dbsf)")
@@ -91,17 +93,43 @@ class FusionSettings(_Group):
 
 
 class RetrievalSettings(_Group):
-    lexical_backend: Literal["tantivy", "opensearch"] = Field("tantivy", description="BM25 engine")
-    vector_backend: Literal["edge", "qdrant"] = Field("edge", description="edge = in-process qdrant-edge")
+    """The retriever's backends, ingestion and search defaults."""
+
+    lexical_backend: Literal["tantivy", "opensearch"] = Field(
+        "tantivy", description="BM25 engine: tantivy = embedded on-disk index; opensearch = a server"
+    )
+    vector_backend: Literal["edge", "qdrant"] = Field(
+        "edge", description="edge = in-process qdrant-edge shard on disk; qdrant = a Qdrant server"
+    )
     opensearch_url: str = Field("http://127.0.0.1:9200", description="OpenSearch URL (lexical_backend=opensearch)")
+    opensearch_index_prefix: str = Field("feedrank-", description="OpenSearch index name = prefix + corpus id")
+    opensearch_bulk_retries: int = Field(3, ge=0, description="Retries of a failed OpenSearch bulk request")
+    opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout")
     qdrant_url: str = Field("http://127.0.0.1:6333", description="Qdrant URL (vector_backend=qdrant)")
-    bm25_k1: float = Field(0.9, gt=0, description="BM25 k1")
-    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 b")
+    qdrant_collection_prefix: str = Field("feedrank-", description="Qdrant collection name = prefix + corpus id")
+    bm25_k1: float = Field(
+        0.9, gt=0, description="BM25 k1 (OpenSearch index similarity; tantivy's BM25 is fixed at k1=1.2)"
+    )
+    bm25_b: float = Field(
+        0.4, ge=0, le=1, description="BM25 b (OpenSearch index similarity; tantivy's BM25 is fixed at b=0.75)"
+    )
     embedder_max_length: int = Field(256, ge=8, description="Token limit of the bi-encoder")
     embed_batch_size: int = Field(64, ge=1, description="Documents embedded per batch at ingest")
     top_k: int = Field(10, ge=1, le=1000, description="Results returned when a request does not say")
     candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")
+    max_top_k: int = Field(1000, ge=1, description="Largest top_k or candidate_k a request may ask for")
+    snippet_chars: int = Field(300, ge=0, description="Length of the snippet returned with each result")
     impression_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of searches logged as impressions")
+    impression_timeout_s: float = Field(
+        0.5, gt=0, description="Deadline of the fire-and-forget impression call to the feedback service"
+    )
+    dataset_url: str = Field(
+        "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip",
+        description="Where `feedrank ingest --dataset NAME` downloads a BEIR dataset from",
+    )
+    repo_window_lines: int = Field(60, ge=5, description="Lines per chunk for code without a function/class parser")
+    repo_window_overlap: int = Field(10, ge=0, description="Lines shared by consecutive line-window chunks")
+    repo_max_file_bytes: int = Field(1_000_000, ge=1, description="Source files larger than this are skipped")
 
 
 class KafkaTopics(_Group):

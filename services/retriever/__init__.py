@@ -1,0 +1,1 @@
+"""The retriever: corpora, lexical and vector legs, fusion, the reranker call, impressions."""

@@ -1,0 +1,137 @@
+"""One corpus on disk: its documents, queries and qrels, and the handles of its two indexes.
+
+Layout under `$FEEDRANK_DATA_DIR/corpora/<corpus_id>/` (other stages read it):
+- `docs.sqlite`   table `docs(id TEXT PRIMARY KEY, title, text, sha)`: the source of titles,
+                  snippets and reranker inputs, and the trainer's document texts.
+- `queries.jsonl`, `qrels/<split>.tsv`: BEIR copies, when the corpus came from a BEIR dataset.
+- `manifest.json` which backends and embedder the indexes were built with, document count.
+- `lexical/` (tantivy) and `vectors/` (qdrant-edge) when the embedded backends are used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.evaluation.beir import Doc
+
+_CORPUS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_corpus_id(corpus_id: str, field: str = "corpus_id") -> str:
+    if not _CORPUS_ID.match(corpus_id or ""):
+        raise invalid(field, f"{corpus_id!r} is not a corpus id (letters, digits, '_', '.', '-'; at most 64)")
+    return corpus_id
+
+
+def corpora_root(data_dir: Path) -> Path:
+    return data_dir / "corpora"
+
+
+def list_corpus_ids(data_dir: Path) -> list[str]:
+    root = corpora_root(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "docs.sqlite").is_file())
+
+
+def doc_sha(doc: Doc) -> str:
+    return hashlib.sha256(f"{doc.title}\x00{doc.text}".encode()).hexdigest()[:24]
+
+
+class DocStore:
+    """The documents of one corpus, keyed by doc id (sqlite, safe across threads)."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, title TEXT, text TEXT, sha TEXT)")
+        self._lock = threading.Lock()
+
+    def shas(self, ids: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(self._db.execute(f"SELECT id, sha FROM docs WHERE id IN ({marks})", chunk).fetchall())
+        return out
+
+    def upsert(self, docs: list[Doc]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO docs (id, title, text, sha) VALUES (?, ?, ?, ?)",
+                [(d.id, d.title, d.text, doc_sha(d)) for d in docs],
+            )
+            self._db.execute("COMMIT")
+
+    def delete(self, ids: list[str]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM docs WHERE id = ?", [(i,) for i in ids])
+            self._db.execute("COMMIT")
+
+    def get(self, ids: list[str]) -> dict[str, Doc]:
+        out: dict[str, Doc] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(f"SELECT id, title, text FROM docs WHERE id IN ({marks})", chunk)
+                out.update({r[0]: Doc(r[0], r[1], r[2]) for r in rows})
+        return out
+
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM docs")}
+
+    def iter_docs(self) -> Iterator[Doc]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, title, text FROM docs ORDER BY id").fetchall()
+        for r in rows:
+            yield Doc(*r)
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def read_manifest(root: Path) -> dict:
+    path = root / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_manifest(root: Path, manifest: dict) -> None:
+    tmp = root / "manifest.json.tmp"
+    tmp.write_text(json.dumps({**manifest, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
+    os.replace(tmp, root / "manifest.json")
+
+
+def missing_corpus(corpus_id: str, data_dir: Path) -> FeedrankError:
+    known = ", ".join(list_corpus_ids(data_dir)) or "none yet: run `feedrank ingest`"
+    return FeedrankError(ErrorKind.INVALID_ARGUMENT, f"unknown corpus {corpus_id!r} (known: {known})", "corpus_id")
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

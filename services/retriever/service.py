@@ -1,0 +1,268 @@
+"""The retriever's core: ingestion, hybrid search, run-time config, corpus listing.
+
+gRPC (server.py) and the CLI are adapters over `RetrieverCore`; protobuf appears here only
+for the two outgoing calls, built in `convert.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from services.common.config import FusionSettings, RerankingSettings, Settings
+from services.common.errors import invalid
+from services.evaluation import beir
+from services.evaluation.beir import Doc
+from services.retriever import convert
+from services.retriever.backends import Corpora, Corpus
+from services.retriever.clients import ImpressionSender, RerankerClient
+from services.retriever.corpus import check_corpus_id
+from services.retriever.embedder import Embedder
+from services.retriever.fusion import Fused, fuse
+from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
+from services.retriever.runtime_config import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    corpus_id: str
+    query: str
+    top_k: int = 0  # 0 = configured default
+    candidate_k: int = 0  # 0 = configured default
+    fusion: dict = field(default_factory=dict)  # per-request overrides of FusionSettings fields
+    rerank_mode: str | None = None  # "none" skips the reranker
+    session_id: str = ""
+    model: str = ""  # reranker alias or version id
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    title: str
+    snippet: str
+    fused: Fused
+    rerank_score: float = 0.0
+    rank: int = 0
+
+
+@dataclass
+class SearchOutcome:
+    query_id: str
+    hits: list[Hit]
+    model_version: str
+    reranked: bool
+    degraded_reason: str
+    lexical_ms: float
+    vector_ms: float
+    rerank_ms: float
+    total_ms: float
+
+
+@dataclass
+class Legs:
+    lexical: list[tuple[str, float]]
+    vector: list[tuple[str, float]]
+    lexical_ms: float
+    vector_ms: float
+
+
+class RetrieverCore:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        corpora: Corpora | None = None,
+        embedder: Embedder | None = None,
+        reranker: RerankerClient | None = None,
+        impressions: ImpressionSender | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.settings = settings
+        self.data_dir = settings.data_path
+        self.corpora = corpora or Corpora(settings.retrieval, self.data_dir)
+        self._embedder = embedder
+        self.reranker = reranker or RerankerClient(settings.endpoints.reranker)
+        self.impressions = impressions or ImpressionSender(
+            settings.endpoints.feedback, settings.retrieval.impression_timeout_s
+        )
+        self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking)
+        self._rng = rng or random.Random()
+
+    # -- embedder ---------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        """Loaded on first use: exporting to ONNX the first time takes a while."""
+        if self._embedder is None:
+            r = self.settings.retrieval
+            self._embedder = Embedder.from_data_dir(
+                self.data_dir, self.settings.engine, r.embedder_max_length, r.embed_batch_size
+            )
+        return self._embedder
+
+    # -- ingestion --------------------------------------------------------------------------
+    @property
+    def _backends(self) -> tuple[str, str]:
+        return self.settings.retrieval.lexical_backend, self.settings.retrieval.vector_backend
+
+    def ingest(
+        self, corpus_id: str, docs: Iterable[Doc], *, prune: bool = False, source: str = "", progress: Progress | None = None
+    ) -> IngestReport:
+        corpus = self.corpora.get(check_corpus_id(corpus_id), create=True)
+        return ingest_docs(
+            corpus, self.embedder, docs, prune=prune, progress=progress, source=source, backends=self._backends
+        )
+
+    def ingest_beir(self, corpus_id: str, dataset: Path, *, prune: bool = False, progress: Progress | None = None) -> IngestReport:
+        beir.check_dataset(dataset)
+        corpus = self.corpora.get(check_corpus_id(corpus_id), create=True)
+        copy_beir_extras(dataset, corpus.root)
+        return self.ingest(corpus_id, beir.iter_corpus(dataset), prune=prune, source=str(dataset.resolve()), progress=progress)
+
+    def delete(self, corpus_id: str, ids: list[str]) -> IngestReport:
+        return delete_docs(self.corpora.get(corpus_id), ids, self.embedder, self._backends)
+
+    def list_corpora(self) -> list[tuple[str, int]]:
+        return [(cid, self.corpora.get(cid).store.count()) for cid in self.corpora.ids()]
+
+    # -- search -----------------------------------------------------------------------------
+    def legs(self, corpus: Corpus, query: str, depth: int) -> Legs:
+        """Both legs, sequentially (eval and benchmarks; search runs them concurrently)."""
+        lexical, lexical_ms = self._lexical(corpus, query, depth)
+        vector, vector_ms = self._vector(corpus, query, depth)
+        return Legs(lexical, vector, lexical_ms, vector_ms)
+
+    def _lexical(self, corpus: Corpus, query: str, depth: int) -> tuple[list, float]:
+        started = time.perf_counter()
+        hits = corpus.lexical.search(query, depth)
+        return hits, (time.perf_counter() - started) * 1000
+
+    def _vector(self, corpus: Corpus, query: str, depth: int) -> tuple[list, float]:
+        started = time.perf_counter()
+        hits = corpus.vector.search(self.embedder.encode_query(query), depth)
+        return hits, (time.perf_counter() - started) * 1000
+
+    def validate(self, request: SearchQuery) -> tuple[Corpus, int, int, FusionSettings, RerankingSettings]:
+        if not request.query or not request.query.strip():
+            raise invalid("query", "must not be empty")
+        limit = self.settings.retrieval.max_top_k
+        top_k = request.top_k or self.settings.retrieval.top_k
+        if not 1 <= top_k <= limit:
+            raise invalid("top_k", f"must be between 1 and {limit}, got {request.top_k}")
+        candidate_k = request.candidate_k or self.settings.retrieval.candidate_k
+        if not 1 <= candidate_k <= limit:
+            raise invalid("candidate_k", f"must be between 1 and {limit}, got {request.candidate_k}")
+        if request.rerank_mode is not None and request.rerank_mode not in ("none", "local", "learning", "cloud"):
+            raise invalid("rerank_mode", f"must be none, local, learning or cloud, got {request.rerank_mode!r}")
+        check_corpus_id(request.corpus_id)
+        corpus = self.corpora.get(request.corpus_id)
+        fusion = self.config.fusion
+        if request.fusion:
+            from services.retriever.runtime_config import validated
+
+            fusion = validated("fusion", FusionSettings, fusion, request.fusion)
+        return corpus, top_k, candidate_k, fusion, self.config.reranking
+
+    async def search(self, request: SearchQuery) -> SearchOutcome:
+        started = time.perf_counter()
+        corpus, top_k, candidate_k, fusion, reranking = self.validate(request)
+        query_id = str(uuid.uuid4())
+        (lexical, lexical_ms), (vector, vector_ms) = await asyncio.gather(
+            asyncio.to_thread(self._lexical, corpus, request.query, candidate_k),
+            asyncio.to_thread(self._vector, corpus, request.query, candidate_k),
+        )
+        fused = fuse(
+            lexical, vector, fusion.method, rrf_k=fusion.rrf_k, sparse_weight=fusion.sparse_weight,
+            vector_weight=fusion.vector_weight, normalization=fusion.normalization,
+        )
+        mode = request.rerank_mode or reranking.reranker_mode
+        topn = reranking.tribrid_reranker_topn if mode != "none" else 0
+        head = fused[: max(top_k, topn)]
+        docs = await asyncio.to_thread(corpus.store.get, [f.doc_id for f in head])
+        hits = [self._hit(f, docs.get(f.doc_id)) for f in head]
+        model_version, reranked, degraded, rerank_ms = "none", False, "", 0.0
+        if topn and hits:
+            rerank_started = time.perf_counter()
+            model_version, reranked, degraded = await self._rerank(request, mode, reranking, hits[:topn], docs)
+            rerank_ms = (time.perf_counter() - rerank_started) * 1000
+            if reranked:
+                hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
+        hits = hits[:top_k]
+        for rank, hit in enumerate(hits, 1):
+            hit.rank = rank
+        outcome = SearchOutcome(
+            query_id=query_id, hits=hits, model_version=model_version, reranked=reranked, degraded_reason=degraded,
+            lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,
+            total_ms=(time.perf_counter() - started) * 1000,
+        )
+        self._impression(request, outcome)
+        return outcome
+
+    def _hit(self, fused: Fused, doc: Doc | None) -> Hit:
+        chars = self.settings.retrieval.snippet_chars
+        return Hit(fused.doc_id, doc.title if doc else "", (doc.text if doc else "")[:chars], fused)
+
+    async def _rerank(
+        self, request: SearchQuery, mode: str, reranking: RerankingSettings, hits: list[Hit], docs: dict[str, Doc]
+    ) -> tuple[str, bool, str]:
+        """(model version, reranked?, degraded reason). Never raises for a reranker fault."""
+        model = request.model or (reranking.reranker_local_model if mode == "local" else "")
+        rerank_request = convert.rerank_request(request.query, hits, docs, reranking.rerank_input_snippet_chars, model)
+        try:
+            response = await self.reranker.rerank(rerank_request, reranking.reranker_timeout)
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                reason = f"reranker deadline exceeded ({reranking.reranker_timeout:g}s)"
+            else:
+                reason = f"reranker failed: {code.name}: {err.details()}"
+            log.warning("search %s degraded to fused order: %s", request.corpus_id, reason)
+            return "none", False, reason
+        for result in response.results:
+            if 0 <= result.index < len(hits):
+                hits[result.index].rerank_score = result.score
+        return response.model_version, response.model_version != "none", ""
+
+    def _impression(self, request: SearchQuery, outcome: SearchOutcome) -> None:
+        rate = self.settings.retrieval.impression_sample_rate
+        if rate <= 0 or self._rng.random() >= rate:
+            return
+        try:
+            self.impressions.send(convert.impression_event(request, outcome))
+        except Exception:  # an impression must never fail the search it describes
+            log.exception("could not queue impression")
+
+    # -- config -----------------------------------------------------------------------------
+    def get_config(self) -> tuple[FusionSettings, RerankingSettings]:
+        return self.config.fusion, self.config.reranking
+
+    def update_config(self, fusion: dict, reranking: dict) -> tuple[FusionSettings, RerankingSettings]:
+        return self.config.update(fusion, reranking)
+
+    async def aclose(self) -> None:
+        await self.impressions.close()
+        await self.reranker.close()
+        self.corpora.close()
+
+    def close(self) -> None:
+        self.corpora.close()
+
+
+@contextlib.contextmanager
+def open_offline(settings: Settings) -> Iterator[RetrieverCore]:
+    """A core on the data dir for CLI verbs that need no running service."""
+    core = RetrieverCore(settings)
+    try:
+        yield core
+    finally:
+        core.close()
