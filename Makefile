@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.reranker
+	$(PY) -m bench.feedback
 
 # Renders and validates deploy/ (kubernetes-validate, Strimzi check, yamllint, checkov in .venv-checkov).
 k8s-check: $(STAMP)

@@ -148,6 +148,12 @@ class KafkaSettings(_Group):
     heartbeat_interval_ms: int = Field(3000, description="Consumer heartbeat")
     fetch_max_wait_ms: int = Field(50, description="Longest a fetch waits for data")
     request_timeout_ms: int = Field(5000, description="Producer/consumer request timeout")
+    producer_retries: int = Field(5, ge=0, description="Producer resends of a batch the broker refused or lost")
+    delivery_timeout_ms: int = Field(
+        30000, ge=1000, description="Producer gives up on a record after this (it is in the spool by then)"
+    )
+    linger_ms: int = Field(5, ge=0, description="Producer waits this long to fill a batch")
+    connect_timeout_ms: int = Field(2000, ge=100, description="How long one attempt to reach the broker waits")
 
 
 class FeedbackSettings(_Group):
@@ -156,6 +162,12 @@ class FeedbackSettings(_Group):
     max_event_bytes: int = Field(262144, ge=1, description="Largest serialized event")
     max_future_skew_s: float = Field(300.0, ge=0, description="Timestamps further ahead than this are refused")
     send_timeout_s: float = Field(2.0, gt=0, description="How long a Record waits for Kafka before spooling")
+    max_stream_events: int = Field(
+        100000, ge=1, description="Most events one RecordStream may carry (it is recorded as one batch)"
+    )
+    max_id_chars: int = Field(256, ge=8, description="Longest event_id, query_id, session_id or doc_id")
+    drain_batch: int = Field(500, ge=1, description="Spooled events sent to Kafka per drain round")
+    retry_interval_s: float = Field(1.0, gt=0, description="Pause between attempts to reach a down broker")
 
 
 class TrainingSettings(_Group):

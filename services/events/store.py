@@ -222,9 +222,10 @@ class EventStore:
                 "GROUP BY e.kind, q.corpus_id, day ORDER BY day, q.corpus_id, e.kind").fetchall()
         return [StatsRow(*row) for row in rows]
 
-    def lag_ms(self, limit: int = 1000) -> list[int]:
-        """stored_ms - timestamp_ms of the latest `limit` stored events (end-to-end delay, for benches)."""
+    def lag_ms(self, since_ms: int = 0) -> list[int]:
+        """stored_ms - timestamp_ms of events stamped at or after `since_ms`: the end-to-end delay
+        from the client to the store (the benchmark's lag), when clients stamp events as they send."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT stored_ms - timestamp_ms FROM events ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+                "SELECT stored_ms - timestamp_ms FROM events WHERE timestamp_ms >= ?", (since_ms,)).fetchall()
         return [r[0] for r in rows]
