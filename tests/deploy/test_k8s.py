@@ -213,7 +213,7 @@ def test_every_pod_is_locked_down(overlays, overlay):
         assert spec["enableServiceLinks"] is False, app
         assert spec["securityContext"]["runAsNonRoot"] is True, app
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", app
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             ctx = container["securityContext"]
             assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"], app
             assert ctx["seccompProfile"]["type"] == "RuntimeDefault", app
@@ -223,10 +223,14 @@ def test_every_pod_is_locked_down(overlays, overlay):
                 assert "CKV_K8S_22" in doc["metadata"]["annotations"]["checkov.io/skip2"]
                 continue
             assert ctx["readOnlyRootFilesystem"] is True, app
-            if app not in ("qdrant",):
+            if app != "qdrant" and container in spec["containers"]:
                 mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
                 volumes = {v["name"]: v for v in spec["volumes"]}
                 assert "emptyDir" in volumes[mounts["/tmp"]], app
+    if overlay == "dev":
+        for app in FEEDRANK_APPS & set(workloads(docs)):
+            for container in pod_spec(workloads(docs)[app])["containers"] + pod_spec(workloads(docs)[app]).get("initContainers", []):
+                assert container["imagePullPolicy"] == "IfNotPresent" and container["image"].endswith(":dev"), app
     scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
     assert scaled == {"feedrank-retriever", "feedrank-reranker"}
     budgets = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
@@ -262,7 +266,7 @@ def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_with_torchrun(overlay
     trainer_claims = {
         v["persistentVolumeClaim"]["claimName"] for v in pod_spec(gpu["trainer"])["volumes"] if "persistentVolumeClaim" in v
     }
-    assert claims == trainer_claims == {"feedrank-trainer-data", "feedrank-registry"}
+    assert claims == trainer_claims == {"feedrank-data", "feedrank-registry"}
     pvcs = {d["metadata"]["name"]: d for d in overlays["gpu"] if d["kind"] == "PersistentVolumeClaim"}
     assert all(pvcs[c]["spec"]["accessModes"] == ["ReadWriteMany"] for c in claims)
     assert "feedrank-train-gpu" not in {d["metadata"]["name"] for d in overlays["dev"]}
