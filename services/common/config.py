@@ -79,6 +79,9 @@ class EngineSettings(_Group):
     max_queue_pairs: int = Field(8192, ge=1, description="Queued pairs beyond this are refused (RESOURCE_EXHAUSTED)")
     cache_entries: int = Field(2048, ge=0, description="Result-cache size in requests; 0 disables the cache")
     watch_interval_s: float = Field(2.0, gt=0, description="How often the reranker checks the registry aliases")
+    follow_model_events: bool = Field(
+        True, description="In learning mode, also swap as soon as Kafka topic kafka.topics.models announces a version"
+    )
     trust_remote_code: bool = Field(False, description="Allow model code from imported model directories")
 
 
@@ -184,6 +187,69 @@ class TrainingSettings(_Group):
     min_gain: float = Field(0.0, description="Gate: least nDCG@10 gain over the champion")
     max_p: float = Field(0.1, gt=0, le=1, description="Gate: largest p-value of the paired test")
     guard_tolerance: float = Field(0.01, ge=0, description="Gate: most nDCG@10 the guard set may lose")
+    guard_corpus: str = Field("", description="Gate: corpus whose eval queries form the guard set; empty = no guard")
+    paired_test: Literal["randomization", "bootstrap"] = Field(
+        "randomization", description="Paired test over eval queries: sign-flip randomization or bootstrap"
+    )
+    test_samples: int = Field(10000, ge=100, description="Resamples of the paired test")
+    max_steps: int = Field(0, ge=0, description="Stop a run after this many optimizer steps; 0 = all epochs")
+    dev_share: float = Field(
+        0.1, ge=0, lt=1, description="Share of a run's triplets (by query) held out for the per-epoch evaluation"
+    )
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
+    # mining
+    dwell_threshold_ms: int = Field(10000, ge=0, description="Mining: a click is a positive when dwell >= this")
+    positive_min_rating: int = Field(4, ge=1, le=5, description="Mining: ratings >= this are positives")
+    negative_max_rating: int = Field(2, ge=1, le=5, description="Mining: ratings <= this are negatives")
+    propensity_weights: bool = Field(
+        False, description="Mining: weight click positives by 1/propensity of their rank, estimated from the log"
+    )
+    propensity_clip: float = Field(10.0, ge=1, description="Mining: largest inverse-propensity weight")
+    hard_negative_depth: int = Field(
+        30, ge=1, le=1000, description="Mining: depth of each retriever leg searched for hard negatives"
+    )
+    hard_negative_max_ratio: float = Field(
+        0.95, gt=0, le=1,
+        description="Mining: a retrieved negative scoring above this share of the positive's fused score is "
+        "dropped as a likely false negative",
+    )
+    random_negative_share: float = Field(
+        0.34, ge=0, le=1, description="Mining: share of each triplet's negatives drawn at random from the corpus"
+    )
+    train_split: str = Field("train", description="Qrels split mined by default (qrels source and bootstrap)")
+    # evaluation
+    eval_split: str = Field("test", description="Qrels split declared the frozen evaluation set; never mined")
+    eval_golden: str = Field(
+        "", description="Golden file (q, corpus_id/repo, expect_paths) used as the frozen evaluation set instead"
+    )
+    eval_max_queries: int = Field(0, ge=0, description="Evaluate on a seeded sample of this many queries; 0 = all")
+    eval_depth: int = Field(100, ge=10, le=1000, description="Fused candidates fetched per eval query")
+    eval_rerank_depth: int = Field(
+        20, ge=1, description="Top fused candidates each model reranks in evaluation (as tribrid_reranker_topn)"
+    )
+    candidates_file: str = Field(
+        "", description="JSON file of fixed candidate lists used instead of the live retriever (offline, tests)"
+    )
+    retriever_timeout_s: float = Field(30.0, gt=0, description="Deadline of one Search call to the retriever")
+    # bootstrap
+    bootstrap_sources: list[str] = Field(
+        default_factory=lambda: ["qrels", "wikiqa", "trecqa", "staqc"],
+        description="Bootstrap data: 'qrels' (the corpus's train split) and answer-selection sets by folder name",
+    )
+    answer_sets_dir: str = Field(
+        "", description="Folder holding the answer-selection sets (<name>/rerank_train.jsonl); empty = skip them"
+    )
+    bootstrap_max_per_source: int = Field(
+        500, ge=1, description="Bootstrap: most triplets taken from each source (CPU training time)"
+    )
+    # the unattended loop
+    consume_events: bool = Field(True, description="Run the Kafka consumer into the event store in the trainer")
+    schedule_every_events: int = Field(0, ge=0, description="Loop: run after this many new events; 0 = off")
+    schedule_every_minutes: float = Field(0.0, ge=0, description="Loop: run at least this often; 0 = off")
+    schedule_check_s: float = Field(30.0, gt=0, description="Loop: how often the trigger conditions are checked")
+    schedule_corpora: list[str] = Field(
+        default_factory=list, description="Loop: corpora it trains; empty = every corpus with events"
+    )
 
 
 class RegistrySettings(_Group):

@@ -16,6 +16,7 @@ from services.reranker.cache import ResultCache
 from services.reranker.catalog import Catalog
 from services.reranker.cloud import make_cloud_reranker
 from services.reranker.core import RerankerCore
+from services.reranker.model_events import ModelEventFollower
 from services.reranker.server import RerankerServicer
 from services.reranker.versions import VersionPool
 
@@ -43,9 +44,15 @@ async def serve(settings: Settings, port: int | None) -> None:
         await pool.refresh()  # health turns SERVING only once the aliases' versions are loaded
     await app.set_serving(True)
     watch = asyncio.create_task(pool.watch(settings.engine.watch_interval_s))
+    follower = None
+    if settings.engine.follow_model_events and settings.reranking.reranker_mode == "learning":
+        follower = ModelEventFollower(settings.kafka, pool, asyncio.get_running_loop())
+        follower.start()
 
     async def on_stop() -> None:
         watch.cancel()
+        if follower is not None:
+            await asyncio.to_thread(follower.stop)
         await batcher.close()
         if cloud is not None:
             await cloud.aclose()

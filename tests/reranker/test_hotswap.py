@@ -93,3 +93,28 @@ def test_challenger_and_version_ids_can_be_asked_for(reranker_process, registry)
         stub = reranker_pb2_grpc.RerankerStub(channel)
         assert stub.Rerank(_request(3, model="challenger"), timeout=30).model_version == other
         assert stub.Rerank(_request(3, model=other), timeout=30).model_version == other
+
+
+def test_model_published_event_triggers_the_swap(reranker_process, registry, tmp_path):
+    from kafka import KafkaProducer
+
+    from services.common.config import KafkaSettings
+    from services.kafka.clients import ensure_topics, producer_config
+    from services.kafka.launcher import DevKafka
+    from services.proto.feedrank.v1 import feedback_pb2
+
+    other = [m.version_id for m in registry.versions()][1]
+    with DevKafka(tmp_path / "kafka") as broker:
+        kafka = broker.kafka_settings(KafkaSettings())
+        ensure_topics(kafka)
+        # The registry watch is slowed to an hour: only the Kafka event can cause this swap.
+        server = reranker_process(FEEDRANK_ENGINE__WATCH_INTERVAL_S="3600", FEEDRANK_KAFKA__BOOTSTRAP_SERVERS=broker.bootstrap_servers)
+        registry.set_alias("champion", other, "promoted")
+        event = feedback_pb2.ModelPublished(version_id=other, alias="champion", manifest_sha256=registry.manifest_digest(other))
+        producer = KafkaProducer(**producer_config(kafka))
+        producer.send(kafka.topics.models, key=b"global", value=event.SerializeToString()).get(timeout=30)
+        producer.close()
+        with grpc.insecure_channel(server.target) as channel:
+            stub = reranker_pb2_grpc.RerankerStub(channel)
+            _wait_for(stub, lambda info: info.aliases["champion"] == other, timeout=90)
+            assert stub.Rerank(_request(2), timeout=30).model_version == other
