@@ -116,9 +116,14 @@ def chunk_file(rel: str, text: str, settings: RetrievalSettings) -> list[Doc]:
         spans = [(a, b, "") for a, b in windows(1, len(lines), size, overlap)]
     docs = []
     for first, last, name in spans:
-        body = "\n".join(lines[first - 1 : last])
-        if not body.strip():
+        # Blank edge lines are dropped so the id names the lines that hold code.
+        while first <= last and not lines[first - 1].strip():
+            first += 1
+        while last >= first and not lines[last - 1].strip():
+            last -= 1
+        if first > last:
             continue
+        body = "\n".join(lines[first - 1 : last])
         docs.append(Doc(f"{rel}:{first}-{last}", f"{rel} {name}".strip(), body))
     return docs
 

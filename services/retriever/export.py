@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ def export_encoder(source: Path, target: Path, fingerprint: str) -> None:
 
     model = TokenEmbeddings().eval()
     sample = torch.ones((2, 8), dtype=torch.int64)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracer warnings about BERT's masking code do not apply: batch and length stay dynamic.
+        warnings.simplefilter("ignore")
         # The TorchScript exporter gives a plain graph with dynamic batch and sequence axes.
         torch.onnx.export(
             model,

@@ -1,0 +1,82 @@
+"""One suite for both vector backends: embedded qdrant-edge and qdrant-client (`:memory:`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.retriever.vector.base import point_id
+
+DIM = 8
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def vectors():
+    rng = np.random.default_rng(5)
+    return [f"src/mod.py:{i}-{i + 9}" for i in range(40)], _unit(rng.normal(size=(40, DIM)))
+
+
+@pytest.fixture(params=["edge", "qdrant"])
+def index(request, tmp_path):
+    if request.param == "edge":
+        from services.retriever.vector.edge import EdgeIndex
+
+        idx = EdgeIndex(tmp_path / "vectors", DIM)
+    else:
+        from qdrant_client import QdrantClient
+
+        from services.retriever.vector.qdrant import QdrantIndex
+
+        idx = QdrantIndex(QdrantClient(":memory:"), "feedrank-test", DIM)
+    yield idx
+    idx.drop()
+
+
+def test_nearest_neighbours_by_cosine(index, vectors):
+    ids, vecs = vectors
+    index.upsert(ids, vecs)
+    index.commit()
+    index.optimize()
+    assert index.count() == len(ids)
+    query = vecs[7]
+    hits = index.search(query, 5)
+    assert hits[0][0] == ids[7]
+    assert hits[0][1] == pytest.approx(1.0, abs=1e-5)
+    expected = [ids[i] for i in np.argsort(-(vecs @ query))[:5]]
+    assert [d for d, _ in hits] == expected
+
+
+def test_upsert_replaces_and_delete_removes(index, vectors):
+    ids, vecs = vectors
+    index.upsert(ids, vecs)
+    index.upsert(ids[:3], vecs[:3])
+    index.commit()
+    assert index.count() == len(ids)
+    index.upsert([ids[0]], vecs[[20]])  # doc 0 now points where doc 20 does
+    index.delete([ids[20], "never-indexed"])
+    index.commit()
+    assert index.count() == len(ids) - 1
+    assert index.search(vecs[20], 1)[0][0] == ids[0]
+
+
+def test_doc_ids_map_to_stable_uuids():
+    assert point_id("auth/oauth.py:45-67") == point_id("auth/oauth.py:45-67")
+    assert point_id("a") != point_id("b")
+
+
+def test_edge_shard_persists(tmp_path, vectors):
+    from services.retriever.vector.edge import EdgeIndex
+
+    ids, vecs = vectors
+    idx = EdgeIndex(tmp_path / "shard", DIM)
+    idx.upsert(ids, vecs)
+    idx.commit()
+    idx.close()
+    reopened = EdgeIndex(tmp_path / "shard", DIM)
+    assert reopened.count() == len(ids)
+    assert reopened.search(vecs[3], 1)[0][0] == ids[3]
+    reopened.close()
