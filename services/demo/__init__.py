@@ -1,0 +1,1 @@
+"""`make demo`: the whole learning loop on a real benchmark, measured."""

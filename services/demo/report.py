@@ -1,0 +1,74 @@
+"""The demo's results: a table on the terminal, JSON and Markdown files, and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+COLUMNS = ("ndcg@10", "mrr@10", "recall@100", "hit@1", "search_p50_ms", "search_p99_ms")
+HEADERS = ("nDCG@10", "MRR@10", "Recall@100", "Hit@1", "search p50 ms", "search p99 ms")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) and value > 1.5 else f"{value:.4f}"
+
+
+def print_table(rows: dict[str, dict], title: str, console: Console | None = None) -> None:
+    table = Table("ranking", *HEADERS, title=title)
+    for name, metrics in rows.items():
+        table.add_row(name, *(_fmt(metrics.get(c)) for c in COLUMNS))
+    (console or Console()).print(table)
+
+
+def markdown(rows: dict[str, dict], title: str) -> str:
+    lines = [f"### {title}", "", "| ranking | " + " | ".join(HEADERS) + " |", "|---" * (len(HEADERS) + 1) + "|"]
+    for name, metrics in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(out_dir: Path, payload: dict, rows: dict[str, dict], title: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "demo.json", "markdown": out_dir / "demo.md", "plot": out_dir / "demo.png"}
+    paths["json"].write_text(json.dumps(payload, indent=2, default=str))
+    paths["markdown"].write_text(markdown(rows, title))
+    plot(paths["plot"], payload.get("versions", []), payload.get("training_loss", []), rows)
+    return paths
+
+
+def plot(path: Path, versions: list[dict], losses: list[dict], rows: dict[str, dict]) -> None:
+    """Left: nDCG@10 of each model version on the test queries, the fused order as a line.
+    Right: training loss per step of the runs the loop made."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [v["label"] for v in versions]
+    values = [v["ndcg@10"] for v in versions]
+    left.bar(names, values, color=["#999999" if v.get("promoted") is False else "#2a7ab9" for v in versions])
+    fused = rows.get("fused", {}).get("ndcg@10")
+    if fused is not None:
+        left.axhline(fused, color="#d62728", linestyle="--", label=f"fused order {fused:.3f}")
+        left.legend(loc="lower right")
+    if values:
+        low = min(values + ([fused] if fused else []))
+        left.set_ylim(max(0.0, low - 0.05), min(1.0, max(values + ([fused] if fused else [])) + 0.03))
+    left.set_title("nDCG@10 on test queries, per model version")
+    left.tick_params(axis="x", rotation=20)
+    for run in losses:
+        steps = [p["step"] for p in run["points"]]
+        right.plot(steps, [p["value"] for p in run["points"]], label=run["run_id"][:12])
+    right.set_title("training loss")
+    right.set_xlabel("step")
+    if losses:
+        right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

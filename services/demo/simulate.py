@@ -1,0 +1,138 @@
+"""Simulated users: search through the real Retriever API, click and rate through the real Feedback API.
+
+The click model is position-based with a cascade: a user examines rank r with probability
+(1 / r) ** examination_decay, clicks an examined relevant result with `click_relevant`, an examined
+non-relevant one with `click_noise`, and stops after a satisfying click with `stop_after_relevant`.
+Relevance comes from the qrels of the queries simulated (train queries only). Thumbs follow some clicks,
+inverted with probability `wrong_thumbs` (noise).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    examination_decay: float = 1.0
+    click_relevant: float = 0.9
+    click_noise: float = 0.05
+    stop_after_relevant: float = 0.7
+    thumbs_rate: float = 0.3
+    wrong_thumbs: float = 0.0
+    seed: int = 7
+
+    @classmethod
+    def noisy(cls, share: float, seed: int = 7) -> ClickModel:
+        """`share` of clicks random and of thumbs wrong (the issue's "30% noisy feedback")."""
+        return cls(click_noise=max(0.05, share), wrong_thumbs=share, seed=seed)
+
+
+@dataclass
+class SimulationStats:
+    sessions: int = 0
+    searches_failed: int = 0
+    feedback_failed: int = 0
+    clicks: int = 0
+    ratings: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    model_versions: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+class UserSimulator:
+    def __init__(
+        self, retriever_target: str, feedback_target: str, corpus_id: str, queries: dict[str, str],
+        qrels: dict[str, dict[str, int]], model: ClickModel, *, top_k: int = 10, timeout_s: float = 30.0,
+    ):
+        self.corpus_id = corpus_id
+        self.query_ids = sorted(q for q in qrels if q in queries)
+        if not self.query_ids:
+            raise ValueError("no query has both a text and qrels to simulate with")
+        self.queries = queries
+        self.qrels = qrels
+        self.model = model
+        self.top_k = top_k
+        self.timeout_s = timeout_s
+        self.rng = random.Random(model.seed)
+        self._retriever_channel = grpc.insecure_channel(retriever_target)
+        self._feedback_channel = grpc.insecure_channel(feedback_target)
+        self.search = retriever_pb2_grpc.RetrieverStub(self._retriever_channel).Search
+        self.record = feedback_pb2_grpc.FeedbackStub(self._feedback_channel).Record
+
+    def close(self) -> None:
+        self._retriever_channel.close()
+        self._feedback_channel.close()
+
+    def run(self, sessions: int, stats: SimulationStats | None = None,
+            on_session: Callable[[SimulationStats], None] | None = None) -> SimulationStats:
+        stats = stats or SimulationStats()
+        for _ in range(sessions):
+            self.session(stats)
+            if on_session:
+                on_session(stats)
+        return stats
+
+    def session(self, stats: SimulationStats) -> None:
+        qid = self.rng.choice(self.query_ids)
+        session_id = uuid.uuid4().hex[:12]
+        stats.sessions += 1
+        t0 = time.perf_counter()
+        try:
+            response = self.search(
+                retriever_pb2.SearchRequest(corpus_id=self.corpus_id, query=self.queries[qid], top_k=self.top_k,
+                                            session_id=session_id),
+                timeout=self.timeout_s,
+            )
+        except grpc.RpcError as err:
+            stats.searches_failed += 1
+            stats.errors.append(f"search {err.code().name}: {err.details()}")
+            return
+        stats.latencies_ms.append((time.perf_counter() - t0) * 1000)
+        stats.model_versions[response.model_version] = stats.model_versions.get(response.model_version, 0) + 1
+        events = self._behave(qid, session_id, response)
+        if not events:
+            return
+        try:
+            self.record(feedback_pb2.RecordRequest(events=events), timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            stats.feedback_failed += 1
+            stats.errors.append(f"feedback {err.code().name}: {err.details()}")
+            return
+        stats.clicks += sum(1 for e in events if e.WhichOneof("kind") == "click")
+        stats.ratings += sum(1 for e in events if e.WhichOneof("kind") == "rating")
+
+    def _behave(self, qid: str, session_id: str, response) -> list[feedback_pb2.FeedbackEvent]:
+        m, rng = self.model, self.rng
+        relevant = self.qrels.get(qid, {})
+        events: list[feedback_pb2.FeedbackEvent] = []
+        now_ms = int(time.time() * 1000)
+        for result in response.results:
+            if rng.random() > (1.0 / result.rank) ** m.examination_decay:
+                continue
+            is_relevant = relevant.get(result.doc_id, 0) > 0
+            if rng.random() >= (m.click_relevant if is_relevant else m.click_noise):
+                continue
+            dwell = rng.randint(30_000, 180_000) if is_relevant else rng.randint(1_000, 8_000)
+            events.append(self._event(response.query_id, session_id, now_ms,
+                                      click=feedback_pb2.Click(doc_id=result.doc_id, rank=result.rank, dwell_ms=dwell)))
+            if rng.random() < m.thumbs_rate:
+                happy = is_relevant != (rng.random() < m.wrong_thumbs)
+                events.append(self._event(response.query_id, session_id, now_ms, rating=feedback_pb2.Rating(
+                    doc_id=result.doc_id, rating=5 if happy else 1, rank=result.rank)))
+            if is_relevant and rng.random() < m.stop_after_relevant:
+                break
+        return events
+
+    @staticmethod
+    def _event(query_id: str, session_id: str, now_ms: int, **kind) -> feedback_pb2.FeedbackEvent:
+        return feedback_pb2.FeedbackEvent(event_id=uuid.uuid4().hex, query_id=query_id, session_id=session_id,
+                                          timestamp_ms=now_ms, source="simulator", **kind)

@@ -1,0 +1,1 @@
+"""The embedded deployment: broker and services as local processes (`feedrank up`, the demo, e2e tests)."""
