@@ -2,7 +2,7 @@
 # Validates the Kubernetes deployment under deploy/ (`make k8s-check`). Steps, all by default:
 #   render    kubectl kustomize of each overlay (dev, gpu), piped to kubernetes-validate --strict;
 #             any resource without a schema fails the step, so no kind slips through unvalidated.
-#   crs       the Strimzi custom resources (deploy/k8s/kafka): kubernetes-validate has no schema for
+#   crs       the Strimzi custom resources (deploy/k8s/kafka, kafka-dev): kubernetes-validate has no schema for
 #             them, so a schema-less check: known kinds and fields, cluster labels, KRaft roles,
 #             replication vs brokers, and topic names and bootstrap address against the settings file.
 #   yamllint  yamllint --strict over deploy/ (config: deploy/.yamllint.yaml).
@@ -60,9 +60,16 @@ render() {
 crs() {
   need kubectl
   mkdir -p "$OUT"
-  "$VENV/bin/kubectl" kustomize "$K8S_DIR/kafka" > "$OUT/kafka.yaml"
   "$VENV/bin/kubectl" kustomize "$K8S_DIR/base" > "$OUT/base.yaml"
-  "$VENV/bin/python" - "$OUT/kafka.yaml" "$OUT/base.yaml" <<'PY'
+  local variant
+  for variant in kafka kafka-dev; do
+    "$VENV/bin/kubectl" kustomize "$K8S_DIR/$variant" > "$OUT/$variant.yaml"
+    check_strimzi "$OUT/$variant.yaml" "$OUT/base.yaml" "$variant"
+  done
+}
+
+check_strimzi() {
+  "$VENV/bin/python" - "$@" <<'PY'
 """Schema-less check of the Strimzi resources against what feedrank's manifests expect of them."""
 import sys
 
@@ -175,9 +182,9 @@ else:
                 errors.append(f"listener {listener['name']}: networkPolicyPeers {want} select no feedrank pod")
 
 if errors:
-    print("\n".join(f"ERROR strimzi: {e}" for e in errors), file=sys.stderr)
+    print("\n".join(f"ERROR strimzi ({sys.argv[3]}): {e}" for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"k8s-check: Strimzi resources consistent ({len(kafka_docs)} resources, schema-less check)")
+print(f"k8s-check: {sys.argv[3]}: Strimzi resources consistent ({len(kafka_docs)} resources, schema-less check)")
 PY
 }
 
