@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.reranker
 	$(PY) -m bench.feedback
+	$(PY) -m bench.retriever
 
 # Renders and validates deploy/ (kubernetes-validate, Strimzi check, yamllint, checkov in .venv-checkov).
 k8s-check: $(STAMP)

@@ -5,9 +5,10 @@ stand-in Reranker/Feedback servers for the calls the retriever makes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -64,16 +65,17 @@ def seeded_data_dir(data_dir, embedder_dir) -> Path:
 @pytest.fixture(scope="session")
 def noida_es_url(tmp_path_factory):
     """noida-db's Elasticsearch-compatible API on a free loopback port, for the opensearch-py adapter."""
-    binary = Path(sys.executable).parent / "noida-db"
-    if not binary.exists():
-        pytest.skip("noida-db is not installed (dev extra)")
+    noida_db = pytest.importorskip("noida_db", reason="noida-db is not installed (dev extra)")
+    # The package's own binary, not the console-script wrapper: terminating the wrapper would
+    # leave the server running. A new session lets teardown stop the whole group.
+    binary = Path(noida_db.__file__).parent / "noida-db"
     port = free_port()
     folder = tmp_path_factory.mktemp("noida")
     log = open(folder / "noida.log", "w")
     proc = subprocess.Popen(
         [str(binary), "start", "--only", "elasticsearch", "--elasticsearch-port", str(port), "--host", "127.0.0.1",
          "--data-dir", str(folder / "data")],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -86,15 +88,22 @@ def noida_es_url(tmp_path_factory):
         except httpx.HTTPError:
             time.sleep(0.2)
     else:
-        proc.terminate()
+        _stop(proc)
         pytest.fail("noida-db did not answer within 30 s")
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    _stop(proc)
     log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 class ReversingReranker(reranker_pb2_grpc.RerankerServicer):

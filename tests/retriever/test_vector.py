@@ -80,3 +80,31 @@ def test_edge_shard_persists(tmp_path, vectors):
     assert reopened.count() == len(ids)
     assert reopened.search(vecs[3], 1)[0][0] == ids[3]
     reopened.close()
+
+
+def test_edge_shard_held_by_another_process_is_a_clear_error(tmp_path, vectors):
+    import subprocess
+    import sys
+    import textwrap
+
+    from services.retriever.vector.edge import EdgeIndex
+    from tests.retriever.conftest import REPO
+
+    ids, vecs = vectors
+    idx = EdgeIndex(tmp_path / "shard", DIM)
+    idx.upsert(ids, vecs)
+    idx.commit()
+    code = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from services.common.errors import FeedrankError
+        from services.retriever.vector.edge import EdgeIndex
+        try:
+            EdgeIndex(Path({str(tmp_path / "shard")!r}), {DIM})
+        except FeedrankError as err:
+            print(err.kind.name, "another process" in str(err))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    idx.close()
+    assert out.stdout.split() == ["FAILED_PRECONDITION", "True"], out.stderr

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
+from services.common.errors import ErrorKind, FeedrankError
 from services.retriever.vector.base import Hits, point_id
 
 
@@ -15,7 +16,16 @@ class EdgeIndex:
     def __init__(self, path: Path, dimension: int):
         self.path = path
         if path.is_dir() and any(path.iterdir()):
-            self._shard = qe.EdgeShard.load(str(path))
+            try:
+                self._shard = qe.EdgeShard.load(str(path))
+            except Exception as err:  # qdrant-edge raises a bare Exception; a held WAL lock is the usual cause
+                if "WouldBlock" in str(err):
+                    raise FeedrankError(
+                        ErrorKind.FAILED_PRECONDITION,
+                        f"the vector shard {path} is open in another process (a running retriever?): stop it "
+                        "first, or query the running one with `feedrank search --target host:port`",
+                    ) from err
+                raise
         else:
             config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine))
             self._shard = qe.EdgeShard.create(str(path), config)

@@ -1,0 +1,184 @@
+"""Retriever benchmark on SciFact with the embedded backends (tantivy + qdrant-edge).
+
+1. Search latency without rerank: p50/p99 of `Search` through the real gRPC server on loopback
+   (client in the same process), and of the core called in-process, over SciFact's test queries.
+2. BM25 throughput: tantivy (this project's lexical leg) against `bm25s` on the same corpus and
+   the same queries (all 1,109), top 100, one thread each, query analysis included, in this run.
+   nDCG@10 on the test split is reported beside each so the speed is compared at equal quality.
+
+Needs the corpus ingested first (`feedrank ingest --corpus-id scifact --dataset .../scifact`).
+Writes bench/results/retriever.json. Timings share the machine's cores with whatever else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.common.config import EndpointSettings, get_settings  # noqa: E402
+from services.evaluation import beir, metrics  # noqa: E402
+from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(ms: list[float]) -> dict:
+    return {
+        "n": len(ms), "p50_ms": round(percentile(ms, 0.5), 3), "p99_ms": round(percentile(ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+async def latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
+    import grpc
+
+    from services.retriever.server import build_app
+    from services.retriever.service import RetrieverCore, SearchQuery
+    core = RetrieverCore(settings)
+    app = build_app(settings, core, port=free_port())
+    await app.start()
+    out: dict = {}
+    try:
+        for q in queries[:warmup]:
+            await core.search(SearchQuery(corpus_id, q, rerank_mode="none"))
+        in_process, legs_lex, legs_vec = [], [], []
+        for q in queries:
+            started = time.perf_counter()
+            outcome = await core.search(SearchQuery(corpus_id, q, rerank_mode="none"))
+            in_process.append((time.perf_counter() - started) * 1000)
+            legs_lex.append(outcome.lexical_ms)
+            legs_vec.append(outcome.vector_ms)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = retriever_pb2_grpc.RetrieverStub(channel)
+            grpc_ms = []
+            for q in queries:
+                started = time.perf_counter()
+                await stub.Search(retriever_pb2.SearchRequest(corpus_id=corpus_id, query=q, rerank_mode="none"))
+                grpc_ms.append((time.perf_counter() - started) * 1000)
+        out = {
+            "grpc_search": summary(grpc_ms),
+            "in_process_search": summary(in_process),
+            "lexical_leg": summary(legs_lex),
+            "vector_leg_incl_query_embedding": summary(legs_vec),
+        }
+    finally:
+        await app.stop()
+        await core.aclose()
+    return out
+
+
+def bm25_throughput(settings, corpus_id: str, dataset: Path, queries: dict[str, str], qrels) -> dict:
+    import bm25s
+    import Stemmer
+
+    from services.retriever.backends import Corpora
+
+    qids = sorted(queries)
+    texts = [queries[q] for q in qids]
+    corpora = Corpora(settings.retrieval, settings.data_path)
+    lexical = corpora.get(corpus_id).lexical
+    started = time.perf_counter()
+    tantivy_run = {qid: dict(lexical.search(text, 100)) for qid, text in zip(qids, texts)}
+    tantivy_s = time.perf_counter() - started
+    corpora.close()
+
+    docs = list(beir.iter_corpus(dataset))
+    stemmer = Stemmer.Stemmer("english")
+    # Same BM25 constants as tantivy (k1=1.2, b=0.75) so only the engines differ.
+    index_started = time.perf_counter()
+    retriever = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
+    retriever.index(
+        bm25s.tokenize([f"{d.title}\n{d.text}" for d in docs], stopwords="en", stemmer=stemmer, show_progress=False),
+        show_progress=False,
+    )
+    bm25s_index_s = time.perf_counter() - index_started
+    started = time.perf_counter()
+    tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
+    results, scores = retriever.retrieve(tokens, k=100, show_progress=False, n_threads=1)
+    bm25s_s = time.perf_counter() - started
+    bm25s_run = {
+        qid: {docs[i].id: float(s) for i, s in zip(row, srow)} for qid, row, srow in zip(qids, results, scores)
+    }
+    judged = {q: r for q, r in qrels.items()}
+    return {
+        "queries": len(qids),
+        "k": 100,
+        "tantivy": {
+            "queries_per_s": round(len(qids) / tantivy_s, 1),
+            "ndcg@10_test": round(metrics.evaluate(tantivy_run, judged, ["ndcg@10"])["ndcg@10"], 4),
+            "note": "one query at a time through the retriever's LexicalIndex (analysis + search + id lookup)",
+        },
+        "bm25s": {
+            "queries_per_s": round(len(qids) / bm25s_s, 1),
+            "ndcg@10_test": round(metrics.evaluate(bm25s_run, judged, ["ndcg@10"])["ndcg@10"], 4),
+            "index_s": round(bm25s_index_s, 2),
+            "note": "one batched retrieve call (tokenize + retrieve), n_threads=1, k1=1.2 b=0.75 lucene",
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus-id", default="scifact")
+    parser.add_argument("--dataset", default=str(REPO / ".." / "shared" / "data" / "scifact"))
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "retriever.json"))
+    args = parser.parse_args()
+
+    base = get_settings()
+    # Impressions off and no reranker: this measures retrieval alone.
+    settings = base.replace(
+        endpoints=EndpointSettings(**{**base.endpoints.model_dump(), "metrics_port_offset": 0}),
+        retrieval=base.retrieval.model_copy(update={"impression_sample_rate": 0.0}),
+    )
+    if settings.retrieval.lexical_backend != "tantivy" or settings.retrieval.vector_backend != "edge":
+        sys.exit("bench/retriever.py measures the embedded backends: unset FEEDRANK_RETRIEVAL__*_BACKEND")
+    corpus_root = settings.data_path / "corpora" / args.corpus_id
+    if not (corpus_root / "docs.sqlite").is_file():
+        sys.exit(
+            f"no corpus {args.corpus_id!r} in {settings.data_path}: run "
+            f"`feedrank ingest --corpus-id {args.corpus_id} --dataset {args.dataset}` first"
+        )
+    dataset = Path(args.dataset)
+    queries = beir.load_queries(dataset)
+    qrels = beir.load_qrels(dataset, "test")
+    test_queries = [queries[q] for q in sorted(qrels)]
+
+    results = {
+        "benchmark": "retriever",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": os.getloadavg()[0]},
+        "corpus": {"id": args.corpus_id, "documents": sum(1 for _ in beir.iter_corpus(dataset))},
+        "latency_without_rerank": asyncio.run(latency(settings, args.corpus_id, test_queries, args.warmup)),
+        "bm25": bm25_throughput(settings, args.corpus_id, dataset, queries, qrels),
+    }
+    results["machine"]["load_avg_1m_end"] = os.getloadavg()[0]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
