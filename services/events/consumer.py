@@ -15,6 +15,7 @@ store's `rejected` table and skipped (retrying cannot fix it).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections import defaultdict
 
@@ -75,6 +76,7 @@ class EventConsumer:
         incoming: list[Incoming] = []
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
         kinds: dict[str, int] = defaultdict(int)
+        rejected: list[tuple[int, int, bytes | None, str]] = []
         for tp, records in batches.items():
             for record in records:
                 try:
@@ -83,23 +85,35 @@ class EventConsumer:
                     if not event.event_id or kind is None:
                         raise ValueError("no event_id or no kind")
                 except (DecodeError, ValueError) as err:
-                    self.store.add_rejected(tp.partition, record.offset, record.value, str(err))
-                    REJECTED.inc()
+                    rejected.append((tp.partition, record.offset, record.value, str(err)))
                     continue
                 kinds[kind] += 1
                 incoming.append(Incoming(event, tp.partition, record.offset))
             commit[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-        result = self.store.add(incoming)
+        try:
+            for partition, offset, raw, reason in rejected:
+                self.store.add_rejected(partition, offset, raw, reason)
+            result = self.store.add(incoming)
+        except sqlite3.Error as err:
+            # Nothing of the batch is stored and nothing committed; rewind so the next poll reads
+            # it again instead of moving past it.
+            for tp, records in batches.items():
+                consumer.seek(tp, records[0].offset)
+            log.error("event store write failed; the batch will be read again",
+                      extra={"fields": {"error": str(err)}})
+            self._stop.wait(1.0)
+            return 0
         for kind, n in kinds.items():
             CONSUMED.labels(kind).inc(n)
+        REJECTED.inc(len(rejected))
         DUPLICATES.inc(result.duplicates)
         self.stored_total += result.inserted
         try:
             consumer.commit(commit)
         except KafkaError as err:
-            # Typically a rebalance or the broker going away: the records come again and are dropped
-            # as duplicates, so nothing is lost and nothing doubles.
-            log.warning("offset commit failed; the batch will be redelivered",
+            # Typically a rebalance or the broker going away. The batch is stored: the next commit
+            # covers it, or, if this consumer dies first, it is redelivered and dropped as duplicates.
+            log.warning("offset commit failed",
                         extra={"fields": {"error": str(err)}})
         self._update_lag(consumer)
         return result.inserted

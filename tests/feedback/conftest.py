@@ -9,7 +9,7 @@ import pytest
 
 from services.kafka.launcher import DevKafka
 from tests.conftest import free_port
-from tests.feedback.helpers import FeedbackProcess
+from tests.feedback.helpers import FeedbackProcess, ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -44,4 +44,20 @@ def start_feedback(tmp_path) -> Iterator[Callable[..., FeedbackProcess]]:
     yield start
     for proc in started:
         proc.close_channel()
+        proc.stop()
+
+
+@pytest.fixture
+def start_consumer(tmp_path) -> Iterator[Callable[[dict[str, str]], ServiceProcess]]:
+    """Start `python -m services.events` as a subprocess; every one started is stopped after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str]) -> ServiceProcess:
+        proc = ServiceProcess("services.events", [], env, tmp_path / f"consumer-{len(started)}.log")
+        started.append(proc)
+        proc.start()
+        return proc
+
+    yield start
+    for proc in started:
         proc.stop()

@@ -95,6 +95,7 @@ class FeedbackProcess(ServiceProcess):
 
     def start(self, timeout_s: float = 30.0) -> None:
         super().start()
+        self.close_channel()  # a restart gets a fresh channel
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         health = health_pb2_grpc.HealthStub(self.channel)
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
 
+from services.common.config import KafkaSettings, KafkaTopics
 from services.events.store import EventStore
 from services.kafka.clients import ensure_topics
 from services.kafka.launcher import DevKafka
-from services.common.config import KafkaSettings, KafkaTopics
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc
 from tests.conftest import free_port
 from tests.feedback.conftest import service_env
-from tests.feedback.helpers import ServiceProcess, session_events, wait_until
+from tests.feedback.helpers import session_events, wait_until
 
 _CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
 
@@ -72,8 +73,10 @@ class Sender(threading.Thread):
             batch += 1
 
     def stop(self) -> None:
+        """Idempotent: stop sending and close the channel."""
         self._halt.set()
-        self.join(30)
+        if self.is_alive():
+            self.join(30)
         self.channel.close()
 
 
@@ -84,7 +87,7 @@ def durable_kafka(tmp_path):
 
 
 def test_every_acknowledged_event_arrives_once_through_kill_9_of_each_part(
-    durable_kafka, start_feedback, tmp_path
+    durable_kafka, start_feedback, start_consumer, tmp_path
 ):
     topic = f"faults-{uuid.uuid4().hex[:8]}"
     bootstrap = durable_kafka.bootstrap_servers
@@ -93,10 +96,11 @@ def test_every_acknowledged_event_arrives_once_through_kill_9_of_each_part(
     env = service_env(data, bootstrap, topic, FEEDRANK_KAFKA__CONSUMER_GROUP=f"g-{topic}")
     port = free_port()
     service = start_feedback(env, port=port)
-    consumer = ServiceProcess("services.events", [], env, tmp_path / "consumer.log")
-    consumer.start()
+    consumer = start_consumer(env)
+    store_file = data / "events" / "events.sqlite3"
+    wait_until(store_file.exists, 30, "the consumer to create the event store")
+    store = EventStore(store_file, read_only=True)
     sender = Sender(port)
-    sender.start()
 
     def more_acked(n: int, what: str) -> None:
         target = sender.acked_count() + n
@@ -105,19 +109,30 @@ def test_every_acknowledged_event_arrives_once_through_kill_9_of_each_part(
     def spool_drained() -> None:
         wait_until(lambda: service.info().spool_depth == 0, 90, "the spool to drain")
 
-    store_file = data / "events" / "events.sqlite3"
-    wait_until(store_file.exists, 30, "the consumer to create the event store")
-    store = EventStore(store_file, read_only=True)
-
     def consumer_caught_up(n: int, what: str) -> None:
         wait_until(lambda: store.count() >= n, 60, f"the consumer to store {n} events {what}")
 
     try:
+        sender.start()
         wait_until(lambda: service.info().broker_connected, 30, "the service to reach the broker")
         more_acked(48, "at the start")
         consumer_caught_up(48, "at the start")
 
-        durable_kafka.broker.kill()  # 1. the broker, while a stream is in flight
+        # 1. the broker, killed while a stream is half sent: the stream is still acknowledged.
+        mid_stream = session_events("mid-stream", 12)
+        broker_killed = threading.Event()
+
+        def halves():
+            yield from mid_stream[:6]
+            broker_killed.wait(10)
+            yield from mid_stream[6:]
+
+        with ThreadPoolExecutor(1) as pool:
+            call = pool.submit(service.stub.RecordStream, halves(), timeout=20)
+            time.sleep(0.3)  # the first half is on the wire
+            durable_kafka.broker.kill()
+            broker_killed.set()
+            assert call.result().accepted == 12
         more_acked(36, "with the broker down")
         assert sender.spooled > 0
         durable_kafka.broker.start()
@@ -142,11 +157,9 @@ def test_every_acknowledged_event_arrives_once_through_kill_9_of_each_part(
         more_acked(24, "with the consumer down")
         consumer.start()
         more_acked(24, "at the end")
-    finally:
         sender.stop()
 
-    acked = set(sender.acked) | {f"deadline-{i}" for i in range(3)}
-    try:
+        acked = set(sender.acked) | {f"deadline-{i}" for i in range(3)} | {e.event_id for e in mid_stream}
         spool_drained()
         wait_until(lambda: acked <= store.event_ids(), 120, "every acknowledged event in the store")
         stored = store.event_ids()
@@ -154,5 +167,5 @@ def test_every_acknowledged_event_arrives_once_through_kill_9_of_each_part(
         assert store.count() == len(stored)  # one row per event_id: nothing doubled
         assert sender.failures > 0, "the faults never reached the client; the test proved nothing"
     finally:
+        sender.stop()
         store.close()
-        consumer.stop()

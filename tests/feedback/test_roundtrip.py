@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 import grpc
@@ -11,6 +12,9 @@ import pytest
 from services.common.config import KafkaSettings, KafkaTopics
 from services.events.consumer import EventConsumer
 from services.events.store import EventStore
+from kafka import KafkaProducer
+
+from services.kafka.clients import ensure_topics, producer_config
 from services.kafka.launcher import TansuBroker
 from services.proto.feedrank.v1 import feedback_pb2
 from tests.conftest import free_port
@@ -121,3 +125,39 @@ def test_broker_down_at_start_spools_then_drains(start_feedback, consume, topic,
             assert sent_order == sorted(sent_order)
     finally:
         broker.stop()
+
+
+class FlakyStore(EventStore):
+    """An event store whose first write fails, as a full or broken disk would."""
+
+    failures = 0
+
+    def add(self, items):
+        if FlakyStore.failures == 0:
+            FlakyStore.failures += 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().add(items)
+
+
+def test_consumer_rewinds_after_a_failed_store_write_and_keeps_bad_records_aside(memory_kafka, topic, tmp_path):
+    kafka = _kafka(memory_kafka.bootstrap_servers, topic)
+    ensure_topics(kafka, [topic])
+    events = session_events("direct", 20)
+    producer = KafkaProducer(**producer_config(kafka))
+    for event in events:
+        producer.send(topic, key=event.query_id.encode(), value=event.SerializeToString())
+    producer.send(topic, key=b"junk", value=b"\xff\xfe not a FeedbackEvent")
+    producer.flush(10)
+    producer.close()
+
+    store = FlakyStore(tmp_path / "events.sqlite3")
+    consumer = EventConsumer(kafka, store)
+    consumer.start()
+    try:
+        wait_until(lambda: store.count() >= 20 and store.rejected_count() >= 1, 60, "the events after a rewind")
+    finally:
+        consumer.stop()
+    assert FlakyStore.failures == 1
+    assert store.event_ids() == {e.event_id for e in events}
+    assert store.rejected_count() == 1
+    store.close()
