@@ -252,6 +252,29 @@ class TrainingSettings(_Group):
     )
 
 
+class GatewaySettings(_Group):
+    """The HTTP gateway and the MCP server: deadlines of their gRPC calls and the telemetry rate limit.
+
+    Admin routes use endpoints.admin_token (the same token the gRPC services check)."""
+
+    rpc_timeout_s: float = Field(10.0, gt=0, description="Deadline of a quick gRPC call (info, config, record, rerank)")
+    search_timeout_s: float = Field(30.0, gt=0, description="Deadline of a Retriever.Search call")
+    admin_timeout_s: float = Field(
+        600.0, gt=0, description="Deadline of a trainer call that works before it answers (mine, evaluate, promote)"
+    )
+    stream_timeout_s: float = Field(
+        3600.0, gt=0, description="Longest a run-metrics SSE stream stays open (Trainer.StreamRunMetrics deadline)"
+    )
+    telemetry_rate_per_s: float = Field(
+        20.0, gt=0, description="Telemetry events per second one client (IP address) may post, on average"
+    )
+    telemetry_burst: int = Field(60, ge=1, description="Telemetry events one client may post at once before limiting")
+    rate_limit_clients: int = Field(
+        10000, ge=1, description="Clients whose rate-limit buckets are kept (least recently seen are forgotten)"
+    )
+    log_lines: int = Field(100, ge=1, le=10000, description="Lines of job output GET /api/reranker/logs returns")
+
+
 class RegistrySettings(_Group):
     root: str = Field("", description="Registry folder; empty = $FEEDRANK_DATA_DIR/registry")
 
@@ -273,6 +296,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def settings_customise_sources(

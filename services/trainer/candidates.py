@@ -1,0 +1,96 @@
+"""Where the trainer gets fused candidate lists: the live retriever, or a fixed file.
+
+Both answer `candidates(corpus_id, query, depth)` with the fused list (best first) and each
+document's leg ranks, the way `Retriever.Search` with rerank mode "none" returns it. The file
+source is for offline work and tests: `{"<corpus_id>": {"<query text>": [{"doc_id", "score",
+"lexical_rank", "vector_rank"}, ...]}}`.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.common.config import Settings
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
+
+# Impressions the trainer's own searches cause carry this session id, so mining and the
+# scheduler's event count can tell them from users' searches.
+TRAINER_SESSION = "feedrank-trainer"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    doc_id: str
+    score: float  # fused score
+    lexical_rank: int = 0  # 1-based, 0 = not returned by that leg
+    vector_rank: int = 0
+
+
+class CandidateSource(abc.ABC):
+    @abc.abstractmethod
+    def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
+        """The fused list, best first: the union of both legs' top `depth`."""
+
+    def close(self) -> None:
+        return None
+
+
+class RetrieverCandidates(CandidateSource):
+    """`Retriever.Search` with rerank mode "none" (the fused order, no reranker in the loop)."""
+
+    def __init__(self, target: str, timeout_s: float):
+        self.target = target
+        self.timeout_s = timeout_s
+        self._channel = grpc.insecure_channel(target)
+        self._stub = retriever_pb2_grpc.RetrieverStub(self._channel)
+
+    def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
+        request = retriever_pb2.SearchRequest(
+            corpus_id=corpus_id, query=query, top_k=min(2 * depth, 1000), candidate_k=depth,
+            rerank_mode="none", session_id=TRAINER_SESSION,
+        )
+        try:
+            response = self._stub.Search(request, timeout=self.timeout_s)
+        except grpc.RpcError as err:
+            code = err.code()
+            if code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise invalid("corpus_id", f"retriever refused the search: {err.details()}") from err
+            raise FeedrankError(
+                ErrorKind.UNAVAILABLE, f"retriever at {self.target} failed: {code.name}: {err.details()}"
+            ) from err
+        return [
+            Candidate(r.doc_id, r.legs.fused_score, r.legs.lexical_rank, r.legs.vector_rank)
+            for r in response.results
+        ]
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class FileCandidates(CandidateSource):
+    def __init__(self, path: Path):
+        try:
+            self.lists = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise invalid("training.candidates_file", f"cannot read {path}: {err}") from err
+
+    def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
+        rows = self.lists.get(corpus_id, {}).get(query)
+        if rows is None:
+            raise FeedrankError(ErrorKind.NOT_FOUND, f"no candidates for {query!r} in corpus {corpus_id}")
+        out = [Candidate(r["doc_id"], float(r.get("score", 0.0)), int(r.get("lexical_rank", 0)),
+                         int(r.get("vector_rank", 0))) for r in rows]
+        return [c for c in out if (c.lexical_rank or depth + 1) <= depth or (c.vector_rank or depth + 1) <= depth
+                or (not c.lexical_rank and not c.vector_rank)][: 2 * depth]
+
+
+def open_candidates(settings: Settings) -> CandidateSource:
+    if settings.training.candidates_file:
+        return FileCandidates(Path(settings.training.candidates_file))
+    return RetrieverCandidates(settings.endpoints.retriever, settings.training.retriever_timeout_s)

@@ -1,0 +1,314 @@
+"""The trainer's core: mining, runs, evaluation, the gate, bootstrap and the unattended loop.
+
+The gRPC servicer and the CLI are adapters over this object. Training runs one at a time on a
+worker thread (two CPU cores do not train two models faster); `train` returns the run id at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.common.config import Settings, TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.events.store import EventStore
+from services.registry.store import Registry, open_registry
+from services.trainer.candidates import CandidateSource, open_candidates
+from services.trainer.corpus import CorpusData, frozen_texts, normalize_query
+from services.trainer.evaluation import Evaluator
+from services.trainer.gate import Gate, ModelPublisher
+from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
+from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now
+from services.trainer.training import Cancelled, apply_overrides, base_model_dir, train_run
+
+log = logging.getLogger(__name__)
+
+
+class _RunLog(logging.Handler):
+    """Copies the worker thread's log records into the run's train.log."""
+
+    def __init__(self, path: Path, thread_id: int):
+        super().__init__(logging.INFO)
+        self.thread_id = thread_id
+        self.stream = path.open("a")
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread_id:
+            self.stream.write(self.format(record) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+        super().close()
+
+
+class TrainerCore:
+    def __init__(self, settings: Settings, *, registry: Registry | None = None,
+                 candidates: CandidateSource | None = None, publisher: ModelPublisher | None = None,
+                 events: EventStore | None = None):
+        self.settings = settings
+        self.registry = registry or open_registry(settings.registry_path)
+        self.candidates = candidates or open_candidates(settings)
+        self.events = events or EventStore.open(settings)
+        self.runs = RunStore(settings.data_path / "runs")
+        self.miner = Miner(settings, self.candidates, self.events)
+        self.evaluator = Evaluator(settings, self.registry, self.candidates)
+        self.publisher = publisher
+        self.gate = Gate(settings, self.registry, self.evaluator, publisher)
+        self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
+        self._cancel: dict[str, threading.Event] = {}
+        self._futures: dict[str, concurrent.futures.Future] = {}
+        self._stop = threading.Event()
+        self._loop: threading.Thread | None = None
+        self.interrupted = self.runs.recover()
+        if self.interrupted:
+            log.warning("runs interrupted by a restart", extra={"fields": {"runs": self.interrupted}})
+
+    # -- mining --------------------------------------------------------------------------------
+
+    def mine(self, corpus_id: str, sources: list[str], golden_path: str = "", qrels_split: str = "",
+             limit_per_source: int = 0) -> MiningResult:
+        return self.miner.mine(corpus_id, sources, golden_path=golden_path, qrels_split=qrels_split,
+                               limit_per_source=limit_per_source)
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def train(self, corpus_id: str, start_from: str = "champion", triplet_files: list[str] | None = None,
+              overrides: dict[str, str] | None = None, kind: str = "train") -> str:
+        start_from = start_from or "champion"
+        if start_from not in ("champion", "base"):
+            raise invalid("start_from", f"must be 'champion' or 'base', not {start_from!r}")
+        CorpusData(self.settings, corpus_id).close()  # the corpus must exist
+        training = apply_overrides(self.settings.training, overrides or {})
+        files = [str(Path(f).resolve()) for f in triplet_files] if triplet_files else \
+            [str(p) for p in corpus_triplet_files(self.settings, corpus_id)]
+        if not files:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no triplets mined for corpus {corpus_id}: run Mine first")
+        for f in files:
+            if not Path(f).is_file():
+                raise invalid("triplet_files", f"no triplet file {f}")
+        run_id = new_run_id()
+        self.runs.create(RunRecord(run_id, corpus_id, kind, "queued", now(),
+                                   {**training.model_dump(mode="json"), "start_from": start_from}, files))
+        self._cancel[run_id] = threading.Event()
+        self._futures[run_id] = self._worker.submit(self._execute, run_id)
+        return run_id
+
+    def _execute(self, run_id: str) -> None:
+        record = self.runs.get(run_id)
+        if record.status != "queued":
+            return  # cancelled while it waited
+        cancel = self._cancel.setdefault(run_id, threading.Event())
+        handler = _RunLog(self.runs.log_path(run_id), threading.get_ident())
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            training = TrainingSettings.model_validate({k: v for k, v in record.settings.items() if k != "start_from"})
+            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], training)
+            self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
+            log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
+            data = CorpusData(self.settings, record.corpus_id)
+            try:
+                skip = frozen_texts(self.settings, data)
+            finally:
+                data.close()
+            # Mining already skips eval queries; this catches hand-made or older triplet files.
+            triplets = [t for t in load_triplets(map(Path, record.triplet_files)) if normalize_query(t.query) not in skip]
+            outcome = train_run(self.runs, run_id, training, start_dir, from_base, triplets, cancel)
+            self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
+            from services.registry.importer import import_model
+
+            manifest = import_model(
+                self.registry, self.runs.model_dir(run_id), self.settings.engine, alias="challenger",
+                max_length=training.max_length, reason=f"run {run_id}",
+                manifest_fields={
+                    "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
+                    "metrics": outcome.metrics, "base_model": start_name,
+                    "extra": {"hf_dir": str(self.runs.model_dir(run_id)), "triplets": outcome.data["triplets"],
+                              "loss": training.loss, "start_from": record.settings["start_from"],
+                              "by_source": outcome.data["by_source"]},
+                },
+            )
+            self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
+            log.info("run %s succeeded: version %s is the challenger", run_id, manifest.version_id)
+        except Cancelled:
+            if self._stop.is_set():
+                self.runs.update(run_id, status="interrupted", error="the trainer shut down during the run")
+            else:
+                self.runs.update(run_id, status="cancelled", error="cancelled")
+        except Exception as err:  # the run records every failure; the worker thread must survive
+            log.exception("run %s failed", run_id)
+            self.runs.update(run_id, status="failed", error=str(err))
+        finally:
+            root.removeHandler(handler)
+            handler.close()
+
+    def _start_model(self, start_from: str, training) -> tuple[Path, bool, str]:
+        """(folder, is it a scratch start, name for the manifest)."""
+        if start_from == "champion":
+            champion = self.registry.aliases().get("champion")
+            if champion is not None:
+                hf_dir = self.registry.manifest(champion).extra.get("hf_dir")
+                if not hf_dir or not Path(hf_dir).is_dir():
+                    raise FeedrankError(
+                        ErrorKind.FAILED_PRECONDITION,
+                        f"champion {champion} has no Hugging Face weights to fine-tune (imported, or its run folder "
+                        "was removed): train with start_from=base",
+                    )
+                return Path(hf_dir), False, f"{champion} ({hf_dir})"
+            # No champion yet: the fused order has no weights, so a run starts from the base.
+        base = base_model_dir(training)
+        return base, True, str(base)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self.runs.get(run_id)
+
+    def list_runs(self, corpus_id: str = "") -> list[RunRecord]:
+        return self.runs.list(corpus_id)
+
+    def cancel_run(self, run_id: str) -> RunRecord:
+        record = self.runs.get(run_id)
+        if record.status in TERMINAL:
+            return record
+        self._cancel.setdefault(run_id, threading.Event()).set()
+        if record.status == "queued":
+            return self.runs.update(run_id, status="cancelled", error="cancelled before it started")
+        return record
+
+    def wait(self, run_id: str, timeout_s: float | None = None) -> RunRecord:
+        future = self._futures.get(run_id)
+        if future is not None:
+            future.result(timeout=timeout_s)
+        return self.runs.get(run_id)
+
+    # -- evaluation and promotion --------------------------------------------------------------
+
+    def evaluate(self, corpus_id: str, challenger: str = "", champion: str = "") -> dict[str, Any]:
+        return self.evaluator.evaluate(corpus_id, challenger, champion)
+
+    def promote(self, corpus_id: str, version_id: str = "", force: bool = False) -> dict[str, Any]:
+        if not corpus_id:
+            raise invalid("corpus_id", "required")
+        return self.gate.promote(corpus_id, version_id, force)
+
+    def rollback(self, corpus_id: str) -> dict[str, Any]:
+        return self.gate.rollback(corpus_id or "global")
+
+    def event_stats(self) -> dict[str, Any]:
+        by_type: dict[str, int] = {}
+        by_corpus: dict[str, int] = {}
+        by_day: dict[str, int] = {}
+        for row in self.events.stats():
+            by_type[row.kind] = by_type.get(row.kind, 0) + row.count
+            corpus = row.corpus_id or "(unknown)"
+            by_corpus[corpus] = by_corpus.get(corpus, 0) + row.count
+            by_day[row.day] = by_day.get(row.day, 0) + row.count
+        return {"by_type": by_type, "by_corpus": by_corpus, "by_day": by_day, "total": sum(by_type.values())}
+
+    # -- bootstrap -----------------------------------------------------------------------------
+
+    def bootstrap(self, corpus_id: str, on_run=None) -> dict[str, Any]:
+        """Train a v0 with no feedback from `bootstrap_sources`, register it as challenger, run the gate.
+
+        Cached by corpus, sources and settings: a second call returns the first call's result.
+        """
+        training = self.settings.training
+        data = CorpusData(self.settings, corpus_id)
+        try:
+            corpus_version = data.version()
+        finally:
+            data.close()
+        key_src = json.dumps([corpus_id, corpus_version, training.model_dump(mode="json")], sort_keys=True)
+        key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+        cache = self.settings.data_path / "trainer" / "bootstrap" / f"{corpus_id}-{key}.json"
+        if cache.is_file():
+            cached = json.loads(cache.read_text())
+            try:
+                self.registry.manifest(cached["version_id"])
+                return {**cached, "cached": True}
+            except FeedrankError:
+                log.info("cached bootstrap version %s is gone; training again", cached["version_id"])
+        mined = self.mine(corpus_id, list(training.bootstrap_sources), limit_per_source=training.bootstrap_max_per_source)
+        if not mined.files:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap found no training data for {corpus_id} "
+                                f"(sources {training.bootstrap_sources}; skipped {mined.skipped})")
+        run_id = self.train(corpus_id, "base", mined.files, kind="bootstrap")
+        if on_run is not None:
+            on_run(run_id)
+        record = self.wait(run_id)
+        if record.status != "succeeded":
+            raise FeedrankError(ErrorKind.INTERNAL, f"bootstrap run {run_id} {record.status}: {record.error}")
+        decision = self.promote(corpus_id, record.version_id)
+        result = {"corpus_id": corpus_id, "run_id": run_id, "version_id": record.version_id,
+                  "mining_run_id": mined.mining_run_id, "triplets": mined.counts, "decision": decision,
+                  "created_at": now()}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(result, indent=2))
+        return {**result, "cached": False}
+
+    # -- the unattended loop -------------------------------------------------------------------
+
+    def feedback_count(self) -> int:
+        """Clicks and ratings: impressions alone (the trainer's own searches included) teach nothing."""
+        return self.events.count("click") + self.events.count("rating")
+
+    def cycle(self, corpus_id: str) -> dict[str, Any]:
+        """mine (events) -> train (from the champion) -> evaluate + gate. Returns what happened."""
+        mined = self.mine(corpus_id, ["events"])
+        total = sum(mined.counts.values())
+        if total < self.settings.training.min_triplets:
+            return {"corpus_id": corpus_id, "mined": total, "skipped": "fewer triplets than min_triplets"}
+        run_id = self.train(corpus_id, "champion", [*map(str, corpus_triplet_files(self.settings, corpus_id))])
+        record = self.wait(run_id)
+        if record.status != "succeeded":
+            return {"corpus_id": corpus_id, "run_id": run_id, "status": record.status, "error": record.error}
+        return {"corpus_id": corpus_id, "run_id": run_id, "decision": self.promote(corpus_id, record.version_id)}
+
+    def start_loop(self) -> None:
+        training = self.settings.training
+        if not training.schedule_every_events and not training.schedule_every_minutes:
+            return
+        self._loop = threading.Thread(target=self._run_loop, name="trainer-loop", daemon=True)
+        self._loop.start()
+
+    def _run_loop(self) -> None:
+        training = self.settings.training
+        state_path = self.settings.data_path / "trainer" / "schedule.json"
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+        last_count = state.get("events", self.feedback_count())
+        last_at = state.get("at", time.time())
+        while not self._stop.wait(training.schedule_check_s):
+            count = self.feedback_count()
+            due_events = training.schedule_every_events and count - last_count >= training.schedule_every_events
+            due_time = training.schedule_every_minutes and time.time() - last_at >= training.schedule_every_minutes * 60
+            if not (due_events or due_time):
+                continue
+            corpora = training.schedule_corpora or sorted(
+                {r.corpus_id for r in self.events.stats() if r.corpus_id and r.kind != "impression"})
+            for corpus_id in corpora:
+                try:
+                    outcome = self.cycle(corpus_id)
+                except FeedrankError as err:
+                    outcome = {"corpus_id": corpus_id, "error": str(err)}
+                log.info("scheduled cycle", extra={"fields": outcome})
+            last_count, last_at = count, time.time()
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            state_path.write_text(json.dumps({"events": last_count, "at": last_at}))
+
+    def close(self) -> None:
+        self._stop.set()
+        for event in self._cancel.values():
+            event.set()
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.join(5)
+        if self.publisher is not None:
+            self.publisher.close()
+        self.candidates.close()

@@ -1,0 +1,168 @@
+"""Champion vs challenger on a corpus's frozen evaluation set, with a paired test.
+
+Candidates are fetched from the retriever (rerank mode "none") once and cached on disk under
+`evals/candidates/`, keyed by the eval set, the corpus version and the depth, so every model of
+every evaluation reranks the very same lists. Each model is the registry version scored through
+`OnnxCrossEncoder` with the serving engine settings (what is evaluated is what is served), over
+the top `eval_rerank_depth` fused candidates, as the retriever does with `tribrid_reranker_topn`.
+A model name that resolves to no version (an unset alias) is the fused order itself.
+
+Metrics come from services/evaluation/metrics.py. Results: `evals/<eval_id>.json` and `evals/latest.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.config import Settings
+from services.evaluation import metrics as ir
+from services.registry.store import Registry
+from services.reranker.scorer import OnnxCrossEncoder
+from services.trainer.candidates import CandidateSource
+from services.trainer.corpus import CorpusData, EvalSet, eval_set
+
+log = logging.getLogger(__name__)
+
+METRICS = ("mrr@10", "hit@1", "hit@3", "hit@5", "hit@10", "recall@10", "recall@100", "ndcg@10")
+FUSED = "fused"
+
+
+def paired_test(diffs: np.ndarray, kind: str, samples: int, seed: int) -> float:
+    """One-sided p-value that the mean per-query difference (challenger - champion) is > 0 by chance."""
+    if len(diffs) == 0 or not np.any(diffs):
+        return 1.0
+    rng = np.random.default_rng(seed)
+    observed = diffs.mean()
+    if kind == "randomization":
+        # Under the null the two systems are exchangeable per query: flip each difference's sign.
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(samples, len(diffs)))
+        extreme = int(((signs * diffs).mean(axis=1) >= observed).sum())
+        return (extreme + 1) / (samples + 1)
+    means = diffs[rng.integers(0, len(diffs), size=(samples, len(diffs)))].mean(axis=1)
+    return float((int((means <= 0).sum()) + 1) / (samples + 1))
+
+
+class Evaluator:
+    def __init__(self, settings: Settings, registry: Registry, candidates: CandidateSource):
+        self.settings = settings
+        self.training = settings.training
+        self.registry = registry
+        self.candidates = candidates
+        self.root = settings.data_path / "evals"
+
+    # -- candidates ----------------------------------------------------------------------------
+
+    def candidate_lists(self, data: CorpusData, es: EvalSet) -> tuple[dict[str, list[str]], Path]:
+        depth = self.training.eval_depth
+        key = hashlib.sha256(f"{es.digest()}|{data.version()}|{depth}".encode()).hexdigest()[:16]
+        path = self.root / "candidates" / f"{data.corpus_id}-{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())["lists"], path
+        lists = {qid: [c.doc_id for c in self.candidates.candidates(data.corpus_id, text, depth)]
+                 for qid, text in sorted(es.queries.items())}
+        _write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
+                                  "created_at": _now(), "lists": lists})
+        return lists, path
+
+    # -- one model's run -----------------------------------------------------------------------
+
+    def model_run(self, version_id: str | None, data: CorpusData, es: EvalSet,
+                  lists: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+        """{qid: {doc: score}} where the score encodes the final order (head reranked, tail fused)."""
+        ordered: dict[str, list[str]] = {}
+        if version_id is None:
+            ordered = lists
+        else:
+            manifest = self.registry.manifest(version_id)
+            scorer = OnnxCrossEncoder(self.registry.local_path(version_id), manifest, self.settings.engine)
+            depth = self.training.eval_rerank_depth
+            batch = self.settings.engine.max_batch_pairs
+            for qid, docs in lists.items():
+                head, tail = docs[:depth], docs[depth:]
+                texts = data.texts(head)
+                head = [d for d in head if d in texts]
+                scores: list[float] = []
+                for start in range(0, len(head), batch):
+                    chunk = [texts[d] for d in head[start : start + batch]]
+                    scores += scorer.score(scorer.prepare(es.queries[qid], chunk)).tolist()
+                # Ties keep the fused order (stable sort), as the retriever does.
+                reranked = [d for _, _, d in sorted(zip([-s for s in scores], range(len(head)), head))]
+                ordered[qid] = reranked + tail
+        return {qid: {d: float(len(docs) - i) for i, d in enumerate(docs)} for qid, docs in ordered.items()}
+
+    def resolve(self, name: str, default_alias: str) -> str | None:
+        """A version id, or None for the fused order (the name "fused", or an alias pointing nowhere)."""
+        name = name or default_alias
+        return None if name == FUSED else self.registry.resolve(name)
+
+    # -- an evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, corpus_id: str, challenger: str = "", champion: str = "", *, save: bool = True) -> dict[str, Any]:
+        challenger_id = self.resolve(challenger, "challenger")
+        champion_id = self.resolve(champion, "champion")
+        data = CorpusData(self.settings, corpus_id)
+        try:
+            es = eval_set(self.settings, data)
+            started = time.perf_counter()
+            lists, cache = self.candidate_lists(data, es)
+            runs = {FUSED: self.model_run(None, data, es, lists)}
+            runs["champion"] = runs[FUSED] if champion_id is None else self.model_run(champion_id, data, es, lists)
+            if challenger_id == champion_id:
+                runs["challenger"] = runs["champion"]
+            else:
+                runs["challenger"] = self.model_run(challenger_id, data, es, lists)
+        finally:
+            data.close()
+        results = {name: ir.evaluate(run, es.qrels, METRICS) for name, run in runs.items()}
+        per_champ = ir.per_query(runs["champion"], es.qrels, "ndcg@10")
+        per_chall = ir.per_query(runs["challenger"], es.qrels, "ndcg@10")
+        qids = sorted(per_champ)
+        diffs = np.array([per_chall[q] - per_champ[q] for q in qids])
+        p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
+        record = {
+            "eval_id": time.strftime("e%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            "created_at": _now(),
+            "corpus_id": corpus_id,
+            "eval_set": es.name,
+            "queries": len(es.queries),
+            "depth": self.training.eval_depth,
+            "rerank_depth": self.training.eval_rerank_depth,
+            "candidates_cache": str(cache),
+            "champion": {"name": champion or "champion", "version_id": champion_id or FUSED},
+            "challenger": {"name": challenger or "challenger", "version_id": challenger_id or FUSED},
+            "metrics": results,
+            "ndcg_gain": float(diffs.mean()) if len(diffs) else 0.0,
+            "p_value": p,
+            "test": {"kind": self.training.paired_test, "samples": self.training.test_samples, "sided": "one",
+                     "wins": int((diffs > 0).sum()), "losses": int((diffs < 0).sum()), "ties": int((diffs == 0).sum())},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if save:
+            self.root.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(self.root / f"{record['eval_id']}.json", record)
+            _write_json_atomic(self.root / "latest.json", record)
+        log.info("evaluated", extra={"fields": {"corpus": corpus_id, "gain": record["ndcg_gain"], "p": p}})
+        return record
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

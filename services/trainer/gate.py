@@ -1,0 +1,193 @@
+"""The promotion gate, rollback, and the `ModelPublished` event.
+
+A challenger becomes champion only when
+  1. it was trained on at least `min_triplets` triplets,
+  2. it beats the current champion (the fused order when there is none) on the frozen evaluation
+     set's nDCG@10 by more than `min_gain`, with the paired test's p below `max_p`,
+  3. and, when `guard_corpus` is set, it loses no more than `guard_tolerance` nDCG@10 there.
+Every decision, pass or fail, is appended with its numbers to `$FEEDRANK_DATA_DIR/trainer/decisions.jsonl`.
+
+Aliases are the registry's (global: one champion serves every corpus); the corpus names the
+evaluation set and the Kafka key. Rollback replays the registry's alias history to find the
+champion before the current one, so two rollbacks in a row go back two versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.common.config import KafkaSettings, Settings
+from services.common.errors import ErrorKind, FeedrankError
+from services.proto.feedrank.v1 import feedback_pb2
+from services.registry.store import Registry
+from services.trainer.evaluation import FUSED, Evaluator
+
+log = logging.getLogger(__name__)
+
+ROLLBACK_REASON = "rollback"
+
+
+class ModelPublisher:
+    """Sends `feedrank.v1.ModelPublished` to `kafka.topics.models`, keyed by corpus id (or `global`)."""
+
+    def __init__(self, kafka: KafkaSettings):
+        self.kafka = kafka
+        self._producer = None
+        self._lock = threading.Lock()
+
+    def publish(self, version_id: str, alias: str, digest: str, corpus_id: str, timeout_s: float = 15.0) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        from services.kafka.clients import ensure_topics, producer_config
+
+        message = feedback_pb2.ModelPublished(
+            version_id=version_id, alias=alias, manifest_sha256=digest, corpus_id=corpus_id,
+            timestamp_ms=int(time.time() * 1000),
+        )
+        with self._lock:
+            try:
+                if self._producer is None:
+                    ensure_topics(self.kafka, [self.kafka.topics.models], timeout_s=timeout_s)
+                    self._producer = KafkaProducer(**producer_config(self.kafka))
+                future = self._producer.send(self.kafka.topics.models, key=(corpus_id or "global").encode(),
+                                             value=message.SerializeToString())
+                future.get(timeout=timeout_s)
+            except KafkaError as err:
+                raise FeedrankError(ErrorKind.UNAVAILABLE, f"cannot publish to {self.kafka.topics.models}: {err}") from err
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+def champion_lineage(history: list[dict[str, Any]]) -> list[str | None]:
+    """The champions in order, rollbacks undone (None = the fused order)."""
+    stack: list[str | None] = [None]
+    for record in history:
+        if record.get("alias") != "champion":
+            continue
+        if str(record.get("reason", "")).startswith(ROLLBACK_REASON) and len(stack) > 1:
+            stack.pop()
+        else:
+            stack.append(record.get("to"))
+    return stack
+
+
+class Gate:
+    def __init__(self, settings: Settings, registry: Registry, evaluator: Evaluator, publisher: ModelPublisher | None):
+        self.settings = settings
+        self.training = settings.training
+        self.registry = registry
+        self.evaluator = evaluator
+        self.publisher = publisher
+        self.decisions = settings.data_path / "trainer" / "decisions.jsonl"
+        self._lock = threading.Lock()  # one promotion at a time
+
+    def promote(self, corpus_id: str, version_id: str = "", force: bool = False) -> dict[str, Any]:
+        with self._lock:
+            return self._promote(corpus_id, version_id, force)
+
+    def _promote(self, corpus_id: str, version_id: str, force: bool) -> dict[str, Any]:
+        aliases = self.registry.aliases()
+        candidate = self.registry.resolve(version_id) if version_id else aliases.get("challenger")
+        if not candidate:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no challenger to promote: train a run first")
+        manifest = self.registry.manifest(candidate)
+        champion = aliases.get("champion")
+        numbers: dict[str, float] = {"triplets": float(manifest.extra.get("triplets", 0))}
+        base = {"corpus_id": corpus_id, "version_id": candidate, "champion_before": champion or FUSED}
+        if candidate == champion:
+            return self._record(base, False, champion, f"{candidate} is already the champion", numbers)
+        if force:
+            return self._flip(base, candidate, corpus_id, "forced (gate skipped)", numbers)
+        if numbers["triplets"] < self.training.min_triplets:
+            return self._record(base, False, champion, f"trained on {numbers['triplets']:.0f} triplets, fewer than "
+                                f"min_triplets={self.training.min_triplets}", numbers)
+        result = self.evaluator.evaluate(corpus_id, challenger=candidate, champion=champion or FUSED)
+        gain, p = result["ndcg_gain"], result["p_value"]
+        numbers.update({
+            "ndcg_gain": gain, "p_value": p, "queries": float(result["queries"]),
+            "challenger_ndcg@10": result["metrics"]["challenger"]["ndcg@10"],
+            "champion_ndcg@10": result["metrics"]["champion"]["ndcg@10"],
+            "fused_ndcg@10": result["metrics"][FUSED]["ndcg@10"],
+        })
+        base["eval_id"] = result["eval_id"]
+        failures = []
+        if not gain > self.training.min_gain:
+            failures.append(f"nDCG@10 gain {gain:+.4f} is not above min_gain={self.training.min_gain}")
+        if not p < self.training.max_p:
+            failures.append(f"p={p:.4f} is not below max_p={self.training.max_p}")
+        guard = self.training.guard_corpus
+        if guard and guard != corpus_id and not failures:
+            guard_result = self.evaluator.evaluate(guard, challenger=candidate, champion=champion or FUSED)
+            numbers["guard_delta"] = guard_result["ndcg_gain"]
+            base["guard_eval_id"] = guard_result["eval_id"]
+            if guard_result["ndcg_gain"] < -self.training.guard_tolerance:
+                failures.append(f"guard corpus {guard} loses {-guard_result['ndcg_gain']:.4f} nDCG@10, more than "
+                                f"guard_tolerance={self.training.guard_tolerance}")
+        if failures:
+            return self._record(base, False, champion, "; ".join(failures), numbers)
+        reason = f"gain {gain:+.4f} nDCG@10 (p={p:.4f}) over {champion or FUSED}"
+        return self._flip(base, candidate, corpus_id, reason, numbers)
+
+    def rollback(self, corpus_id: str) -> dict[str, Any]:
+        with self._lock:
+            lineage = champion_lineage(self.registry.history())
+            current = self.registry.aliases().get("champion")
+            if len(lineage) < 2 or current is None:
+                raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no earlier champion to roll back to")
+            previous = lineage[-2]
+            self.registry.set_alias("champion", previous, f"{ROLLBACK_REASON} from {current}")
+            numbers: dict[str, float] = {}
+            published = self._publish(previous, corpus_id, numbers)
+            reason = f"rolled back from {current} to {previous or FUSED}" + published
+            return self._record({"corpus_id": corpus_id, "version_id": previous or FUSED, "champion_before": current,
+                                 "action": "rollback"}, True, previous, reason, numbers)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _flip(self, base: dict, candidate: str, corpus_id: str, reason: str, numbers: dict[str, float]) -> dict[str, Any]:
+        self.registry.set_alias("champion", candidate, f"promote ({corpus_id}): {reason}")
+        return self._record(base, True, candidate, reason + self._publish(candidate, corpus_id, numbers), numbers)
+
+    def _publish(self, version_id: str | None, corpus_id: str, numbers: dict[str, float]) -> str:
+        """Publish the new champion; the reranker's registry watch still catches it if Kafka is down."""
+        if self.publisher is None:
+            numbers["published"] = 0.0
+            return "; not published (no broker configured)"
+        try:
+            digest = self.registry.manifest_digest(version_id) if version_id else ""
+            self.publisher.publish(version_id or "", "champion", digest, corpus_id)
+            numbers["published"] = 1.0
+            return ""
+        except FeedrankError as err:
+            log.warning("model-published event not sent: %s", err)
+            numbers["published"] = 0.0
+            return f"; event not published ({err}); the reranker's registry watch still picks it up"
+
+    def _record(self, base: dict, promoted: bool, champion: str | None, reason: str,
+                numbers: dict[str, float]) -> dict[str, Any]:
+        decision = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **base, "promoted": promoted,
+                    "champion": champion or FUSED, "reason": reason, "numbers": numbers,
+                    "gate": {k: getattr(self.training, k) for k in
+                             ("min_triplets", "min_gain", "max_p", "guard_corpus", "guard_tolerance")}}
+        self.decisions.parent.mkdir(parents=True, exist_ok=True)
+        with self.decisions.open("a") as fh:
+            fh.write(json.dumps(decision) + "\n")
+        log.info("gate decision", extra={"fields": {"promoted": promoted, "reason": reason}})
+        return decision
+
+
+def read_decisions(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []

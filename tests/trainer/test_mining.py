@@ -1,0 +1,184 @@
+"""Mining rules on hand-built event logs, golden files and qrels (no model, no network)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.common.errors import ErrorKind, FeedrankError
+from services.events.store import EventStore
+from services.proto.feedrank.v1 import feedback_pb2
+from services.trainer.candidates import TRAINER_SESSION, FileCandidates
+from services.trainer.mining import Miner, judge_log, load_triplets
+from tests.trainer.conftest import TEST_Q, build_corpus, make_settings
+
+_seq = iter(range(10**6))
+
+
+def impression(qid, query, docs, corpus="tiny", session="s1"):
+    return feedback_pb2.FeedbackEvent(
+        event_id=f"e{next(_seq)}", query_id=qid, session_id=session, timestamp_ms=1_700_000_000_000 + next(_seq),
+        impression=feedback_pb2.Impression(corpus_id=corpus, query=query, results=[
+            feedback_pb2.ShownResult(doc_id=d, rank=r) for r, d in enumerate(docs, 1)]))
+
+
+def click(qid, doc, rank, dwell_ms):
+    return feedback_pb2.FeedbackEvent(event_id=f"e{next(_seq)}", query_id=qid, session_id="s1",
+                                      timestamp_ms=1_700_000_000_000 + next(_seq),
+                                      click=feedback_pb2.Click(doc_id=doc, rank=rank, dwell_ms=dwell_ms))
+
+
+def rating(qid, doc, value):
+    return feedback_pb2.FeedbackEvent(event_id=f"e{next(_seq)}", query_id=qid, session_id="s1",
+                                      timestamp_ms=1_700_000_000_000 + next(_seq),
+                                      rating=feedback_pb2.Rating(doc_id=doc, rating=value))
+
+
+SHOWN = ["bees-1", "bees-2", "bees-0", "owls-0", "owls-1"]
+
+
+@pytest.fixture
+def settings(data_dir):
+    build_corpus(data_dir, extra_queries=["how do bees make honey"])
+    return make_settings(data_dir)
+
+
+@pytest.fixture
+def store(settings):
+    store = EventStore.open(settings)
+    yield store
+    store.close()
+
+
+def judge(store, settings, skip=frozenset()):
+    return judge_log(list(store.impressions("tiny")), list(store.clicks("tiny")), list(store.ratings("tiny")),
+                     settings.training, set(skip))
+
+
+def test_skip_above_dwell_and_ratings(store, settings):
+    store.add([
+        impression("q1", "how do bees make honey", SHOWN),
+        click("q1", "bees-0", 3, 30_000),  # long dwell: positive; ranks 1-2 were skipped above it
+        click("q1", "owls-0", 4, 500),  # short dwell: not a positive, but it was examined
+    ])
+    [j], skipped = judge(store, settings)
+    assert j.positives == {"bees-0": 1.0}
+    # Shown above the lowest click (rank 4) and not clicked: bees-1, bees-2. owls-1 (rank 5,
+    # below every click) says nothing and is not a negative.
+    assert j.negatives == ["bees-1", "bees-2"]
+    assert skipped == {}
+
+
+def test_ratings_override_and_unclicked_impressions(store, settings):
+    store.add([
+        impression("q1", "how do bees make honey", SHOWN),
+        rating("q1", "owls-1", 5), rating("q1", "bees-1", 1), rating("q1", "bees-2", 3),
+        impression("q2", "how do bees make honey", SHOWN),  # no interaction at all: no labels
+        impression("q3", "how do bees make honey", SHOWN),
+        click("q3", "bees-1", 1, 50),  # only a short click: no positive
+    ])
+    judgements, skipped = judge(store, settings)
+    assert [(j.query_id, j.positives, j.negatives) for j in judgements] == [("q1", {"owls-1": 1.0}, ["bees-1"])]
+    assert skipped == {"no_interaction": 1, "no_positive": 1}
+
+
+def test_a_rated_positive_is_never_a_skip_negative(store, settings):
+    store.add([impression("q1", "how do bees make honey", SHOWN), rating("q1", "bees-1", 5),
+               click("q1", "bees-0", 3, 20_000)])
+    [j], _ = judge(store, settings)
+    assert j.positives == {"bees-1": 1.0, "bees-0": 1.0}
+    assert j.negatives == ["bees-2"]
+
+
+def test_propensity_weights_from_the_log(store, data_dir):
+    settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
+    events = []
+    for i in range(4):  # rank 1 clicked 4 times in 4 impressions, rank 3 once: propensity(3) = 1/4
+        events.append(impression(f"q{i}", "how do bees make honey", SHOWN))
+        events.append(click(f"q{i}", SHOWN[0], 1, 20_000))
+    events.append(click("q0", SHOWN[2], 3, 20_000))
+    store.add(events)
+    judgements, _ = judge(store, settings)
+    assert judgements[0].positives == {SHOWN[0]: 1.0, SHOWN[2]: 4.0}
+
+
+def test_eval_queries_and_trainer_searches_are_never_mined(store, settings):
+    eval_text = TEST_Q["te-bees"]
+    store.add([
+        impression("q1", eval_text.upper(), SHOWN), click("q1", "bees-0", 3, 30_000),
+        impression("q2", "how do bees make honey", SHOWN, session=TRAINER_SESSION), click("q2", "bees-0", 3, 30_000),
+    ])
+    miner = Miner(settings, FileCandidates(settings.training.candidates_file), store)
+    result = miner.mine("tiny", ["events"])
+    assert result.counts == {"events": 0}
+    assert result.skipped == {"events.eval_query": 1}
+
+
+def test_events_source_writes_triplets_with_texts(store, settings):
+    store.add([impression("q1", "how do bees make honey", SHOWN), click("q1", "bees-0", 3, 30_000)])
+    result = Miner(settings, FileCandidates(settings.training.candidates_file), store).mine("tiny", ["events"])
+    [t] = load_triplets(result.files)
+    assert (t.query, t.positive_doc_id, t.source, t.weight) == ("how do bees make honey", "bees-0", "events", 1.0)
+    assert t.positive_text == "bees\nhoney bees dance to show where flowers are"
+    assert t.negative_doc_ids == ["bees-1", "bees-2"]
+    row = json.loads(open(result.files[0]).readline())
+    assert set(row) == {"query", "positive_text", "positive_doc_id", "negative_texts", "negative_doc_ids", "source",
+                        "weight"}
+
+
+def test_qrels_hard_negatives_margin_and_no_eval_split(settings):
+    miner = Miner(settings, FileCandidates(settings.training.candidates_file))
+    result = miner.mine("tiny", ["qrels"])
+    triplets = load_triplets(result.files)
+    assert len(triplets) == 8 and {t.source for t in triplets} == {"qrels"}
+    assert not {t.query for t in triplets} & set(TEST_Q.values())
+    for t in triplets:
+        assert t.positive_doc_id not in t.negative_doc_ids and len(t.negative_doc_ids) == 2
+    with pytest.raises(FeedrankError) as err:
+        miner.mine("tiny", ["qrels"], qrels_split="test")
+    assert err.value.kind == ErrorKind.INVALID_ARGUMENT and err.value.field == "qrels_split"
+
+
+def test_margin_filter_drops_near_ties(data_dir):
+    # A ratio of 1.0 keeps everything below the positive's score; the positive ranks first with
+    # the overlap scorer, so a strict ratio (0.5) leaves no hard negative and random ones fill in.
+    build_corpus(data_dir)
+    strict = make_settings(data_dir, hard_negative_max_ratio=0.5, random_negative_share=0.0)
+    triplets = load_triplets(Miner(strict, FileCandidates(strict.training.candidates_file)).mine("tiny", ["qrels"]).files)
+    loose = make_settings(data_dir, hard_negative_max_ratio=1.0, random_negative_share=0.0)
+    loose_t = load_triplets(Miner(loose, FileCandidates(loose.training.candidates_file)).mine("tiny", ["qrels"]).files)
+    ranked = json.loads((data_dir / "candidates.json").read_text())["tiny"]
+    for t in loose_t:  # the loose run takes the top-ranked non-positives: the hard negatives
+        top = [c["doc_id"] for c in ranked[t.query] if c["doc_id"] != t.positive_doc_id][:2]
+        assert t.negative_doc_ids == top
+    assert [t.negative_doc_ids for t in triplets] != [t.negative_doc_ids for t in loose_t]
+
+
+def test_golden_and_sources_never_overwritten(settings, data_dir):
+    golden = data_dir / "golden.json"
+    golden.write_text(json.dumps([
+        {"q": "how do bees make honey", "repo": "tiny", "expect_paths": ["bees-0"]},
+        {"q": TEST_Q["te-owls"], "repo": "tiny", "expect_paths": ["owls-0"]},  # an eval query: skipped
+        {"q": "how do bees make honey", "repo": "other", "expect_paths": ["x"]},  # another corpus
+    ]))
+    miner = Miner(settings, FileCandidates(settings.training.candidates_file))
+    first = miner.mine("tiny", ["golden", "qrels"], golden_path=str(golden))
+    second = miner.mine("tiny", ["golden"], golden_path=str(golden))
+    assert first.counts == {"golden": 1, "qrels": 8} and first.skipped == {"golden.eval_query": 1}
+    assert len(first.files) == 2 and len(second.files) == 1 and not set(first.files) & set(second.files)
+    for path in first.files:  # the first run's files are untouched
+        assert load_triplets([path])
+    with pytest.raises(FileExistsError):
+        Miner._write(__import__("pathlib").Path(first.files[0]), [])
+
+
+def test_bad_requests_name_the_field(settings):
+    miner = Miner(settings, FileCandidates(settings.training.candidates_file))
+    for kwargs, field in [(dict(sources=["nope"]), "sources"), (dict(sources=["golden"]), "golden_path")]:
+        with pytest.raises(FeedrankError) as err:
+            miner.mine("tiny", **kwargs)
+        assert err.value.kind == ErrorKind.INVALID_ARGUMENT and err.value.field == field
+    with pytest.raises(FeedrankError) as err:
+        miner.mine("no-such-corpus", ["qrels"])
+    assert err.value.field == "corpus_id"
