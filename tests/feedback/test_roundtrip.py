@@ -13,6 +13,7 @@ from services.common.config import KafkaSettings, KafkaTopics
 from services.events.consumer import EventConsumer
 from services.events.store import EventStore
 from kafka import KafkaProducer
+from prometheus_client import REGISTRY
 
 from services.kafka.clients import ensure_topics, producer_config
 from services.kafka.launcher import TansuBroker
@@ -158,6 +159,8 @@ def test_consumer_rewinds_after_a_failed_store_write_and_keeps_bad_records_aside
     finally:
         consumer.stop()
     assert FlakyStore.failures == 1
+    lags = [REGISTRY.get_sample_value("feedrank_events_consumer_lag", {"partition": str(i)}) for i in range(3)]
+    assert 0.0 in lags  # lag is exported per partition, from the fetch high watermark
     assert store.event_ids() == {e.event_id for e in events}
     assert store.rejected_count() == 1
     store.close()
