@@ -37,5 +37,12 @@ def _register_stages() -> None:
 
     retriever_cli.register(app)
 
+    from services.trainer import cli as trainer_cli
+
+    trainer_cli.register(app)
+
 
 _register_stages()
+
+if __name__ == "__main__":
+    app()

@@ -160,6 +160,10 @@ def train_run(
     status = {"value": "running"}
 
     class Progress(transformers.TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            # Lets a client size its progress bar before the first step.
+            store.metric(run_id, 0, 0.0, "max_steps", float(state.max_steps), status["value"])
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
                 store.metric(run_id, state.global_step, float(state.epoch or 0.0), "loss", float(logs["loss"]),

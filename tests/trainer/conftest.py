@@ -61,7 +61,10 @@ def overlap_candidates(docs: dict[str, str], queries: list[str]) -> dict[str, li
     return out
 
 
-def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[str] = ()) -> Path:
+def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[str] = (), *,
+                 bad_fused: bool = False) -> Path:
+    """bad_fused: the eval queries' relevant document comes 20th in the fused order (inside the
+    rerank window), so any reranker that is not adversarial beats the fused order there."""
     root = data_dir / "corpora" / corpus_id
     (root / "qrels").mkdir(parents=True, exist_ok=True)
     docs = {doc_id(t, i): f"{t}\n{text}" for t, texts in TOPICS.items() for i, text in enumerate(texts)}
@@ -80,6 +83,13 @@ def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[st
     cand_file = data_dir / "candidates.json"
     lists = json.loads(cand_file.read_text()) if cand_file.is_file() else {}
     lists[corpus_id] = overlap_candidates(docs, [*TRAIN_Q.values(), *TEST_Q.values(), *extra_queries])
+    if bad_fused:
+        for qid, text in TEST_Q.items():
+            relevant = doc_id(qid.split("-", 1)[1], 0)
+            rows = [r for r in lists[corpus_id][text] if r["doc_id"] != relevant]
+            rows.insert(19, next(r for r in lists[corpus_id][text] if r["doc_id"] == relevant))
+            lists[corpus_id][text] = [{**r, "score": 1.0 / (60 + i), "lexical_rank": i, "vector_rank": i}
+                                      for i, r in enumerate(rows, 1)]
     cand_file.write_text(json.dumps(lists))
     return root
 

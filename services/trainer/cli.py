@@ -1,0 +1,249 @@
+"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target) and
+`feedrank model bootstrap` (offline: trains in this process on the data dir)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import grpc
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from services.common.config import get_settings
+from services.common.errors import FeedrankError
+from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
+
+console = Console()
+runs_app = typer.Typer(no_args_is_help=True, help="Training runs on the trainer (list, show, diff)")
+STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in trainer_pb2.RunStatus.items()}
+
+
+def _target(target: Optional[str]) -> str:
+    return target or get_settings().endpoints.trainer
+
+
+def _call(target: Optional[str], method: str, request, timeout: float | None = 3600):
+    """One RPC with the admin token (when configured); RPC errors end the command with code 2."""
+    token = get_settings().endpoints.admin_token
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(_target(target)) as channel:
+        stub = trainer_pb2_grpc.TrainerStub(channel)
+        try:
+            return getattr(stub, method)(request, timeout=timeout, metadata=metadata)
+        except grpc.RpcError as err:
+            console.print(f"[red]{method} failed:[/red] {err.code().name}: {err.details()}")
+            raise typer.Exit(2) from err
+
+
+def _follow(target: Optional[str], run_id: str) -> trainer_pb2.Run:
+    """A progress bar over the run's streamed metrics until it ends."""
+    token = get_settings().endpoints.admin_token
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(_target(target)) as channel, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total}"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+    ) as bar:
+        task = bar.add_task(run_id, total=None, info="queued")
+        stub = trainer_pb2_grpc.TrainerStub(channel)
+        try:
+            for m in stub.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), metadata=metadata):
+                if m.name == "max_steps":
+                    bar.update(task, total=m.value)
+                elif m.name == "loss":
+                    bar.update(task, completed=m.step, info=f"loss {m.value:.4f}")
+                elif m.name.startswith("eval_"):
+                    bar.console.print(f"epoch {m.epoch:.2f}: {m.name.removeprefix('eval_')} {m.value:.4f}")
+                elif m.name == "status":
+                    bar.update(task, info=m.status)
+        except grpc.RpcError as err:
+            console.print(f"[red]stream failed:[/red] {err.code().name}: {err.details()}")
+            raise typer.Exit(2) from err
+    return _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=run_id))
+
+
+def _print_run(run: trainer_pb2.Run) -> None:
+    table = Table("field", "value", title=f"run {run.run_id}")
+    table.add_row("status", STATUS[run.status])
+    for name in ("corpus_id", "created_at", "finished_at", "version_id", "error"):
+        if getattr(run, name):
+            table.add_row(name, str(getattr(run, name)))
+    for k, v in sorted(run.metrics.items()):
+        table.add_row(f"metric {k}", f"{v:.4f}")
+    table.add_row("triplet files", "\n".join(run.triplet_files))
+    console.print(table)
+
+
+TargetOpt = typer.Option(None, "--target", help="Trainer host:port (default: endpoints.trainer)")
+
+
+def mine(
+    corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to mine for"),
+    source: list[str] = typer.Option(["events"], "--source", help="events, golden, qrels, or an answer set name"),
+    golden: Optional[Path] = typer.Option(None, help="Golden file (q, corpus_id/repo, expect_paths)"),
+    qrels_split: str = typer.Option("", help="Qrels split to mine (default: training.train_split)"),
+    target: Optional[str] = TargetOpt,
+) -> None:
+    """Mine triplets from events, a golden file or qrels (one new file per source)."""
+    response = _call(target, "Mine", trainer_pb2.MineRequest(
+        corpus_id=corpus_id, sources=source, golden_path=str(golden.resolve()) if golden else "",
+        qrels_split=qrels_split))
+    console.print(f"mining run [bold]{response.mining_run_id}[/bold]: "
+                  + ", ".join(f"{k}: {v}" for k, v in response.triplets_by_source.items()))
+    for f in response.files:
+        console.print(f"  {f}")
+
+
+def train(
+    corpus_id: str = typer.Option(..., "--corpus-id"),
+    start_from: str = typer.Option("champion", help="champion (fine-tune) or base (scratch)"),
+    triplets: list[Path] = typer.Option([], "--triplets", help="Triplet files (default: every file of the corpus)"),
+    set_: list[str] = typer.Option([], "--set", help="training.* override, e.g. --set epochs=2"),
+    follow: bool = typer.Option(True, help="Show a progress bar until the run ends"),
+    target: Optional[str] = TargetOpt,
+) -> None:
+    """Start a training run (returns at once with its id; --follow streams its progress)."""
+    overrides = {}
+    for item in set_:
+        key, sep, value = item.partition("=")
+        if not sep:
+            console.print(f"[red]--set wants key=value, got {item!r}[/red]")
+            raise typer.Exit(2)
+        overrides[key.strip()] = value.strip()
+    response = _call(target, "Train", trainer_pb2.TrainRequest(
+        corpus_id=corpus_id, start_from=start_from, triplet_files=[str(p.resolve()) for p in triplets],
+        overrides=overrides))
+    console.print(f"run [bold]{response.run_id}[/bold] queued")
+    if follow:
+        run = _follow(target, response.run_id)
+        _print_run(run)
+        if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
+            raise typer.Exit(1)
+
+
+@runs_app.command("list")
+def runs_list(corpus_id: str = typer.Option("", "--corpus-id"), target: Optional[str] = TargetOpt) -> None:
+    """Every run, oldest first."""
+    response = _call(target, "ListRuns", trainer_pb2.ListRunsRequest(corpus_id=corpus_id))
+    table = Table("run", "corpus", "status", "created", "version", "train_loss", "dev nDCG@10")
+    for r in response.runs:
+        table.add_row(r.run_id, r.corpus_id, STATUS[r.status], r.created_at, r.version_id,
+                      f"{r.metrics['train_loss']:.4f}" if "train_loss" in r.metrics else "",
+                      f"{r.metrics['dev_ndcg@10']:.4f}" if "dev_ndcg@10" in r.metrics else "")
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, follow: bool = typer.Option(False, help="Stream progress until it ends"),
+              target: Optional[str] = TargetOpt) -> None:
+    """One run's record (and its progress with --follow)."""
+    _print_run(_follow(target, run_id) if follow else _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=run_id)))
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, target: Optional[str] = TargetOpt) -> None:
+    """Cancel a queued or running run."""
+    run = _call(target, "CancelRun", trainer_pb2.CancelRunRequest(run_id=run_id))
+    console.print(f"{run.run_id}: {STATUS[run.status]}")
+
+
+@runs_app.command("diff")
+def runs_diff(a: str, b: str, target: Optional[str] = TargetOpt) -> None:
+    """Settings (where they differ), data and metrics of two runs side by side."""
+    ra = _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=a))
+    rb = _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=b))
+    table = Table("", a, b, title="run diff")
+    table.add_row("[bold]status", STATUS[ra.status], STATUS[rb.status])
+    table.add_row("[bold]version", ra.version_id, rb.version_id)
+    for key in sorted(set(ra.settings) | set(rb.settings)):
+        if ra.settings.get(key) != rb.settings.get(key):
+            table.add_row(f"setting {key}", ra.settings.get(key, ""), rb.settings.get(key, ""))
+    table.add_row("triplet files", "\n".join(Path(f).name for f in ra.triplet_files),
+                  "\n".join(Path(f).name for f in rb.triplet_files))
+    for key in sorted(set(ra.metrics) | set(rb.metrics)):
+        fmt = lambda m: f"{m[key]:.4f}" if key in m else ""  # noqa: E731
+        table.add_row(f"metric {key}", fmt(ra.metrics), fmt(rb.metrics))
+    console.print(table)
+
+
+def evaluate(
+    corpus_id: str = typer.Option(..., "--corpus-id"),
+    challenger: str = typer.Option("", help="Version id or alias (default: challenger); 'fused' = no reranking"),
+    champion: str = typer.Option("", help="Version id or alias (default: champion)"),
+    target: Optional[str] = TargetOpt,
+) -> None:
+    """Champion vs challenger on the corpus's frozen evaluation set, with the paired test."""
+    r = _call(target, "Evaluate", trainer_pb2.EvaluateRequest(corpus_id=corpus_id, challenger=challenger,
+                                                              champion=champion))
+    table = Table("metric", "champion", "challenger", title=f"evaluation {r.eval_id}")
+    for key in sorted(r.champion_metrics):
+        table.add_row(key, f"{r.champion_metrics[key]:.4f}", f"{r.challenger_metrics[key]:.4f}")
+    console.print(table)
+    console.print(f"nDCG@10 gain {r.ndcg_gain:+.4f}, p = {r.p_value:.4f} "
+                  f"(details: $FEEDRANK_DATA_DIR/evals/{r.eval_id}.json)")
+
+
+def _print_decision(r: trainer_pb2.PromoteResponse) -> None:
+    verdict = "[green]promoted[/green]" if r.promoted else "[yellow]not promoted[/yellow]"
+    console.print(f"{verdict}; champion: [bold]{r.champion}[/bold]\n{r.reason}")
+    for k, v in sorted(r.numbers.items()):
+        console.print(f"  {k}: {v:.4f}")
+
+
+def promote(
+    corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whose eval set decides"),
+    version: str = typer.Option("", help="Version to promote (default: the challenger)"),
+    force: bool = typer.Option(False, help="Skip the gate (recorded as forced)"),
+    target: Optional[str] = TargetOpt,
+) -> None:
+    """Run the gate; on pass flip champion and publish the model-published event."""
+    _print_decision(_call(target, "Promote", trainer_pb2.PromoteRequest(corpus_id=corpus_id, version_id=version,
+                                                                        force=force)))
+
+
+def rollback(corpus_id: str = typer.Option("global", "--corpus-id", help="Kafka key of the event"),
+             target: Optional[str] = TargetOpt) -> None:
+    """Point champion back at the previous champion (the registry keeps the history)."""
+    _print_decision(_call(target, "Rollback", trainer_pb2.RollbackRequest(corpus_id=corpus_id)))
+
+
+def bootstrap(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to train a v0 for")) -> None:
+    """Train a v0 without feedback (training.bootstrap_sources), register it as challenger and run the gate.
+
+    Offline: trains in this process on the data dir (talks to the retriever for hard negatives
+    and evaluation candidates). Cached: a second call with the same corpus and settings reuses it.
+    """
+    from services.trainer.core import TrainerCore
+    from services.trainer.gate import ModelPublisher
+
+    settings = get_settings()
+    core = TrainerCore(settings, publisher=ModelPublisher(settings.kafka))
+    try:
+        with console.status("mining bootstrap data, then training (this takes minutes on a CPU)") as status:
+            result = core.bootstrap(corpus_id, on_run=lambda run_id: status.update(f"training run {run_id}"))
+    except FeedrankError as err:
+        console.print(f"[red]bootstrap failed:[/red] {err}")
+        raise typer.Exit(2) from err
+    finally:
+        core.close()
+    decision = result["decision"]
+    console.print(("reused cached " if result["cached"] else "trained ")
+                  + f"v0 [bold]{result['version_id']}[/bold] (run {result['run_id']}, triplets {result['triplets']})")
+    console.print(("[green]promoted to champion[/green]" if decision["promoted"] else
+                   "[yellow]stays challenger[/yellow]") + f": {decision['reason']}")
+    console.print(json.dumps(decision["numbers"], indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    from services.registry.cli import model_app
+
+    app.command("mine")(mine)
+    app.command("train")(train)
+    app.add_typer(runs_app, name="runs")
+    app.command("evaluate")(evaluate)
+    app.command("promote")(promote)
+    app.command("rollback")(rollback)
+    model_app.command("bootstrap")(bootstrap)
