@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from services.common.config import Settings
+from services.events.store import store_path
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -266,9 +267,13 @@ def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_with_torchrun(overlay
     trainer_claims = {
         v["persistentVolumeClaim"]["claimName"] for v in pod_spec(gpu["trainer"])["volumes"] if "persistentVolumeClaim" in v
     }
-    assert claims == trainer_claims == {"feedrank-data", "feedrank-registry"}
+    assert claims == {"feedrank-data", "feedrank-registry"} and claims < trainer_claims
     pvcs = {d["metadata"]["name"]: d for d in overlays["gpu"] if d["kind"] == "PersistentVolumeClaim"}
     assert all(pvcs[c]["spec"]["accessModes"] == ["ReadWriteMany"] for c in claims)
+    # SQLite in WAL mode (the event store) must not sit on the shared network volume.
+    events = next(m for m in pod_spec(gpu["trainer"])["containers"][0]["volumeMounts"] if m["name"] == "events")
+    assert Path(events["mountPath"]) == store_path(settings).parent
+    assert pvcs["feedrank-events"]["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert "feedrank-train-gpu" not in {d["metadata"]["name"] for d in overlays["dev"]}
 
 
