@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from types import EllipsisType
 from typing import Any
 
 from kafka import KafkaAdminClient
@@ -49,11 +50,17 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def consumer_config(kafka: KafkaSettings, group_id: str | None = None, **overrides: Any) -> dict[str, Any]:
-    """KafkaConsumer keyword arguments for a consumer group that commits by hand."""
+def consumer_config(
+    kafka: KafkaSettings, group_id: str | None | EllipsisType = ..., **overrides: Any
+) -> dict[str, Any]:
+    """KafkaConsumer keyword arguments; offsets are committed by hand.
+
+    group_id: omitted = `kafka.consumer_group` (the trainer's event store); a name = that group;
+    None = no group (a reader that assigns partitions itself and commits nothing).
+    """
     config: dict[str, Any] = {
         "bootstrap_servers": _servers(kafka),
-        "group_id": group_id if group_id is not None else kafka.consumer_group,
+        "group_id": kafka.consumer_group if group_id is ... else group_id,
         # Tansu answers ListOffsets 'latest' wrongly, so a new group starts from 'earliest';
         # committed offsets work, so a known group resumes where it left off.
         "auto_offset_reset": "earliest",
