@@ -145,7 +145,10 @@ class FeedbackCore:
 
     async def drain_once(self) -> int:
         """Send the oldest spooled events; drop from the spool the prefix Kafka acknowledged."""
-        entries = await asyncio.to_thread(self.spool.peek, self.limits.drain_batch)
+        # While the broker is failing, probe with one event: every unacknowledged send stays queued
+        # in the producer (retried until delivery_timeout_ms), so full batches would pile up copies.
+        size = self.limits.drain_batch if self.sink.healthy else 1
+        entries = await asyncio.to_thread(self.spool.peek, size)
         if not entries:
             return 0
         acked = await self.sink.send([(e.key, e.value) for e in entries], self.limits.send_timeout_s)
