@@ -63,8 +63,8 @@ def overlap_candidates(docs: dict[str, str], queries: list[str]) -> dict[str, li
 
 def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[str] = (), *,
                  bad_fused: bool = False) -> Path:
-    """bad_fused: the eval queries' relevant document comes 20th in the fused order (inside the
-    rerank window), so any reranker that is not adversarial beats the fused order there."""
+    """bad_fused: the eval queries' relevant document comes 12th in the fused order (the last of
+    the rerank window, just outside the top 10), so a reranker that is not adversarial beats the fused order."""
     root = data_dir / "corpora" / corpus_id
     (root / "qrels").mkdir(parents=True, exist_ok=True)
     docs = {doc_id(t, i): f"{t}\n{text}" for t, texts in TOPICS.items() for i, text in enumerate(texts)}
@@ -87,7 +87,7 @@ def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[st
         for qid, text in TEST_Q.items():
             relevant = doc_id(qid.split("-", 1)[1], 0)
             rows = [r for r in lists[corpus_id][text] if r["doc_id"] != relevant]
-            rows.insert(19, next(r for r in lists[corpus_id][text] if r["doc_id"] == relevant))
+            rows.insert(11, next(r for r in lists[corpus_id][text] if r["doc_id"] == relevant))
             lists[corpus_id][text] = [{**r, "score": 1.0 / (60 + i), "lexical_rank": i, "vector_rank": i}
                                       for i, r in enumerate(rows, 1)]
     cand_file.write_text(json.dumps(lists))
@@ -98,6 +98,7 @@ def tiny_training(data_dir: Path, **changes) -> TrainingSettings:
     values = dict(
         max_length=64, batch_size=8, epochs=1, negatives_per_positive=2, candidates_file=str(data_dir / "candidates.json"),
         consume_events=False, test_samples=500, min_triplets=4, hard_negative_depth=10, dev_share=0.0,
+        eval_rerank_depth=12,
     )
     values.update(changes)
     return TrainingSettings(**values)
@@ -164,7 +165,7 @@ def training_env(data_dir: Path, **training: str) -> dict[str, str]:
     """The tiny training settings as FEEDRANK_TRAINING__* variables."""
     values = {k: v for k, v in tiny_training(data_dir).model_dump(mode="json").items()
               if k in ("max_length", "batch_size", "negatives_per_positive", "candidates_file", "consume_events",
-                       "test_samples", "min_triplets", "hard_negative_depth", "dev_share")}
+                       "test_samples", "min_triplets", "hard_negative_depth", "dev_share", "eval_rerank_depth")}
     values.update(training)
     return {f"FEEDRANK_TRAINING__{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in values.items()}
