@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,6 +57,7 @@ class Batcher:
         self.settings = settings
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued_pairs = 0
+        self._arriving = 0
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task | None = None
@@ -71,6 +74,19 @@ class Batcher:
     @property
     def queued_pairs(self) -> int:
         return self._queued_pairs
+
+    @contextlib.contextmanager
+    def announce(self) -> Iterator[None]:
+        """Mark a request that is tokenizing and will submit soon.
+
+        The batcher waits for more work (up to max_wait_ms) only while some request is announced,
+        so a lone request pays no batching delay and concurrent ones still coalesce.
+        """
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     async def submit(self, scorer: Scorer, encodings: list, deadline: float | None = None) -> BatchResult:
         """Scores for `encodings`, in order. `deadline` is time.monotonic() based."""
@@ -102,9 +118,9 @@ class Batcher:
                     await self._score_round(jobs)
 
     async def _gather_more(self) -> None:
-        """Wait up to max_wait_ms for more pairs, returning early once a full batch is queued."""
+        """Wait up to max_wait_ms for announced requests, returning early once a full batch is queued."""
         end = time.perf_counter() + self.settings.max_wait_ms / 1000
-        while self._queued_pairs < self.settings.max_batch_pairs:
+        while self._queued_pairs < self.settings.max_batch_pairs and self._arriving > 0:
             left = end - time.perf_counter()
             if left <= 0:
                 return

@@ -143,16 +143,17 @@ class RerankerCore:
         if hit is not None:
             return hit, Timings(), True
         t0 = time.perf_counter()
-        if not request.truncate:
-            lengths = await asyncio.to_thread(scorer.pair_lengths, request.query, texts)
-            too_long = [i for i, n in enumerate(lengths) if n > scorer.max_length]
-            if too_long:
-                raise invalid(
-                    f"documents[{too_long[0]}].text",
-                    f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
-                    "set truncate=true or shorten it",
-                )
-        encodings = await asyncio.to_thread(scorer.prepare, request.query, texts)
+        with self.batcher.announce():
+            if not request.truncate:
+                lengths = await asyncio.to_thread(scorer.pair_lengths, request.query, texts)
+                too_long = [i for i, n in enumerate(lengths) if n > scorer.max_length]
+                if too_long:
+                    raise invalid(
+                        f"documents[{too_long[0]}].text",
+                        f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
+                        "set truncate=true or shorten it",
+                    )
+            encodings = await asyncio.to_thread(scorer.prepare, request.query, texts)
         tokenize_ms = (time.perf_counter() - t0) * 1000
         if deadline is not None and time.monotonic() > deadline:
             raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, "deadline passed before scoring")

