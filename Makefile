@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 STAMP := .venv/.installed
 
-.PHONY: setup protos protos-check test bench demo lint clean k8s-check
+.PHONY: setup protos protos-check test bench load demo clean k8s-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -29,6 +29,10 @@ bench: $(STAMP)
 	$(PY) -m bench.reranker
 	$(PY) -m bench.feedback
 	$(PY) -m bench.retriever
+
+# gRPC load (ghz if on PATH, else k6) at concurrency 1/8/32/64 against services started locally.
+load: $(STAMP)
+	$(PY) -m bench.load
 
 # Renders and validates deploy/ (kubernetes-validate, Strimzi check, yamllint, checkov in .venv-checkov).
 k8s-check: $(STAMP)
