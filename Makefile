@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m bench.reranker
 	$(PY) -m bench.feedback
 	$(PY) -m bench.retriever
+	$(PY) -m bench.trainer
 
 # gRPC load (ghz if on PATH, else k6) at concurrency 1/8/32/64 against services started locally.
 load: $(STAMP)
