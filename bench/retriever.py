@@ -1,7 +1,8 @@
 """Retriever benchmark on SciFact with the embedded backends (tantivy + qdrant-edge).
 
-1. Search latency without rerank: p50/p99 of `Search` through the real gRPC server on loopback
-   (client in the same process), and of the core called in-process, over SciFact's test queries.
+1. Search latency without rerank, over SciFact's 300 test queries one at a time: p50/p99 of the
+   core called in-process (with each leg's share), and of `Search` through the real gRPC server
+   (`python -m services.retriever` in its own process, client on loopback).
 2. BM25 throughput: tantivy (this project's lexical leg) against `bm25s` on the same corpus and
    the same queries (all 1,109), top 100, one thread each, query analysis included, in this run.
    nDCG@10 on the test split is reported beside each so the speed is compared at equal quality.
@@ -17,7 +18,9 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
+import subprocess
 import statistics
 import sys
 import time
@@ -49,42 +52,72 @@ def summary(ms: list[float]) -> dict:
     }
 
 
-async def latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
-    import grpc
-
-    from services.retriever.server import build_app
+async def in_process_latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
     from services.retriever.service import RetrieverCore, SearchQuery
+
     core = RetrieverCore(settings)
-    app = build_app(settings, core, port=free_port())
-    await app.start()
-    out: dict = {}
     try:
         for q in queries[:warmup]:
             await core.search(SearchQuery(corpus_id, q, rerank_mode="none"))
-        in_process, legs_lex, legs_vec = [], [], []
+        total, lexical, vector = [], [], []
         for q in queries:
             started = time.perf_counter()
             outcome = await core.search(SearchQuery(corpus_id, q, rerank_mode="none"))
-            in_process.append((time.perf_counter() - started) * 1000)
-            legs_lex.append(outcome.lexical_ms)
-            legs_vec.append(outcome.vector_ms)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            total.append((time.perf_counter() - started) * 1000)
+            lexical.append(outcome.lexical_ms)
+            vector.append(outcome.vector_ms)
+    finally:
+        await core.aclose()
+    return {
+        "in_process_search": summary(total),
+        "lexical_leg": summary(lexical),
+        "vector_leg_incl_query_embedding": summary(vector),
+    }
+
+
+def grpc_latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
+    """Against `python -m services.retriever` in its own process, one call at a time."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "FEEDRANK_DATA_DIR": str(settings.data_path),
+        "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+        "FEEDRANK_RETRIEVAL__IMPRESSION_SAMPLE_RATE": "0",
+        "FEEDRANK_LOG_LEVEL": "WARNING",
+    }
+    server = subprocess.Popen([sys.executable, "-m", "services.retriever", "--port", str(port)], cwd=REPO, env=env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                        break
+                except grpc.RpcError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    sys.exit("the retriever server did not start")
+                time.sleep(0.3)
             stub = retriever_pb2_grpc.RetrieverStub(channel)
-            grpc_ms = []
+
+            def call(q: str) -> None:
+                stub.Search(retriever_pb2.SearchRequest(corpus_id=corpus_id, query=q, rerank_mode="none"), timeout=30)
+
+            for q in queries[:warmup]:
+                call(q)
+            ms = []
             for q in queries:
                 started = time.perf_counter()
-                await stub.Search(retriever_pb2.SearchRequest(corpus_id=corpus_id, query=q, rerank_mode="none"))
-                grpc_ms.append((time.perf_counter() - started) * 1000)
-        out = {
-            "grpc_search": summary(grpc_ms),
-            "in_process_search": summary(in_process),
-            "lexical_leg": summary(legs_lex),
-            "vector_leg_incl_query_embedding": summary(legs_vec),
-        }
+                call(q)
+                ms.append((time.perf_counter() - started) * 1000)
     finally:
-        await app.stop()
-        await core.aclose()
-    return out
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return {"grpc_search": summary(ms)}
 
 
 def bm25_throughput(settings, corpus_id: str, dataset: Path, queries: dict[str, str], qrels) -> dict:
@@ -169,7 +202,10 @@ def main() -> None:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": os.getloadavg()[0]},
         "corpus": {"id": args.corpus_id, "documents": sum(1 for _ in beir.iter_corpus(dataset))},
-        "latency_without_rerank": asyncio.run(latency(settings, args.corpus_id, test_queries, args.warmup)),
+        "latency_without_rerank": {
+            **asyncio.run(in_process_latency(settings, args.corpus_id, test_queries, args.warmup)),
+            **grpc_latency(settings, args.corpus_id, test_queries, args.warmup),
+        },
         "bm25": bm25_throughput(settings, args.corpus_id, dataset, queries, qrels),
     }
     results["machine"]["load_avg_1m_end"] = os.getloadavg()[0]

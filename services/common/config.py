@@ -118,6 +118,10 @@ class RetrievalSettings(_Group):
     )
     embedder_max_length: int = Field(256, ge=8, description="Token limit of the bi-encoder")
     embed_batch_size: int = Field(64, ge=1, description="Documents embedded per batch at ingest")
+    embedder_threads: int = Field(
+        1, ge=0, description="onnxruntime threads of the bi-encoder (0 = physical cores); one thread embeds "
+        "a short query fastest, and measured 2.4x faster than two on a busy 2-core machine"
+    )
     top_k: int = Field(10, ge=1, le=1000, description="Results returned when a request does not say")
     candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")
     max_top_k: int = Field(1000, ge=1, description="Largest top_k or candidate_k a request may ask for")

@@ -122,7 +122,7 @@ def search(
             str(r.legs.lexical_rank or "-"), str(r.legs.vector_rank or "-"),
             f"{r.rerank_score:.3f}" if response.reranked else "-",
         )
-    console.print(table)
+    (console if console.is_terminal else Console(width=130)).print(table)
     console.print(
         f"model {response.model_version}  reranked {response.reranked}  "
         f"bm25 {response.lexical_ms:.1f} ms  dense {response.vector_ms:.1f} ms  total {response.timings.total_ms:.1f} ms"
@@ -152,6 +152,8 @@ async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mod
     request = _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode)
     core = RetrieverCore(get_settings())
     try:
+        # Load the embedder first so the reported timings are the search's, not the model load's.
+        await asyncio.to_thread(lambda: core.embedder)
         return convert.search_response(await core.search(convert.search_query(request)))
     finally:
         await core.aclose()
@@ -191,10 +193,14 @@ def eval_cmd(
     except FeedrankError as err:
         _fail(err)
     names = list(next(iter(result.rows.values())))
-    table = Table("ranking", *names, title=f"{corpus_id} {split}: {result.queries} queries")
+    table = Table(title=f"{corpus_id} {split}: {result.queries} queries")
+    table.add_column("ranking", no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
     for row, values in result.rows.items():
         table.add_row(row, *(f"{values[m]:.4f}" for m in names))
-    console.print(table)
+    # Piped output (no terminal) would otherwise be squeezed to 80 columns, truncating the figures.
+    (console if console.is_terminal else Console(width=130)).print(table)
     for note in result.notes:
         console.print(note)
     path = write_report(result, out or settings.data_path / "evals")

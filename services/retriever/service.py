@@ -105,9 +105,8 @@ class RetrieverCore:
         """Loaded on first use: exporting to ONNX the first time takes a while."""
         if self._embedder is None:
             r = self.settings.retrieval
-            self._embedder = Embedder.from_data_dir(
-                self.data_dir, self.settings.engine, r.embedder_max_length, r.embed_batch_size
-            )
+            engine = self.settings.engine.model_copy(update={"intra_op_threads": r.embedder_threads})
+            self._embedder = Embedder.from_data_dir(self.data_dir, engine, r.embedder_max_length, r.embed_batch_size)
         return self._embedder
 
     # -- ingestion --------------------------------------------------------------------------

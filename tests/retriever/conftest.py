@@ -52,7 +52,7 @@ def embedder_dir(tmp_path_factory) -> Path:
 def embedder(embedder_dir):
     from services.retriever.embedder import Embedder
 
-    return Embedder(embedder_dir, EngineSettings(intra_op_threads=2), 256, 32)
+    return Embedder(embedder_dir, EngineSettings(intra_op_threads=1), 256, 32)
 
 
 @pytest.fixture
