@@ -78,6 +78,9 @@ class EngineSettings(_Group):
     max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more pairs once work is queued")
     max_queue_pairs: int = Field(8192, ge=1, description="Queued pairs beyond this are refused (RESOURCE_EXHAUSTED)")
     cache_entries: int = Field(2048, ge=0, description="Result-cache size in requests; 0 disables the cache")
+    doc_vector_cache: int = Field(
+        50000, ge=0, description="Document vectors a bi-encoder version keeps (LRU by text digest); 0 disables"
+    )
     watch_interval_s: float = Field(2.0, gt=0, description="How often the reranker checks the registry aliases")
     follow_model_events: bool = Field(
         True, description="In learning mode, also swap as soon as Kafka topic kafka.topics.models announces a version"

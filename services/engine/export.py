@@ -24,7 +24,6 @@ def export_cross_encoder(
     variants: tuple[str, ...] = ("int8", "fp16"),
 ) -> dict[str, Any]:
     """Write model.onnx (+ variants) and tokenizer files to out_dir; return manifest fields."""
-    import torch
     from sentence_transformers import CrossEncoder
 
     source = Path(source)
@@ -37,27 +36,7 @@ def export_cross_encoder(
     if getattr(model, "num_labels", 1) != 1:
         raise FeedrankError(ErrorKind.INVALID_ARGUMENT, "only single-logit cross-encoders are supported", "source")
     out_dir.mkdir(parents=True, exist_ok=True)
-    network = model[0].auto_model.eval()
-    seq_len = 16
-    dummy = {
-        "input_ids": torch.ones((2, seq_len), dtype=torch.long),
-        "attention_mask": torch.ones((2, seq_len), dtype=torch.long),
-        "token_type_ids": torch.zeros((2, seq_len), dtype=torch.long),
-    }
-    # The tracer warns about shape-dependent Python branches in transformers' masking code; the
-    # parity test (ONNX vs CrossEncoder.predict on real pairs of many lengths) is the real check.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _LogitsOnly(network),
-            (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]),
-            str(out_dir / "model.onnx"),
-            input_names=list(dummy),
-            output_names=["logits"],
-            dynamic_axes={**{name: {0: "batch", 1: "seq"} for name in dummy}, "logits": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+    export_graph(_LogitsOnly(model[0].auto_model.eval()), out_dir / "model.onnx", "logits", per_token=False)
     model.tokenizer.save_pretrained(str(out_dir))
     for name in TOKENIZER_FILES:
         if (source / name).is_file() and not (out_dir / name).is_file():
@@ -73,6 +52,52 @@ def export_cross_encoder(
         "max_length": int(model.max_length or 512),
         "activation": activation,
     }
+
+
+def export_token_encoder(source: Path, path: Path) -> None:
+    """Export a bi-encoder's transformer (token embeddings out; pooling happens in numpy)."""
+    from transformers import AutoModel
+
+    export_graph(_TokenEmbeddings(AutoModel.from_pretrained(str(source)).eval()), path, "last_hidden_state",
+                 per_token=True)
+
+
+def export_graph(module, path: Path, output_name: str, *, per_token: bool) -> None:
+    """TorchScript-export a (input_ids, attention_mask, token_type_ids) module with dynamic batch and length."""
+    import torch
+
+    sample = torch.ones((2, 16), dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    output_axes = {0: "batch", 1: "seq"} if per_token else {0: "batch"}
+    tmp = path.with_name(path.name + ".tmp")
+    # The tracer warns about shape-dependent Python branches in transformers' masking code; the
+    # parity tests (ONNX vs sentence-transformers on real texts of many lengths) are the real check.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (sample, sample, torch.zeros_like(sample)), str(tmp),
+            input_names=names, output_names=[output_name],
+            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, output_name: output_axes},
+            opset_version=OPSET, dynamo=False,
+        )
+    tmp.replace(path)
+
+
+class _TokenEmbeddings:
+    def __new__(cls, network):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.network = network
+
+            # Keyword arguments: the positional order of BertModel.forward is not stable across versions.
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                out = self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                return out.last_hidden_state
+
+        return Wrapped()
 
 
 class _LogitsOnly:
@@ -106,3 +131,37 @@ def convert_fp16(src: Path, dst: Path) -> None:
     # keep_io_types: callers feed int64 ids and read fp32 logits on either precision.
     model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
     onnx.save(model, str(dst))
+
+
+def export_bi_encoder(
+    query_source: Path, doc_source: Path, out_dir: Path, *, query_max_length: int, doc_max_length: int,
+    variants: tuple[str, ...] = ("int8",),
+) -> dict[str, Any]:
+    """Write query.onnx (and doc.onnx when the towers differ) + tokenizer files; return manifest fields.
+
+    A version whose query tower was tuned against frozen document vectors keeps the base model as its
+    document tower, so the documents it scores embed exactly as the dense leg indexed them.
+    """
+    for source in (query_source, doc_source):
+        if not (Path(source) / "config.json").is_file():
+            raise FeedrankError(ErrorKind.INVALID_ARGUMENT, f"{source} is not a Hugging Face model folder", "source")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    towers = {"query": Path(query_source)}
+    if Path(doc_source).resolve() != Path(query_source).resolve():
+        towers["doc"] = Path(doc_source)
+    for stem, source in towers.items():
+        export_token_encoder(source, out_dir / f"{stem}.onnx")
+        if "int8" in variants:
+            quantize_int8(out_dir / f"{stem}.onnx", out_dir / f"{stem}.int8.onnx")
+        if "fp16" in variants:
+            convert_fp16(out_dir / f"{stem}.onnx", out_dir / f"{stem}.fp16.onnx")
+    for name in TOKENIZER_FILES:
+        if (Path(query_source) / name).is_file():
+            shutil.copy2(Path(query_source) / name, out_dir / name)
+    return {
+        "kind": "bi-encoder",
+        "base_model": str(doc_source),
+        "max_length": doc_max_length,
+        "activation": "identity",
+        "extra": {"query_max_length": query_max_length, "shared_towers": "doc" not in towers},
+    }

@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
-# File names of one exported model inside a version folder, by precision.
-MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+# File-name suffixes of one exported graph inside a version folder, by precision.
+PRECISION_SUFFIX = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx"}
+
+
+def model_file(stem: str, precision: str) -> str:
+    return stem + PRECISION_SUFFIX[precision]
 
 
 @dataclass(frozen=True)
@@ -58,15 +62,16 @@ def effective_precision(requested: str, providers: list[str]) -> str:
     return requested
 
 
-def load_model(folder: Path, settings: EngineSettings) -> OnnxModel:
+def load_model(folder: Path, settings: EngineSettings, stem: str = "model") -> OnnxModel:
+    """Load `<stem>.onnx` (or its fp16/int8 variant) from folder with the configured providers."""
     providers = choose_providers(settings.device)
     precision = effective_precision(settings.precision, providers)
-    path = folder / MODEL_FILES[precision]
+    path = folder / model_file(stem, precision)
     if not path.is_file():
         if precision == "fp32":
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no {path.name} in {folder}")
         log.warning("%s missing in %s; serving fp32", path.name, folder)
-        precision, path = "fp32", folder / MODEL_FILES["fp32"]
+        precision, path = "fp32", folder / model_file(stem, "fp32")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = settings.intra_op_threads or _physical_cores()

@@ -47,6 +47,9 @@ class TextTokenizer:
         """Untruncated token counts, to refuse over-long pairs when the caller asked not to truncate."""
         return [len(e.ids) for e in self._untruncated.encode_batch([(query, t) for t in texts])]
 
+    def encode_untruncated(self, texts: list[str]) -> list[Encoding]:
+        return self._untruncated.encode_batch(texts)
+
 
 def pad(encodings: list[Encoding]) -> Batch:
     width = max(len(e.ids) for e in encodings)

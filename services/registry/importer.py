@@ -1,4 +1,4 @@
-"""Turn a Hugging Face cross-encoder folder into a registry version: export, smoke test, checksum."""
+"""Turn Hugging Face model folders into registry versions: export, smoke test, checksum, publish."""
 
 from __future__ import annotations
 
@@ -8,27 +8,45 @@ from typing import Any
 
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
-from services.engine.export import export_cross_encoder
+from services.engine.export import export_bi_encoder, export_cross_encoder
 from services.registry.store import Manifest, Registry
-from services.reranker.scorer import OnnxCrossEncoder
+from services.reranker.scorer import load_scorer
 
 
 def import_model(
     registry: Registry, source: Path, engine: EngineSettings, *, alias: str | None = None,
     max_length: int | None = None, reason: str = "import", manifest_fields: dict[str, Any] | None = None,
 ) -> Manifest:
+    """A cross-encoder folder as a new version."""
     with tempfile.TemporaryDirectory(prefix="feedrank-export-") as tmp:
-        exported = Path(tmp)
-        fields = export_cross_encoder(
-            source, exported, max_length=max_length, trust_remote_code=engine.trust_remote_code
-        )
-        fields.update(manifest_fields or {})
-        provisional = Manifest.from_json({**fields, "version_id": "smoke", "files": {}, "created_at": ""})
-        try:
-            OnnxCrossEncoder(exported, provisional, engine.model_copy(update={"precision": "fp32"})).warmup()
-        except Exception as err:
-            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"exported model fails its smoke test: {err}") from err
-        manifest = registry.publish(exported, fields)
+        fields = export_cross_encoder(source, Path(tmp), max_length=max_length, trust_remote_code=engine.trust_remote_code)
+        return _publish(registry, Path(tmp), {**fields, **(manifest_fields or {})}, engine, alias, reason)
+
+
+def import_bi_encoder(
+    registry: Registry, query_source: Path, doc_source: Path, engine: EngineSettings, *, query_max_length: int,
+    doc_max_length: int, blend: dict[str, float] | None = None, alias: str | None = None, reason: str = "import",
+    manifest_fields: dict[str, Any] | None = None,
+) -> Manifest:
+    """A bi-encoder (query tower, document tower) as a new version, optionally blended with the fused order."""
+    with tempfile.TemporaryDirectory(prefix="feedrank-export-") as tmp:
+        fields = export_bi_encoder(query_source, doc_source, Path(tmp), query_max_length=query_max_length,
+                                   doc_max_length=doc_max_length)
+        extra = {**fields.pop("extra"), **((manifest_fields or {}).get("extra") or {})}
+        if blend:
+            extra["blend"] = {"weight": float(blend["weight"]), "depth": int(blend["depth"])}
+        fields = {**fields, **(manifest_fields or {}), "extra": extra}
+        return _publish(registry, Path(tmp), fields, engine, alias, reason)
+
+
+def _publish(registry: Registry, exported: Path, fields: dict[str, Any], engine: EngineSettings,
+             alias: str | None, reason: str) -> Manifest:
+    provisional = Manifest.from_json({**fields, "version_id": "smoke", "files": {}, "created_at": ""})
+    try:
+        load_scorer(exported, provisional, engine.model_copy(update={"precision": "fp32"})).warmup()
+    except Exception as err:
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"exported model fails its smoke test: {err}") from err
+    manifest = registry.publish(exported, fields)
     if alias:
         registry.set_alias(alias, manifest.version_id, reason)
     return manifest

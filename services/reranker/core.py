@@ -18,6 +18,7 @@ from services.engine.session import choose_providers
 from services.reranker.batching import Batcher
 from services.reranker.cache import ResultCache, cache_key
 from services.reranker.cloud import CloudReranker
+from services.reranker.combine import blend, fused_signal
 from services.reranker.versions import LoadedVersion, VersionPool
 
 PASSTHROUGH = "none"
@@ -27,6 +28,7 @@ PASSTHROUGH = "none"
 class Document:
     id: str
     text: str
+    fused_score: float = 0.0  # from the retriever's LegScores; 0 when the caller sent none
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class RerankerCore:
             else:
                 scores, timings, cached = await self._local_scores(loaded, request, texts, deadline)
                 version = loaded.manifest.version_id
+                scores = self._combine(loaded, request, scores)
         timings.total_ms = (time.perf_counter() - started) * 1000
         return RerankOutcome(
             results=self._rank(request, scores), model_version=version, model_alias=name,
@@ -174,6 +177,14 @@ class RerankerCore:
         scores[unscored] = -1e6 - np.arange(int(unscored.sum()), dtype=np.float32)
         version = f"{answer.provider}:{answer.model}"
         return scores, version, Timings(inference_ms=(time.perf_counter() - t0) * 1000), False
+
+    @staticmethod
+    def _combine(loaded: LoadedVersion, request: RerankQuery, scores: np.ndarray) -> np.ndarray:
+        settings = loaded.manifest.extra.get("blend")
+        if not settings:
+            return scores
+        fused = fused_signal([d.fused_score for d in request.documents], len(request.documents))
+        return blend(scores, fused, float(settings["weight"]), int(settings["depth"]))
 
     @staticmethod
     def _rank(request: RerankQuery, scores: np.ndarray) -> list[Ranked]:

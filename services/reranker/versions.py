@@ -19,7 +19,7 @@ from prometheus_client import Counter, Info
 from services.common.config import EngineSettings
 from services.common.errors import FeedrankError, invalid
 from services.registry.store import ALIASES, Manifest, Registry, check_version_id
-from services.reranker.scorer import OnnxCrossEncoder, Scorer
+from services.reranker.scorer import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class VersionPool:
     def _load(self, version_id: str) -> LoadedVersion:
         folder = self.registry.local_path(version_id)  # verifies every checksum
         manifest = self.registry.manifest(version_id)
-        scorer = OnnxCrossEncoder(folder, manifest, self.engine)
+        scorer = load_scorer(folder, manifest, self.engine)
         scorer.warmup()
         return LoadedVersion(manifest, scorer, _now())
 

@@ -1,0 +1,86 @@
+"""Bi-encoder versions: ONNX cosine matches sentence-transformers; a blend keeps the fused order's signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.common.config import EngineSettings
+from services.registry.importer import import_bi_encoder
+from services.registry.store import FileRegistry
+from services.reranker.combine import blend, fused_signal
+from services.reranker.core import Document, RerankQuery
+from services.reranker.scorer import OnnxBiEncoder
+from tests.reranker.conftest import base_model_dir, scifact_pairs
+
+
+@pytest.fixture(scope="module")
+def bi_registry(tmp_path_factory) -> FileRegistry:
+    registry = FileRegistry(tmp_path_factory.mktemp("bi") / "registry")
+    base = base_model_dir()
+    import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                      alias="champion", manifest_fields={"run_id": "test"})
+    import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                      blend={"weight": 0.5, "depth": 4}, alias="challenger")
+    return registry
+
+
+def test_cosine_matches_sentence_transformers(bi_registry):
+    from sentence_transformers import SentenceTransformer
+
+    version = bi_registry.resolve("champion")
+    manifest = bi_registry.manifest(version)
+    assert manifest.kind == "bi-encoder" and manifest.extra["shared_towers"] and manifest.run_id == "test"
+    scorer = OnnxBiEncoder(bi_registry.local_path(version), manifest, EngineSettings())
+    pairs = scifact_pairs(30)
+    got = np.concatenate([scorer.score(scorer.prepare(q, [d])) for q, d in pairs])
+    st = SentenceTransformer(str(base_model_dir()), device="cpu")
+    st.max_seq_length = 256
+    q = st.encode([q for q, _ in pairs], normalize_embeddings=True)
+    d = st.encode([d for _, d in pairs], normalize_embeddings=True)
+    np.testing.assert_allclose(got, (q * d).sum(axis=1), atol=2e-3)
+    again = np.concatenate([scorer.score(scorer.prepare(q, [d])) for q, d in pairs])  # from the vector cache
+    np.testing.assert_allclose(again, got, atol=1e-6)
+
+
+def test_blend_keeps_tail_in_fused_order_and_reorders_the_top():
+    model = np.array([0.1, 0.9, 0.5, 0.2, 0.99, 0.0], dtype=np.float32)
+    fused = fused_signal([0.0] * 6, 6)  # no legs: the input order is the fused order
+    final = blend(model, fused, weight=1.0, depth=3)
+    order = list(np.argsort(-final, kind="stable"))
+    assert order[:3] == [1, 2, 0] and order[3:] == [3, 4, 5]
+    assert list(np.argsort(-blend(model, fused, weight=0.0, depth=3), kind="stable")) == [0, 1, 2, 3, 4, 5]
+    with_legs = fused_signal([0.2, 0.9, 0.1, 0.0, 0.3, 0.05], 6)
+    assert list(np.argsort(-blend(model, with_legs, weight=0.0, depth=6), kind="stable"))[:2] == [1, 4]
+
+
+def test_core_applies_a_versions_blend(bi_registry):
+    import asyncio
+
+    from services.common.config import Settings
+    from services.reranker.batching import Batcher
+    from services.reranker.cache import ResultCache
+    from services.reranker.core import RerankerCore
+    from services.reranker.versions import VersionPool
+
+    async def run():
+        settings = Settings()
+        pool = VersionPool(bi_registry, settings.engine)
+        await pool.refresh()
+        batcher = Batcher(settings.engine)
+        batcher.start()
+        core = RerankerCore(settings, pool, batcher, ResultCache(0))
+        docs = [Document(str(i), d, fused_score=1.0 - i / 10) for i, (_, d) in enumerate(scifact_pairs(6))]
+        query = scifact_pairs(1)[0][0]
+        try:
+            plain = await core.rerank(RerankQuery(query, docs, model="champion"))
+            blended = await core.rerank(RerankQuery(query, docs, model="challenger"))
+        finally:
+            await batcher.close()
+        return plain, blended
+
+    plain, blended = asyncio.run(run())
+    assert blended.model_version == bi_registry.resolve("challenger")
+    assert [r.index for r in blended.results][4:] == [4, 5]  # past depth 4: the fused order
+    assert all(r.score >= 2.0 for r in blended.results[:4])
+    assert sorted(r.index for r in plain.results) == list(range(6))
