@@ -114,12 +114,17 @@ class Corpora:
             self._qdrant = QdrantClient(url=s.qdrant_url)
         return QdrantIndex(self._qdrant, s.qdrant_collection_prefix + corpus_id, DIMENSION)
 
-    def forget(self, corpus_id: str) -> None:
-        """Close a corpus's handles (after it was dropped or rebuilt elsewhere)."""
+    def document_count(self, corpus_id: str) -> int:
+        """Without opening the indexes: listing corpora must not lock shards or need their servers."""
         with self._lock:
-            corpus = self._open.pop(corpus_id, None)
-        if corpus is not None:
-            corpus.close()
+            opened = self._open.get(corpus_id)
+        if opened is not None:
+            return opened.store.count()
+        store = DocStore(corpora_root(self.data_dir) / corpus_id / "docs.sqlite")
+        try:
+            return store.count()
+        finally:
+            store.close()
 
     def close(self) -> None:
         with self._lock:

@@ -132,7 +132,7 @@ class RetrieverCore:
         return delete_docs(self.corpora.get(corpus_id), ids, self.embedder, self._backends)
 
     def list_corpora(self) -> list[tuple[str, int]]:
-        return [(cid, self.corpora.get(cid).store.count()) for cid in self.corpora.ids()]
+        return [(cid, self.corpora.document_count(cid)) for cid in self.corpora.ids()]
 
     # -- search -----------------------------------------------------------------------------
     def legs(self, corpus: Corpus, query: str, depth: int) -> Legs:
