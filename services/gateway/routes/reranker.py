@@ -1,0 +1,177 @@
+"""The reranker's model lifecycle: the seed's routes over Reranker.GetInfo and the Trainer service.
+
+Two routes read the shared data dir instead of an RPC, because the trainer keeps these only as
+files: `evals/latest.json` (the last evaluation) and `runs/<run_id>/train.log` (a run's log).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from services.common.errors import FeedrankError, invalid, not_found
+from services.gateway import convert, schemas
+from services.gateway.app import AdminAuth, backends, settings_of
+from services.gateway.backends import Backends
+from services.proto.feedrank.v1 import reranker_pb2, trainer_pb2
+
+router = APIRouter(tags=["reranker"])
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _run_id(value: str, field: str = "run_id") -> str:
+    if not _RUN_ID.match(value):  # it becomes a path under runs/: no separators, no dot-dot
+        raise invalid(field, "must be a run id (letters, digits, '.', '_', '-')")
+    return value
+
+
+@router.get("/reranker/info", summary="Served versions, aliases, limits (Reranker.GetInfo)")
+async def info(b: Backends = Depends(backends)) -> dict:
+    return convert.to_dict(await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker"))
+
+
+@router.get("/reranker/status", summary="Champion and challenger with their metrics, and the latest run")
+async def status(b: Backends = Depends(backends)) -> dict:
+    info = await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker")
+    loaded = {v.version_id: convert.to_dict(v) for v in info.loaded}
+    models = {alias: loaded.get(version, {"version_id": version}) for alias, version in info.aliases.items()}
+    out = {"mode": info.mode, "aliases": dict(info.aliases), "champion": models.get("champion"),
+           "challenger": models.get("challenger"), "last_reload_error": info.last_reload_error,
+           "latest_run": None, "trainer_error": ""}
+    # The page stays useful while the trainer is down: the serving side answers on its own.
+    try:
+        runs = await b.call(b.trainer.ListRuns, trainer_pb2.ListRunsRequest(), service="trainer")
+    except FeedrankError as err:
+        out["trainer_error"] = str(err)
+    else:
+        if runs.runs:
+            out["latest_run"] = convert.run_dict(max(runs.runs, key=lambda r: (r.created_at, r.run_id)))
+    return out
+
+
+@router.post("/reranker/mine", summary="Mine triplets from events, golden questions or qrels (admin)")
+async def mine(body: schemas.MineBody, auth: str | None = AdminAuth, b: Backends = Depends(backends),
+               s=Depends(settings_of)) -> dict:
+    request = trainer_pb2.MineRequest(corpus_id=body.corpus_id, sources=body.sources, golden_path=body.golden_path,
+                                      qrels_split=body.qrels_split)
+    response = await b.call(b.trainer.Mine, request, service="trainer", timeout=s.gateway.admin_timeout_s,
+                            authorization=auth)
+    return convert.to_dict(response)
+
+
+@router.post("/reranker/train", summary="Start a training run; returns its run_id at once (admin)")
+@router.post("/reranker/train/start", summary="Alias of POST /reranker/train (admin)")
+async def train(body: schemas.TrainBody, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+    request = trainer_pb2.TrainRequest(corpus_id=body.corpus_id, start_from=body.start_from,
+                                       triplet_files=body.triplet_files, overrides=body.overrides)
+    response = await b.call(b.trainer.Train, request, service="trainer", authorization=auth)
+    return {"run_id": response.run_id}
+
+
+@router.get("/reranker/train/runs", summary="Training runs, newest first")
+async def runs(corpus_id: str = "", b: Backends = Depends(backends)) -> dict:
+    response = await b.call(b.trainer.ListRuns, trainer_pb2.ListRunsRequest(corpus_id=corpus_id), service="trainer")
+    ordered = sorted(response.runs, key=lambda r: (r.created_at, r.run_id), reverse=True)
+    return {"runs": [convert.run_dict(r) for r in ordered]}
+
+
+@router.get("/reranker/train/runs/diff", summary="Settings, metrics and data of two runs side by side")
+async def runs_diff(a: str = Query(description="First run id"), b_: str = Query(alias="b", description="Second run id"),
+                    b: Backends = Depends(backends)) -> dict:
+    first = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(a, "a")), service="trainer")
+    second = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(b_, "b")), service="trainer")
+    return convert.runs_diff(first, second)
+
+
+@router.get("/reranker/train/run/{run_id}", summary="One run's status, settings and metrics")
+async def run(run_id: str, b: Backends = Depends(backends)) -> dict:
+    response = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(run_id)), service="trainer")
+    return convert.run_dict(response)
+
+
+@router.post("/reranker/train/run/{run_id}/cancel", summary="Cancel a queued or running run (admin)")
+async def cancel(run_id: str, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+    response = await b.call(b.trainer.CancelRun, trainer_pb2.CancelRunRequest(run_id=_run_id(run_id)),
+                            service="trainer", authorization=auth)
+    return convert.run_dict(response)
+
+
+@router.get("/reranker/train/run/{run_id}/metrics", response_class=StreamingResponse,
+            summary="Server-Sent Events: the run's metrics from its start, live until it ends")
+async def run_metrics(run_id: str, b: Backends = Depends(backends), s=Depends(settings_of)) -> StreamingResponse:
+    request = trainer_pb2.StreamRunMetricsRequest(run_id=_run_id(run_id))
+    # An unknown run is a 404 here, before the 200 of the stream is sent.
+    await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=run_id), service="trainer")
+
+    async def events() -> AsyncIterator[str]:
+        status = ""
+        try:
+            async for metric in b.stream(b.trainer.StreamRunMetrics, request, service="trainer",
+                                         timeout=s.gateway.stream_timeout_s):
+                status = metric.status
+                yield f"event: metric\ndata: {json.dumps(convert.to_dict(metric))}\n\n"
+        except FeedrankError as err:  # the 200 is gone: the failure travels as an event
+            yield f"event: error\ndata: {json.dumps({'code': err.kind.value, 'message': str(err)})}\n\n"
+            return
+        final = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=run_id), service="trainer")
+        yield f"event: end\ndata: {json.dumps({'status': convert.run_dict(final)['status'] or status})}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/reranker/evaluate", summary="Evaluate challenger vs champion on the frozen eval set")
+async def evaluate(body: schemas.EvaluateBody, b: Backends = Depends(backends), s=Depends(settings_of)) -> dict:
+    request = trainer_pb2.EvaluateRequest(corpus_id=body.corpus_id, challenger=body.challenger, champion=body.champion)
+    response = await b.call(b.trainer.Evaluate, request, service="trainer", timeout=s.gateway.admin_timeout_s)
+    return convert.to_dict(response)
+
+
+@router.get("/api/reranker/eval/latest", summary="The last evaluation the trainer recorded")
+async def eval_latest(s=Depends(settings_of)) -> dict:
+    path = s.data_path / "evals" / "latest.json"
+    if not path.is_file():
+        raise not_found("no evaluation has been run yet")
+    return json.loads(path.read_text())
+
+
+@router.get("/api/reranker/logs", summary="The last lines of a run's log (default: the newest run)")
+async def logs(run_id: str = "", s=Depends(settings_of)) -> dict:
+    root = s.data_path / "runs"
+    if run_id:
+        chosen = _run_id(run_id)
+    else:
+        # Run ids start with their UTC creation time, so the newest sorts last.
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        if not names:
+            return {"run_id": "", "lines": []}
+        chosen = names[-1]
+    path = root / chosen / "train.log"
+    if not (root / chosen).is_dir():
+        raise not_found(f"run {chosen} not found", "run_id")
+    lines: deque[str] = deque(maxlen=s.gateway.log_lines)
+    if path.is_file():
+        with path.open(errors="replace") as fh:
+            lines.extend(line.rstrip("\n") for line in fh)
+    return {"run_id": chosen, "lines": list(lines)}
+
+
+@router.post("/api/reranker/promote", summary="Promote a version to champion through the gate (admin)")
+async def promote(body: schemas.PromoteBody, auth: str | None = AdminAuth, b: Backends = Depends(backends),
+                  s=Depends(settings_of)) -> dict:
+    request = trainer_pb2.PromoteRequest(corpus_id=body.corpus_id, version_id=body.version_id, force=body.force)
+    response = await b.call(b.trainer.Promote, request, service="trainer", timeout=s.gateway.admin_timeout_s,
+                            authorization=auth)
+    return convert.to_dict(response)
+
+
+@router.post("/api/reranker/rollback", summary="Restore the previous champion (admin)")
+async def rollback(body: schemas.RollbackBody, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+    response = await b.call(b.trainer.Rollback, trainer_pb2.RollbackRequest(corpus_id=body.corpus_id),
+                            service="trainer", authorization=auth)
+    return convert.to_dict(response)

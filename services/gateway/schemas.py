@@ -1,0 +1,200 @@
+"""Request and response bodies of the HTTP routes (the OpenAPI schema is generated from these).
+
+Ranges here are only what the wire can carry (int32 fields, valid UTF-8): what a value may be is
+decided by the service behind the route, whose INVALID_ARGUMENT names the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+INT32 = 2**31 - 1
+INT64 = 2**63 - 1
+
+
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # lone surrogates in a JSON string cannot go into a protobuf string
+        raise ValueError("is not valid UTF-8 text") from err
+    return value
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+Int32 = Annotated[int, Field(ge=-INT32 - 1, le=INT32)]
+Count = Annotated[int, Field(ge=0, le=INT32)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- search and feedback -------------------------------------------------------------------------
+
+class FusionOverride(_Body):
+    method: Literal["rrf", "weighted", "dbsf"] | None = None
+    rrf_k: Finite | None = None
+    vector_weight: Finite | None = None
+    sparse_weight: Finite | None = None
+    normalization: Literal["minmax", "zscore"] | None = None
+
+
+class SearchBody(_Body):
+    corpus_id: Text = Field(description="Corpus to search (GET /corpora lists them)")
+    query: Text
+    top_k: Count = Field(0, description="Results to return; 0 = the configured default")
+    candidate_k: Count = Field(0, description="Depth of each leg before fusion; 0 = the configured default")
+    fusion: FusionOverride | None = Field(None, description="Override of the fusion settings for this search")
+    rerank_mode: Text | None = Field(None, description="Override: none | local | learning | cloud")
+    session_id: Text = Field(
+        "anonymous", description="Pseudonymous session id, copied into the impression event (feedback requires one)"
+    )
+    model: Text = Field("", description="Reranker alias or version id")
+
+
+class Legs(BaseModel):
+    lexical_score: float
+    lexical_rank: int
+    vector_score: float
+    vector_rank: int
+    fused_score: float
+    fused_rank: int
+
+
+class SearchHit(BaseModel):
+    doc_id: str
+    title: str
+    snippet: str
+    rank: int
+    rerank_score: float
+    legs: Legs
+
+
+class SearchReply(BaseModel):
+    query_id: str
+    results: list[SearchHit]
+    model_version: str
+    reranked: bool
+    degraded_reason: str
+    timings: dict[str, float]
+
+
+class TelemetryEvent(_Body):
+    """The seed's feedback event, plus the query_id and rank that tie it to what was shown."""
+
+    model_config = ConfigDict(extra="ignore")  # the seed's clients send extra keys (ui hints, versions)
+
+    event_id: Text = Field(description="Client-made idempotency key")
+    query_id: Text = Field(description="query_id of the search response the result came from")
+    doc_id: Text
+    query: Text = Field("", description="Accepted for the seed's clients; the query_id already names the query")
+    type: Literal["click", "rating"] | None = Field(None, description="Default: rating when rating is set, else click")
+    rating: Int32 | None = Field(None, description="1-5; thumbs up = 5, thumbs down = 1")
+    rank: Int32 = Field(0, description="1-based position the result was shown at (required for clicks)")
+    dwell_ms: Annotated[int, Field(ge=-INT64 - 1, le=INT64)] = Field(0, description="Time spent on the clicked result")
+    source: Text = Field("web", description="Free-form origin")
+    session_id: Text = Field("anonymous", description="Pseudonymous session id (the seed's events had none)")
+    timestamp: float | Text | None = Field(
+        None, description="ISO-8601 time, or unix epoch seconds or milliseconds; default: now"
+    )
+
+
+class Accepted(BaseModel):
+    accepted: int
+    spooled: int
+
+
+# --- reranker and trainer ------------------------------------------------------------------------
+
+class MineBody(_Body):
+    corpus_id: Text
+    sources: list[Text] = Field(default_factory=list, description='"events", "golden", "qrels"; empty = default')
+    golden_path: Text = ""
+    qrels_split: Text = ""
+
+
+class TrainBody(_Body):
+    corpus_id: Text
+    start_from: Text = Field("champion", description='"champion" or "base"')
+    triplet_files: list[Text] = Field(default_factory=list, description="Empty = every mined file of the corpus")
+    overrides: dict[Text, Text] = Field(default_factory=dict, description='training.* settings, e.g. {"epochs": "2"}')
+
+
+class EvaluateBody(_Body):
+    corpus_id: Text
+    challenger: Text = ""
+    champion: Text = ""
+
+
+class PromoteBody(_Body):
+    corpus_id: Text
+    version_id: Text = Field("", description="Empty = the challenger")
+    force: bool = Field(False, description="Skip the gate")
+
+
+class RollbackBody(_Body):
+    corpus_id: Text
+
+
+# --- run-time config ------------------------------------------------------------------------------
+
+class RerankingPatch(_Body):
+    reranker_mode: Literal["none", "local", "learning", "cloud"] | None = None
+    reranker_local_model: Text | None = None
+    reranker_cloud_provider: Text | None = None
+    reranker_cloud_model: Text | None = None
+    tribrid_reranker_topn: Int32 | None = None
+    rerank_input_snippet_chars: Int32 | None = None
+    reranker_timeout: Finite | None = None
+
+
+class FusionPatch(FusionOverride):
+    pass
+
+
+# --- drop-in rerank APIs --------------------------------------------------------------------------
+
+class CohereRerankBody(BaseModel):
+    """Cohere's v2 rerank request. Fields Cohere added later are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Text = Field(description='Reranker alias or version id ("champion", "challenger", ...)')
+    query: Text
+    documents: list[Text]
+    top_n: Count | None = None
+    max_tokens_per_doc: Count | None = Field(None, description="Accepted; long pairs are cut to the model's length")
+    priority: Int32 | None = None
+
+
+class CohereResult(BaseModel):
+    index: int
+    relevance_score: float
+
+
+class CohereReply(BaseModel):
+    id: str
+    results: list[CohereResult]
+    meta: dict
+
+
+class TeiRerankBody(BaseModel):
+    """Hugging Face text-embeddings-inference's /rerank request."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: Text
+    texts: list[Text]
+    raw_scores: bool = Field(False, description="Scores before the version's sigmoid (logits)")
+    return_text: bool = False
+    truncate: bool | None = Field(None, description="Cut long pairs to the model's length; default true")
+    truncation_direction: Literal["right", "left", "Right", "Left"] = "right"
+
+
+class TeiRank(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
