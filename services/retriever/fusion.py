@@ -97,8 +97,9 @@ def fuse(
     sparse_weight: float = 0.5,
     vector_weight: float = 0.5,
     normalization: str = "minmax",
+    limit: int | None = None,
 ) -> list[Fused]:
-    """Every document either leg returned, best first, with both legs' scores and ranks."""
+    """Documents either leg returned, best first (the first `limit`, or all), with both legs' scores and ranks."""
     if method == "rrf":
         scores = rrf(lexical, vector, rrf_k)
     elif method == "weighted":
@@ -107,18 +108,15 @@ def fuse(
         scores = dbsf(lexical, vector, sparse_weight, vector_weight)
     else:
         raise ValueError(f"unknown fusion method {method!r}")
+    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    if limit is not None:
+        order = order[:limit]
     lex = {doc: (score, rank) for rank, (doc, score) in enumerate(lexical, 1)}
     vec = {doc: (score, rank) for rank, (doc, score) in enumerate(vector, 1)}
-    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    return [
-        Fused(
-            doc_id=doc,
-            score=score,
-            rank=rank,
-            lexical_score=lex.get(doc, (0.0, 0))[0],
-            lexical_rank=lex.get(doc, (0.0, 0))[1],
-            vector_score=vec.get(doc, (0.0, 0))[0],
-            vector_rank=vec.get(doc, (0.0, 0))[1],
-        )
-        for rank, (doc, score) in enumerate(order, 1)
-    ]
+    absent = (0.0, 0)
+    out = []
+    for rank, (doc, score) in enumerate(order, 1):
+        lex_score, lex_rank = lex.get(doc, absent)
+        vec_score, vec_rank = vec.get(doc, absent)
+        out.append(Fused(doc, score, rank, lex_score, lex_rank, vec_score, vec_rank))
+    return out

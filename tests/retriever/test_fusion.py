@@ -94,3 +94,8 @@ def test_empty_legs():
 def test_unknown_method():
     with pytest.raises(ValueError):
         fusion.fuse(LEX, VEC, "borda")
+
+
+def test_limit_keeps_the_best_and_their_legs():
+    full = fusion.fuse(LEX, VEC, "dbsf")
+    assert fusion.fuse(LEX, VEC, "dbsf", limit=2) == full[:2]
