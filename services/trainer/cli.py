@@ -16,6 +16,7 @@ from rich.table import Table
 from services.common.config import get_settings
 from services.common.errors import FeedrankError
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
+from services.trainer.runs import RunRecord, diff
 
 console = Console()
 runs_app = typer.Typer(no_args_is_help=True, help="Training runs on the trainer (list, show, diff)")
@@ -153,20 +154,21 @@ def runs_cancel(run_id: str, target: Optional[str] = TargetOpt) -> None:
 @runs_app.command("diff")
 def runs_diff(a: str, b: str, target: Optional[str] = TargetOpt) -> None:
     """Settings (where they differ), data and metrics of two runs side by side."""
-    ra = _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=a))
-    rb = _call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=b))
+    ra = _record(_call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=a)))
+    rb = _record(_call(target, "GetRun", trainer_pb2.GetRunRequest(run_id=b)))
     table = Table("", a, b, title="run diff")
-    table.add_row("[bold]status", STATUS[ra.status], STATUS[rb.status])
-    table.add_row("[bold]version", ra.version_id, rb.version_id)
-    for key in sorted(set(ra.settings) | set(rb.settings)):
-        if ra.settings.get(key) != rb.settings.get(key):
-            table.add_row(f"setting {key}", ra.settings.get(key, ""), rb.settings.get(key, ""))
-    table.add_row("triplet files", "\n".join(Path(f).name for f in ra.triplet_files),
-                  "\n".join(Path(f).name for f in rb.triplet_files))
-    for key in sorted(set(ra.metrics) | set(rb.metrics)):
-        fmt = lambda m: f"{m[key]:.4f}" if key in m else ""  # noqa: E731
-        table.add_row(f"metric {key}", fmt(ra.metrics), fmt(rb.metrics))
+    for section, rows in diff(ra, rb).items():
+        for key, (left, right) in rows.items():
+            fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)  # noqa: E731
+            table.add_row(f"{section} {key}", fmt(left), fmt(right))
     console.print(table)
+
+
+def _record(run: trainer_pb2.Run) -> RunRecord:
+    return RunRecord(run.run_id, run.corpus_id, "", STATUS[run.status], run.created_at, dict(run.settings),
+                     list(run.triplet_files), finished_at=run.finished_at, error=run.error,
+                     metrics=dict(run.metrics), version_id=run.version_id, base_model=run.base_model,
+                     data=dict(run.data))
 
 
 def evaluate(

@@ -91,7 +91,11 @@ class TrainerCore:
             [str(p) for p in corpus_triplet_files(self.settings, corpus_id)]
         if not files:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no triplets mined for corpus {corpus_id}: run Mine first")
+        allowed = (self.settings.data_path / "triplets").resolve()
         for f in files:
+            # Admin callers still only name files mining wrote: the RPC must not read arbitrary paths.
+            if not Path(f).is_relative_to(allowed):
+                raise invalid("triplet_files", f"{f} is not under {allowed}")
             if not Path(f).is_file():
                 raise invalid("triplet_files", f"no triplet file {f}")
         run_id = new_run_id()

@@ -147,8 +147,9 @@ def diff(a: RunRecord, b: RunRecord) -> dict[str, dict[str, tuple[Any, Any]]]:
 
     return {
         "settings": side(a.settings, b.settings, True),
-        "data": side({**a.data, "triplet_files": len(a.triplet_files), "base_model": a.base_model},
-                     {**b.data, "triplet_files": len(b.triplet_files), "base_model": b.base_model}, False),
+        "data": side({**a.data, "base_model": a.base_model, "files": ", ".join(Path(f).name for f in a.triplet_files)},
+                     {**b.data, "base_model": b.base_model, "files": ", ".join(Path(f).name for f in b.triplet_files)},
+                     False),
         "metrics": side(a.metrics, b.metrics, False),
         "run": side({"status": a.status, "version_id": a.version_id, "created_at": a.created_at},
                     {"status": b.status, "version_id": b.version_id, "created_at": b.created_at}, False),

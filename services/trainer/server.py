@@ -26,8 +26,19 @@ def run_message(record: RunRecord) -> trainer_pb2.Run:
         created_at=record.created_at, finished_at=record.finished_at, error=record.error,
         settings={k: v if isinstance(v, str) else json.dumps(v) for k, v in record.settings.items()},
         metrics={k: float(v) for k, v in record.metrics.items()}, triplet_files=record.triplet_files,
-        version_id=record.version_id,
+        version_id=record.version_id, base_model=record.base_model, data=flat_data(record.data),
     )
+
+
+def flat_data(data: dict) -> dict[str, float]:
+    """{"triplets": 9, "by_source": {"qrels": 8}} -> {"triplets": 9.0, "by_source.qrels": 8.0}."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": float(v) for k, v in value.items()})
+        else:
+            out[key] = float(value)
+    return out
 
 
 def decision_message(decision: dict) -> trainer_pb2.PromoteResponse:

@@ -200,3 +200,30 @@ def test_restart_mid_run_marks_it_interrupted(data_dir, trainer_process):
     # A late stream replays the whole history and ends with the interruption.
     metrics = list(stub.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), timeout=30))
     assert [m.status for m in metrics if m.name == "status"] == ["queued", "running", "interrupted"]
+
+    # CancelRun stops a running run at its next step.
+    second = stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", start_from="base", overrides={"epochs": "400"}),
+                        timeout=30).run_id
+    wait_for(lambda: stub.GetRun(trainer_pb2.GetRunRequest(run_id=second), timeout=5).status
+             == trainer_pb2.RUN_STATUS_RUNNING, 120, "the second run to start")
+    stub.CancelRun(trainer_pb2.CancelRunRequest(run_id=second), timeout=5)
+    wait_for(lambda: stub.GetRun(trainer_pb2.GetRunRequest(run_id=second), timeout=5).status
+             == trainer_pb2.RUN_STATUS_CANCELLED, 120, "the cancel")
+    assert not (data_dir / "runs" / second / "model").exists()
+
+    # The CLI over the same RPCs: list and a side-by-side diff.
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.trainer import cli as trainer_cli
+
+    trainer_cli.console.width = 250  # rich would wrap the run ids at the default 80 columns
+    listed = CliRunner().invoke(app, ["runs", "list", "--target", again.target], terminal_width=200)
+    assert listed.exit_code == 0 and run_id in listed.output and second in listed.output
+    diffed = CliRunner().invoke(app, ["runs", "diff", run_id, second, "--target", again.target], terminal_width=200)
+    assert diffed.exit_code == 0, diffed.output
+    assert "settings epochs" in diffed.output and "500" in diffed.output and "400" in diffed.output
+    assert "interrupted" in diffed.output and "cancelled" in diffed.output
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", triplet_files=["/etc/passwd"]), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "triplet_files" in err.value.details()

@@ -79,7 +79,7 @@ class TrainResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "corpus_id", "status", "created_at", "finished_at", "error", "settings", "metrics", "triplet_files", "version_id")
+    __slots__ = ("run_id", "corpus_id", "status", "created_at", "finished_at", "error", "settings", "metrics", "triplet_files", "version_id", "base_model", "data")
     class SettingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,13 @@ class Run(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class DataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +111,8 @@ class Run(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     TRIPLET_FILES_FIELD_NUMBER: _ClassVar[int]
     VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     corpus_id: str
     status: RunStatus
@@ -114,7 +123,9 @@ class Run(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     triplet_files: _containers.RepeatedScalarFieldContainer[str]
     version_id: str
-    def __init__(self, run_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., created_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., triplet_files: _Optional[_Iterable[str]] = ..., version_id: _Optional[str] = ...) -> None: ...
+    base_model: str
+    data: _containers.ScalarMap[str, float]
+    def __init__(self, run_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., created_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., error: _Optional[str] = ..., settings: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., triplet_files: _Optional[_Iterable[str]] = ..., version_id: _Optional[str] = ..., base_model: _Optional[str] = ..., data: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
