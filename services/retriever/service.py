@@ -29,7 +29,7 @@ from services.retriever.corpus import check_corpus_id
 from services.retriever.embedder import Embedder
 from services.retriever.fusion import Fused, fuse
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
-from services.retriever.runtime_config import RuntimeConfig
+from services.retriever.runtime_config import RuntimeConfig, validated
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +167,6 @@ class RetrieverCore:
         corpus = self.corpora.get(request.corpus_id)
         fusion = self.config.fusion
         if request.fusion:
-            from services.retriever.runtime_config import validated
-
             fusion = validated("fusion", FusionSettings, fusion, request.fusion)
         return corpus, top_k, candidate_k, fusion, self.config.reranking
 
