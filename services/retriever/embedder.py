@@ -15,6 +15,7 @@ import numpy as np
 
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.engine.pooling import mean_pool_normalize
 from services.engine.session import OnnxModel, load_model
 from services.engine.tokenize import TextTokenizer, pad
 
@@ -77,15 +78,11 @@ class Embedder:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             batch = pad(self._tok.encode_texts([texts[i] for i in idx]))
-            hidden = self._model.run(batch.feeds)
-            mask = batch.attention_mask[..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            out.append((idx, pooled))
+            out.append((idx, mean_pool_normalize(self._model.run(batch.feeds), batch.attention_mask)))
         result = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-        for idx, pooled in out:
-            result[idx] = pooled
-        norms = np.linalg.norm(result, axis=1, keepdims=True)
-        return result / np.clip(norms, 1e-12, None)
+        for idx, vectors in out:
+            result[idx] = vectors
+        return result
 
     def encode_query(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
