@@ -36,7 +36,7 @@ def export_cross_encoder(
     if getattr(model, "num_labels", 1) != 1:
         raise FeedrankError(ErrorKind.INVALID_ARGUMENT, "only single-logit cross-encoders are supported", "source")
     out_dir.mkdir(parents=True, exist_ok=True)
-    export_graph(_LogitsOnly(model[0].auto_model.eval()), out_dir / "model.onnx", "logits", per_token=False)
+    export_graph(_Forward(model[0].auto_model.eval(), "logits"), out_dir / "model.onnx", "logits", per_token=False)
     model.tokenizer.save_pretrained(str(out_dir))
     for name in TOKENIZER_FILES:
         if (source / name).is_file() and not (out_dir / name).is_file():
@@ -58,8 +58,8 @@ def export_token_encoder(source: Path, path: Path) -> None:
     """Export a bi-encoder's transformer (token embeddings out; pooling happens in numpy)."""
     from transformers import AutoModel
 
-    export_graph(_TokenEmbeddings(AutoModel.from_pretrained(str(source)).eval()), path, "last_hidden_state",
-                 per_token=True)
+    export_graph(_Forward(AutoModel.from_pretrained(str(source)).eval(), "last_hidden_state"), path,
+                 "last_hidden_state", per_token=True)
 
 
 def export_graph(module, path: Path, output_name: str, *, per_token: bool) -> None:
@@ -83,8 +83,10 @@ def export_graph(module, path: Path, output_name: str, *, per_token: bool) -> No
     tmp.replace(path)
 
 
-class _TokenEmbeddings:
-    def __new__(cls, network):
+class _Forward:
+    """Wraps an HF module so the exported graph has one output: the logit column or the token embeddings."""
+
+    def __new__(cls, network, output: str):
         import torch
 
         class Wrapped(torch.nn.Module):
@@ -95,25 +97,7 @@ class _TokenEmbeddings:
             # Keyword arguments: the positional order of BertModel.forward is not stable across versions.
             def forward(self, input_ids, attention_mask, token_type_ids):
                 out = self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-                return out.last_hidden_state
-
-        return Wrapped()
-
-
-class _LogitsOnly:
-    """Wraps the HF module so the exported graph has one output: the logit column."""
-
-    def __new__(cls, network):
-        import torch
-
-        class Wrapped(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.network = network
-
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                out = self.network(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-                return out.logits[:, 0]
+                return out.logits[:, 0] if output == "logits" else out.last_hidden_state
 
         return Wrapped()
 
