@@ -24,7 +24,7 @@ from services.trainer.corpus import CorpusData, frozen_texts, normalize_query
 from services.trainer.evaluation import Evaluator
 from services.trainer.gate import Gate, ModelPublisher
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
-from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now
+from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
 from services.trainer.training import Cancelled, apply_overrides, base_model_dir, train_run
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class TrainerCore:
         self.settings = settings
         self.registry = registry or open_registry(settings.registry_path)
         self.candidates = candidates or open_candidates(settings)
+        self._own_events = events is None
         self.events = events or EventStore.open(settings)
         self.runs = RunStore(settings.data_path / "runs")
         self.miner = Miner(settings, self.candidates, self.events)
@@ -100,7 +101,8 @@ class TrainerCore:
                 raise invalid("triplet_files", f"no triplet file {f}")
         run_id = new_run_id()
         self.runs.create(RunRecord(run_id, corpus_id, kind, "queued", now(),
-                                   {**training.model_dump(mode="json"), "start_from": start_from}, files))
+                                   {**training.model_dump(mode="json"), "start_from": start_from}, files,
+                                   owner=owner_id()))
         self._cancel[run_id] = threading.Event()
         self._futures[run_id] = self._worker.submit(self._execute, run_id)
         return run_id
@@ -239,10 +241,14 @@ class TrainerCore:
                 return {**cached, "cached": True}
             except FeedrankError:
                 log.info("cached bootstrap version %s is gone; training again", cached["version_id"])
-        mined = self.mine(corpus_id, list(training.bootstrap_sources), limit_per_source=training.bootstrap_max_per_source)
+        sources, missing = self._bootstrap_sources(corpus_id)
+        if not sources:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap has no data source for {corpus_id}: "
+                                f"{'; '.join(missing)}")
+        mined = self.mine(corpus_id, sources, limit_per_source=training.bootstrap_max_per_source)
         if not mined.files:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap found no training data for {corpus_id} "
-                                f"(sources {training.bootstrap_sources}; skipped {mined.skipped})")
+                                f"(sources {sources}; skipped {mined.skipped})")
         run_id = self.train(corpus_id, "base", mined.files, kind="bootstrap")
         if on_run is not None:
             on_run(run_id)
@@ -251,11 +257,33 @@ class TrainerCore:
             raise FeedrankError(ErrorKind.INTERNAL, f"bootstrap run {run_id} {record.status}: {record.error}")
         decision = self.promote(corpus_id, record.version_id)
         result = {"corpus_id": corpus_id, "run_id": run_id, "version_id": record.version_id,
-                  "mining_run_id": mined.mining_run_id, "triplets": mined.counts, "decision": decision,
-                  "created_at": now()}
+                  "mining_run_id": mined.mining_run_id, "triplets": mined.counts, "missing_sources": missing,
+                  "decision": decision, "created_at": now()}
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(result, indent=2))
         return {**result, "cached": False}
+
+    def _bootstrap_sources(self, corpus_id: str) -> tuple[list[str], list[str]]:
+        """The configured bootstrap sources that exist here, and why the others were left out."""
+        training = self.settings.training
+        data = CorpusData(self.settings, corpus_id)
+        try:
+            splits = data.splits()
+        finally:
+            data.close()
+        usable, missing = [], []
+        for source in training.bootstrap_sources:
+            if source == "qrels":
+                if training.train_split in splits:
+                    usable.append(source)
+                else:
+                    missing.append(f"qrels: {corpus_id} has no qrels/{training.train_split}.tsv")
+            elif self.miner.answer_set_path(source).is_file():
+                usable.append(source)
+            else:
+                missing.append(f"{source}: no {source}/rerank_train.jsonl under training.answer_sets_dir "
+                               f"({training.answer_sets_dir or 'unset'})")
+        return usable, missing
 
     # -- the unattended loop -------------------------------------------------------------------
 
@@ -316,3 +344,5 @@ class TrainerCore:
         if self.publisher is not None:
             self.publisher.close()
         self.candidates.close()
+        if self._own_events:
+            self.events.close()

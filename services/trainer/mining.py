@@ -175,7 +175,7 @@ class Miner:
     ) -> MiningResult:
         sources = list(dict.fromkeys(sources or ["events"]))
         for s in sources:
-            if s not in LOG_SOURCES and not self._answer_set_path(s).is_file():
+            if s not in LOG_SOURCES and not self.answer_set_path(s).is_file():
                 raise invalid("sources", f"unknown source {s!r}: use events, golden, qrels, or an answer set "
                                          f"under training.answer_sets_dir ({self.training.answer_sets_dir or 'unset'})")
         if "golden" in sources and not golden_path:
@@ -277,13 +277,13 @@ class Miner:
             if qid in eval_ids or normalize_query(queries[qid]) in skip:
                 skipped["eval_query"] += 1
                 continue
-            judged = set(qrels[qid])
             cands = self.candidates.candidates(data.corpus_id, queries[qid], self.training.hard_negative_depth)
-            items.append((queries[qid], positives, cands, judged.__contains__))
+            # Documents judged non-relevant (grade 0) stay eligible: they are the surest hard negatives.
+            items.append((queries[qid], positives, cands, set(positives).__contains__))
         return self._with_hard_negatives(data, items, "qrels", rng), dict(skipped)
 
     def _with_hard_negatives(self, data: CorpusData, items, source: str, rng: random.Random) -> list[Triplet]:
-        """items: (query, positive ids, fused candidates, is_positive_or_judged(doc_id))."""
+        """items: (query, positive ids, fused candidates, never_a_negative(doc_id))."""
         k = self.training.negatives_per_positive
         n_random = round(k * self.training.random_negative_share)
         triplets: list[Triplet] = []
@@ -300,7 +300,7 @@ class Miner:
                     triplets.append(Triplet(query, texts[pos], pos, [texts[d] for d in negatives], negatives, source))
         return triplets
 
-    def _answer_set_path(self, name: str) -> Path:
+    def answer_set_path(self, name: str) -> Path:
         root = Path(self.training.answer_sets_dir) if self.training.answer_sets_dir else None
         if root is None or not name.replace("_", "").replace("-", "").isalnum():
             return Path("/nonexistent")
@@ -311,7 +311,7 @@ class Miner:
         k = self.training.negatives_per_positive
         skipped: dict[str, int] = defaultdict(int)
         triplets = []
-        with self._answer_set_path(name).open(encoding="utf-8") as fh:
+        with self.answer_set_path(name).open(encoding="utf-8") as fh:
             for line in fh:
                 if not line.strip():
                     continue

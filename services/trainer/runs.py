@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -41,11 +42,29 @@ class RunRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     version_id: str = ""
     base_model: str = ""
+    owner: str = ""  # "<host>:<pid>" of the process that queued it (restart recovery)
     data: dict[str, Any] = field(default_factory=dict)  # triplet counts by source, dev/train sizes
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
 
 
 def new_run_id() -> str:
@@ -120,10 +139,15 @@ class RunStore:
         return self.dir(run_id) / "model"
 
     def recover(self) -> list[str]:
-        """Mark runs a previous process left queued or running as interrupted."""
+        """Mark runs a previous process left queued or running as interrupted.
+
+        A run queued by another live process on this host (an offline `feedrank model bootstrap`
+        next to the service) is left alone; one whose owner had this very pid is a previous
+        incarnation of this process (containers restart as the same pid).
+        """
         marked = []
         for record in self.list():
-            if record.status in ("queued", "running"):
+            if record.status in ("queued", "running") and not _owner_alive(record.owner):
                 self.update(record.run_id, status="interrupted",
                             error=f"the trainer restarted while the run was {record.status}")
                 marked.append(record.run_id)

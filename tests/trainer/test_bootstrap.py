@@ -28,13 +28,14 @@ def answer_set(root) -> None:
 def test_bootstrap_is_cached_and_the_loop_fine_tunes_the_champion(data_dir):
     build_corpus(data_dir, bad_fused=True, extra_queries=["how do bees make honey"])
     answer_set(data_dir / "sets")
-    settings = make_settings(data_dir, bootstrap_sources=["qrels", "mini"], answer_sets_dir=str(data_dir / "sets"),
+    settings = make_settings(data_dir, bootstrap_sources=["qrels", "mini", "wikiqa"], answer_sets_dir=str(data_dir / "sets"),
                              bootstrap_max_per_source=5, max_steps=2, max_p=0.5,
                              schedule_every_events=2, schedule_check_s=0.2)
     core = TrainerCore(settings)
     try:
         first = core.bootstrap("tiny")
         assert not first["cached"] and first["triplets"] == {"qrels": 5, "mini": 3}
+        assert [m.split(":")[0] for m in first["missing_sources"]] == ["wikiqa"]  # not in this answer_sets_dir
         run = core.get_run(first["run_id"])
         assert run.kind == "bootstrap" and run.status == "succeeded" and run.data["by_source"] == {"qrels": 5, "mini": 3}
         decision = first["decision"]

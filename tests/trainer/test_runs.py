@@ -35,6 +35,21 @@ def test_runs_persist_and_restart_marks_unfinished_runs_interrupted(tmp_path):
     assert '"interrupted"' in statuses[-1]
 
 
+def test_runs_of_another_live_process_are_left_alone(tmp_path):
+    import os
+    import socket
+
+    store = RunStore(tmp_path)
+    other = record(new_run_id())
+    other.owner = f"{socket.gethostname()}:{os.getppid()}"  # alive: the process that runs pytest
+    store.create(other)
+    mine = record(new_run_id() + "m")
+    mine.owner = f"{socket.gethostname()}:{os.getpid()}"  # this pid before a restart
+    store.create(mine)
+    assert RunStore(tmp_path).recover() == [mine.run_id]
+    assert store.get(other.run_id).status == "queued"
+
+
 def test_unknown_and_hostile_run_ids(tmp_path):
     store = RunStore(tmp_path)
     with pytest.raises(FeedrankError) as err:
