@@ -120,9 +120,29 @@ def stack_env(data_dir: Path, bootstrap: str, ports: dict[str, int], **extra: st
         "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "0.5",
         "FEEDRANK_ENGINE__INTRA_OP_THREADS": "1",
         "FEEDRANK_LOG_LEVEL": "WARNING",
+        # A training run from the console is a few short steps on one thread.
+        "FEEDRANK_TRAINING__MAX_STEPS": "4",
+        "FEEDRANK_TRAINING__BATCH_SIZE": "4",
+        "FEEDRANK_TRAINING__MAX_LENGTH": "64",
+        "FEEDRANK_TRAINING__DEV_SHARE": "0",
+        "FEEDRANK_TRAINING__TORCH_THREADS": "1",
         **{f"FEEDRANK_ENDPOINTS__{name.upper()}": f"127.0.0.1:{port}" for name, port in ports.items()},
         **extra,
     }
+
+
+EVAL_QUERIES = {"e-cat": "pet cats", "e-vol": "volcanic eruptions", "e-bank": "bank interest", "e-code": "algorithms"}
+
+
+def write_eval_set(corpus_root: Path) -> None:
+    """BEIR queries and a `test` qrels split next to the corpus: the trainer's frozen evaluation set."""
+    import json
+
+    (corpus_root / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": qid, "text": text}) + "\n" for qid, text in EVAL_QUERIES.items()))
+    (corpus_root / "qrels").mkdir(exist_ok=True)
+    rows = [f"{qid}\t{qid.split('-')[1]}-{i}\t1" for qid in EVAL_QUERIES for i in (1, 2, 3)]
+    (corpus_root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +157,7 @@ def stack(tmp_path_factory, registry_template, embedder_dir, embedder) -> Iterat
     core = RetrieverCore(Settings(data_dir=str(data)), embedder=embedder)
     assert core.ingest(CORPUS, DOCS).added == len(DOCS)
     core.close()
+    write_eval_set(data / "corpora" / CORPUS)
 
     kafka = DevKafka(root / "kafka").start()
     ports = {name: free_port() for name in ("retriever", "reranker", "feedback", "trainer")}

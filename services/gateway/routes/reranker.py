@@ -1,7 +1,8 @@
 """The reranker's model lifecycle: the seed's routes over Reranker.GetInfo and the Trainer service.
 
-Two routes read the shared data dir instead of an RPC, because the trainer keeps these only as
-files: `evals/latest.json` (the last evaluation) and `runs/<run_id>/train.log` (a run's log).
+Three routes read the shared data dir instead of an RPC, because the trainer keeps these only as
+files: `evals/latest.json` (the last evaluation), `evals/e*.json` (every evaluation, for the
+metrics-by-version chart) and `runs/<run_id>/train.log` (a run's log).
 """
 
 from __future__ import annotations
@@ -138,6 +139,26 @@ async def eval_latest(s=Depends(settings_of)) -> dict:
     if not path.is_file():
         raise not_found("no evaluation has been run yet")
     return json.loads(path.read_text())
+
+
+@router.get("/api/reranker/evals/versions", summary="nDCG@10 and MRR@10 of each evaluated model version")
+async def eval_versions(corpus_id: str = "", s=Depends(settings_of)) -> dict:
+    """Each version's numbers from the newest evaluation that scored it, versions in the order first evaluated."""
+    versions: dict[str, dict] = {}
+    root = s.data_path / "evals"
+    # Eval ids start with their UTC creation time, so name order is time order.
+    for path in sorted(root.glob("e*.json")) if root.is_dir() else []:
+        record = json.loads(path.read_text())
+        if corpus_id and record.get("corpus_id") != corpus_id:
+            continue
+        for side in ("champion", "challenger"):
+            version = record.get(side, {}).get("version_id", "")
+            metrics = record.get("metrics", {}).get(side, {})
+            if version and metrics:
+                versions[version] = {"version_id": version, "eval_id": record.get("eval_id", path.stem),
+                                     "corpus_id": record.get("corpus_id", ""),
+                                     **{k: metrics[k] for k in ("ndcg@10", "mrr@10") if k in metrics}}
+    return {"versions": list(versions.values())}
 
 
 @router.get("/api/reranker/logs", summary="The last lines of a run's log (default: the newest run)")

@@ -27,11 +27,6 @@ function renderModel(id, model) {
     metricTable(model.metrics));
 }
 
-function pick(metrics, name) {
-  const key = Object.keys(metrics).find((k) => k === name || k.endsWith(name));
-  return key === undefined ? undefined : metrics[key];
-}
-
 async function refresh() {
   try {
     const status = await api("GET", "/reranker/status");
@@ -44,11 +39,12 @@ async function refresh() {
     setStatus("status", err.message, true);
   }
   try {
-    const { runs } = await api("GET", `/reranker/train/runs?corpus_id=${encodeURIComponent(corpus())}`);
-    const done = runs.filter((r) => r.version_id).reverse();
+    const { versions } = await api("GET", `/api/reranker/evals/versions?corpus_id=${encodeURIComponent(corpus())}`);
     const series = ["ndcg@10", "mrr@10"].map((name) => ({
-      name, points: done.map((r, i) => ({ x: i + 1, y: pick(r.metrics, name) })).filter((p) => p.y !== undefined) }));
-    drawChart(document.getElementById("versions-chart"), series, { xLabel: "version #", yLabel: "score" });
+      name, points: versions.map((v, i) => ({ x: i + 1, y: v[name] })).filter((p) => p.y !== undefined) }));
+    const canvas = document.getElementById("versions-chart");
+    canvas.dataset.versions = versions.map((v) => v.version_id).join(",");
+    drawChart(canvas, series, { xLabel: "version # (in order first evaluated)", yLabel: "score" });
   } catch (err) {
     drawChart(document.getElementById("versions-chart"), []);
   }
@@ -105,9 +101,11 @@ const token = document.getElementById("token");
 token.value = localStorage.getItem("feedrank.adminToken") || "";
 token.addEventListener("change", () => localStorage.setItem("feedrank.adminToken", token.value));
 document.getElementById("mine").addEventListener("click", () => action("mine", "/reranker/mine", { corpus_id: corpus() }));
-document.getElementById("train").addEventListener("click", () => action("train", "/reranker/train", { corpus_id: corpus() }));
+document.getElementById("train").addEventListener("click", () => action("train", "/reranker/train",
+  { corpus_id: corpus(), start_from: document.getElementById("start-from").value }));
 document.getElementById("evaluate").addEventListener("click", () => action("evaluate", "/reranker/evaluate", { corpus_id: corpus() }));
-document.getElementById("promote").addEventListener("click", () => action("promote", "/api/reranker/promote", { corpus_id: corpus() }));
+document.getElementById("promote").addEventListener("click", () => action("promote", "/api/reranker/promote",
+  { corpus_id: corpus(), force: document.getElementById("force").checked }));
 document.getElementById("rollback").addEventListener("click", () => action("rollback", "/api/reranker/rollback", { corpus_id: corpus() }));
 refresh();
-setInterval(refreshLogs, 5000);
+setInterval(refresh, 5000);  // the reranker swaps versions on its own schedule
