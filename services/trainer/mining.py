@@ -319,15 +319,18 @@ class Miner:
                 if normalize_query(row["query"]) in skip:
                     skipped["eval_query"] += 1
                     continue
-                pos = [c for c in row["candidates"] if c.get("label", 0) > 0]
-                neg = [c for c in row["candidates"] if c.get("label", 0) <= 0]
+                # Some sets (trecqa) carry no candidate ids: the position in the list stands in.
+                cands = [{**c, "id": str(c.get("id") or f"{row.get('qid', '')}#{i}")}
+                         for i, c in enumerate(row["candidates"])]
+                pos = [c for c in cands if c.get("label", 0) > 0]
+                neg = [c for c in cands if c.get("label", 0) <= 0]
                 if not pos or not neg:
                     skipped["no_pair"] += 1
                     continue
                 for p in pos:
                     picked = rng.sample(neg, min(k, len(neg)))
-                    triplets.append(Triplet(row["query"], p["text"], str(p["id"]), [n["text"] for n in picked],
-                                            [str(n["id"]) for n in picked], name))
+                    triplets.append(Triplet(row["query"], p["text"], p["id"], [n["text"] for n in picked],
+                                            [n["id"] for n in picked], name))
         return triplets, dict(skipped)
 
     # -- output --------------------------------------------------------------------------------

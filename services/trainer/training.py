@@ -160,6 +160,7 @@ def train_run(
     train_set, dev = split_dev(triplets, training.dev_share, training.seed)
     train_set = weighted_sample(train_set, training.seed)
     dataset, pairs = build_dataset(train_set, training)
+    transformers.utils.logging.disable_progress_bar()  # weight-loading bars would flood the service's log
     transformers.set_seed(training.seed)  # the fresh head of a scratch run is seeded too
     try:
         model = CrossEncoder(str(start_dir), num_labels=1 if from_base else None,
@@ -207,6 +208,8 @@ def train_run(
     )
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=make_loss(model, training),
                                   callbacks=[Progress()])
+    # Metrics go to metrics.jsonl and the run log; without tqdm the trainer would print each log dict to stdout.
+    trainer.remove_callback(transformers.PrinterCallback)
     result = trainer.train()
     if cancel.is_set():
         raise Cancelled()

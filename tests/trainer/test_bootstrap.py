@@ -21,8 +21,11 @@ def answer_set(root) -> None:
         for i, (q, good, bad) in enumerate([("who wrote hamlet", "shakespeare wrote hamlet", "paris is in france"),
                                             ("boiling point of water", "water boils at 100 c", "cats purr"),
                                             ("largest planet", "jupiter is the largest planet", "bread needs yeast")]):
-            fh.write(json.dumps({"qid": str(i), "query": q, "candidates": [
-                {"id": f"{i}a", "text": good, "label": 1}, {"id": f"{i}b", "text": bad, "label": 0}]}) + "\n")
+            # Like trecqa, the last question's candidates carry no ids.
+            cands = [{"id": f"{i}a", "text": good, "label": 1}, {"id": f"{i}b", "text": bad, "label": 0}]
+            if i == 2:
+                cands = [{"text": c["text"], "label": c["label"]} for c in cands]
+            fh.write(json.dumps({"qid": str(i), "query": q, "candidates": cands}) + "\n")
 
 
 def test_bootstrap_is_cached_and_the_loop_fine_tunes_the_champion(data_dir):
