@@ -112,3 +112,26 @@ def test_eval_latest_and_logs_read_the_data_dir(tmp_path):
         assert logs["lines"] == [f"line {i}" for i in range(150, 250)]
         assert client.get("/api/reranker/logs", params={"run_id": "r20260101-000000-aaaaaa"}).json()["lines"] == []
         assert client.get("/api/reranker/logs", params={"run_id": "r-missing"}).status_code == 404
+
+
+def test_metrics_by_version_come_from_the_evaluations(tmp_path):
+    evals = tmp_path / "evals"
+    evals.mkdir()
+
+    def record(eval_id, corpus, champion, challenger, ndcg):
+        return {"eval_id": eval_id, "corpus_id": corpus,
+                "champion": {"version_id": champion}, "challenger": {"version_id": challenger},
+                "metrics": {"champion": {"ndcg@10": ndcg[0], "mrr@10": ndcg[0] / 2},
+                            "challenger": {"ndcg@10": ndcg[1], "mrr@10": ndcg[1] / 2}}}
+
+    import json
+
+    for rec in (record("e20260101-000000-a", "c1", "v1", "v2", (0.5, 0.6)),
+                record("e20260102-000000-b", "c1", "v2", "v3", (0.62, 0.7)),
+                record("e20260103-000000-c", "other", "v9", "v9", (0.1, 0.1))):
+        (evals / f"{rec['eval_id']}.json").write_text(json.dumps(rec))
+    with app_client(tmp_path) as client:
+        versions = client.get("/api/reranker/evals/versions", params={"corpus_id": "c1"}).json()["versions"]
+    assert [v["version_id"] for v in versions] == ["v1", "v2", "v3"]
+    assert versions[1] == {"version_id": "v2", "eval_id": "e20260102-000000-b", "corpus_id": "c1",
+                           "ndcg@10": 0.62, "mrr@10": 0.31}  # the newest evaluation of v2 wins

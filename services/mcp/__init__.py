@@ -1,0 +1,1 @@
+"""MCP server (stdio) giving coding agents feedrank's `search` and `feedback` tools."""
