@@ -129,6 +129,10 @@ class RetrievalSettings(_Group):
     candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")
     max_top_k: int = Field(1000, ge=1, description="Largest top_k or candidate_k a request may ask for")
     snippet_chars: int = Field(300, ge=0, description="Length of the snippet returned with each result")
+    send_vectors_to_reranker: bool = Field(
+        True, description="Send each candidate's dense vector with the rerank request, so bi-encoder versions "
+        "need not re-embed documents"
+    )
     impression_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of searches logged as impressions")
     impression_timeout_s: float = Field(
         0.5, gt=0, description="Deadline of the fire-and-forget impression call to the feedback service"

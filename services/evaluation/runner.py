@@ -130,9 +130,10 @@ async def _rerank_runs(core, corpus, queries, fused_lists) -> tuple[dict | None,
             head = fused[:topn]
             docs = corpus.store.get([f.doc_id for f in head])
             hits = [Hit(f.doc_id, "", "", f) for f in head]
+            vectors = corpus.vector.vectors([h.doc_id for h in hits]) if core.settings.retrieval.send_vectors_to_reranker else {}
             request = convert.rerank_request(
                 queries[qid], hits, docs, reranking.rerank_input_snippet_chars,
-                reranking.reranker_local_model if reranking.reranker_mode == "local" else "",
+                reranking.reranker_local_model if reranking.reranker_mode == "local" else "", vectors,
             )
             response = await core.reranker.rerank(request, max(reranking.reranker_timeout, 30.0))
             model_version = response.model_version

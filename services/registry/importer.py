@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.engine.export import export_bi_encoder, export_cross_encoder
@@ -25,13 +27,16 @@ def import_model(
 
 def import_bi_encoder(
     registry: Registry, query_source: Path, doc_source: Path, engine: EngineSettings, *, query_max_length: int,
-    doc_max_length: int, blend: dict[str, float] | None = None, alias: str | None = None, reason: str = "import",
-    manifest_fields: dict[str, Any] | None = None,
+    doc_max_length: int, blend: dict[str, float] | None = None, adapter: np.ndarray | None = None,
+    alias: str | None = None, reason: str = "import", manifest_fields: dict[str, Any] | None = None,
 ) -> Manifest:
-    """A bi-encoder (query tower, document tower) as a new version, optionally blended with the fused order."""
+    """A bi-encoder (query tower, document tower) as a new version, optionally with a linear query adapter
+    (queries become normalize(q + q W)) and blended with the fused order."""
     with tempfile.TemporaryDirectory(prefix="feedrank-export-") as tmp:
         fields = export_bi_encoder(query_source, doc_source, Path(tmp), query_max_length=query_max_length,
                                    doc_max_length=doc_max_length)
+        if adapter is not None:
+            np.save(Path(tmp) / "adapter.npy", adapter.astype(np.float32))
         extra = {**fields.pop("extra"), **((manifest_fields or {}).get("extra") or {})}
         if blend:
             extra["blend"] = {"weight": float(blend["weight"]), "depth": int(blend["depth"])}

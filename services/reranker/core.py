@@ -29,6 +29,7 @@ class Document:
     id: str
     text: str
     fused_score: float = 0.0  # from the retriever's LegScores; 0 when the caller sent none
+    vector: tuple[float, ...] = ()  # the dense leg's vector of the document, when the caller sent it
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ class RerankerCore:
                         f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
                         "set truncate=true or shorten it",
                     )
-            encodings = await asyncio.to_thread(scorer.prepare, request.query, texts)
+            vectors = [np.asarray(d.vector, dtype=np.float32) if d.vector else None for d in request.documents]
+            encodings = await asyncio.to_thread(scorer.prepare, request.query, texts, vectors)
         tokenize_ms = (time.perf_counter() - t0) * 1000
         if deadline is not None and time.monotonic() > deadline:
             raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, "deadline passed before scoring")

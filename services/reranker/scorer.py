@@ -26,8 +26,12 @@ class Scorer(abc.ABC):
     max_length: int
 
     @abc.abstractmethod
-    def prepare(self, query: str, texts: list[str]) -> list:
-        """One work item per text; each has `.ids` (its tokens), which the batcher sorts by."""
+    def prepare(self, query: str, texts: list[str], vectors: list[np.ndarray | None] | None = None) -> list:
+        """One work item per text; each has `.ids` (its tokens), which the batcher sorts by.
+
+        `vectors` are the documents' dense-leg vectors when the caller has them; scorers that
+        cannot use them ignore them.
+        """
 
     @abc.abstractmethod
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
@@ -52,7 +56,7 @@ class OnnxCrossEncoder(Scorer):
         self.model: OnnxModel = load_model(folder, engine)
         self.tokenizer = TextTokenizer(folder, self.max_length)
 
-    def prepare(self, query: str, texts: list[str]) -> list[Encoding]:
+    def prepare(self, query: str, texts: list[str], vectors=None) -> list[Encoding]:
         return self.tokenizer.encode_pairs(query, texts)
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
@@ -70,6 +74,7 @@ class BiEncoderItem:
     query: Encoding
     doc: Encoding
     doc_key: bytes
+    doc_vector: np.ndarray | None = None  # the dense leg's vector, when the version's doc tower is that embedder
 
     @property
     def ids(self) -> list[int]:
@@ -79,8 +84,10 @@ class BiEncoderItem:
 class OnnxBiEncoder(Scorer):
     """Cosine of query and document vectors: query.onnx for queries, doc.onnx (or query.onnx) for documents.
 
-    Document vectors are cached by text digest (bounded LRU), so the candidates a popular query brings
-    back are embedded once; the query tower costs one short sequence per request.
+    A version may carry `adapter.npy`, a linear map W learned from feedback: queries become
+    normalize(q + q W), documents stay as the dense leg indexed them. Document vectors come with the
+    request when the retriever sends them (and the version's doc tower is the dense leg's embedder),
+    else they are embedded here and cached by text digest (bounded LRU).
     """
 
     def __init__(self, folder: Path, manifest: Manifest, engine: EngineSettings):
@@ -91,14 +98,24 @@ class OnnxBiEncoder(Scorer):
         self.model = self.query_model
         self.query_tokenizer = TextTokenizer(folder, int(manifest.extra.get("query_max_length", 64)))
         self.doc_tokenizer = TextTokenizer(folder, self.max_length)
+        adapter = folder / "adapter.npy"
+        self.adapter = np.load(adapter).astype(np.float32) if adapter.is_file() else None
+        self.accepts_leg_vectors = bool(manifest.extra.get("doc_tower_is_dense_leg", False))
         self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._capacity = engine.doc_vector_cache
         self._lock = threading.Lock()
 
-    def prepare(self, query: str, texts: list[str]) -> list[BiEncoderItem]:
+    def prepare(self, query: str, texts: list[str], vectors=None) -> list[BiEncoderItem]:
         q = self.query_tokenizer.encode_texts([query])[0]
-        docs = self.doc_tokenizer.encode_texts(texts)
-        return [BiEncoderItem(q, d, hashlib.blake2b(t.encode(), digest_size=16).digest()) for d, t in zip(docs, texts)]
+        given = vectors if (vectors is not None and self.accepts_leg_vectors) else [None] * len(texts)
+        docs = self.doc_tokenizer.encode_texts([t for t, v in zip(texts, given) if v is None])
+        encoded = iter(docs)
+        items = []
+        for text, vector in zip(texts, given):
+            # A document that arrives with its vector needs no tokens: an empty encoding stands in.
+            doc = next(encoded) if vector is None else _EMPTY
+            items.append(BiEncoderItem(q, doc, hashlib.blake2b(text.encode(), digest_size=16).digest(), vector))
+        return items
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.doc_tokenizer.encode_untruncated(texts)]
@@ -109,13 +126,18 @@ class OnnxBiEncoder(Scorer):
             queries.setdefault(tuple(item.query.ids), len(queries))
         unique = {tuple(i.query.ids): i.query for i in items}
         q_vectors = self._embed(self.query_model, [unique[k] for k in queries])
+        if self.adapter is not None:
+            q_vectors = q_vectors + q_vectors @ self.adapter
+            q_vectors /= np.clip(np.linalg.norm(q_vectors, axis=1, keepdims=True), 1e-12, None)
         d_vectors = self._doc_vectors(items)
         rows = np.array([queries[tuple(i.query.ids)] for i in items])
         return np.einsum("ij,ij->i", q_vectors[rows], d_vectors).astype(np.float32)
 
     def _doc_vectors(self, items: list[BiEncoderItem]) -> np.ndarray:
         with self._lock:
-            known = {i.doc_key: self._vectors[i.doc_key] for i in items if i.doc_key in self._vectors}
+            known = {i.doc_key: i.doc_vector for i in items if i.doc_vector is not None}
+            known.update({i.doc_key: self._vectors[i.doc_key] for i in items
+                          if i.doc_key not in known and i.doc_key in self._vectors})
             for key in known:
                 self._vectors.move_to_end(key)
         missing = {i.doc_key: i.doc for i in items if i.doc_key not in known}
@@ -134,6 +156,9 @@ class OnnxBiEncoder(Scorer):
     def _embed(model: OnnxModel, encodings: list[Encoding]) -> np.ndarray:
         batch = pad(encodings)
         return mean_pool_normalize(model.run(batch.feeds), batch.attention_mask)
+
+
+_EMPTY = Encoding()
 
 
 def load_scorer(folder: Path, manifest: Manifest, engine: EngineSettings) -> Scorer:

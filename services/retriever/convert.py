@@ -6,6 +6,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from services.common.config import FusionSettings, RerankingSettings
 from services.common.errors import invalid
 from services.evaluation.beir import Doc
@@ -32,12 +34,16 @@ def legs(f: Fused) -> common_pb2.LegScores:
     )
 
 
-def rerank_request(query: str, hits: list[Hit], docs: dict[str, Doc], chars: int, model: str) -> reranker_pb2.RerankRequest:
+def rerank_request(
+    query: str, hits: list[Hit], docs: dict[str, Doc], chars: int, model: str, vectors: dict[str, np.ndarray]
+) -> reranker_pb2.RerankRequest:
     documents = []
     for hit in hits:
         doc = docs.get(hit.doc_id)
         text = f"{doc.title}\n{doc.text}".strip() if doc else ""
-        documents.append(reranker_pb2.RerankDocument(id=hit.doc_id, text=text[:chars], legs=legs(hit.fused)))
+        vector = vectors.get(hit.doc_id)
+        documents.append(reranker_pb2.RerankDocument(
+            id=hit.doc_id, text=text[:chars], legs=legs(hit.fused), embedding=[] if vector is None else vector.tolist()))
     return reranker_pb2.RerankRequest(query=query, documents=documents, model=model, truncate=True)
 
 

@@ -190,7 +190,7 @@ class RetrieverCore:
         model_version, reranked, degraded, rerank_ms = "none", False, "", 0.0
         if topn and hits:
             rerank_started = time.perf_counter()
-            model_version, reranked, degraded = await self._rerank(request, mode, reranking, hits[:topn], docs)
+            model_version, reranked, degraded = await self._rerank(request, corpus, mode, reranking, hits[:topn], docs)
             rerank_ms = (time.perf_counter() - rerank_started) * 1000
             if reranked:
                 hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
@@ -210,11 +210,17 @@ class RetrieverCore:
         return Hit(fused.doc_id, doc.title if doc else "", (doc.text if doc else "")[:chars], fused)
 
     async def _rerank(
-        self, request: SearchQuery, mode: str, reranking: RerankingSettings, hits: list[Hit], docs: dict[str, Doc]
+        self, request: SearchQuery, corpus: Corpus, mode: str, reranking: RerankingSettings, hits: list[Hit],
+        docs: dict[str, Doc],
     ) -> tuple[str, bool, str]:
         """(model version, reranked?, degraded reason). Never raises for a reranker fault."""
         model = request.model or (reranking.reranker_local_model if mode == "local" else "")
-        rerank_request = convert.rerank_request(request.query, hits, docs, reranking.rerank_input_snippet_chars, model)
+        vectors = {}
+        if self.settings.retrieval.send_vectors_to_reranker and mode != "cloud":
+            vectors = await asyncio.to_thread(corpus.vector.vectors, [h.doc_id for h in hits])
+        rerank_request = convert.rerank_request(
+            request.query, hits, docs, reranking.rerank_input_snippet_chars, model, vectors
+        )
         try:
             response = await self.reranker.rerank(rerank_request, reranking.reranker_timeout)
         except grpc.aio.AioRpcError as err:

@@ -84,3 +84,28 @@ def test_core_applies_a_versions_blend(bi_registry):
     assert [r.index for r in blended.results][4:] == [4, 5]  # past depth 4: the fused order
     assert all(r.score >= 2.0 for r in blended.results[:4])
     assert sorted(r.index for r in plain.results) == list(range(6))
+
+
+def test_adapter_and_leg_vectors(tmp_path):
+    """An adapted version scores normalize(q + qW) . d, taking d from the request when it may."""
+    from sentence_transformers import SentenceTransformer
+
+    registry = FileRegistry(tmp_path / "registry")
+    base = base_model_dir()
+    rng = np.random.default_rng(0)
+    adapter = (rng.standard_normal((384, 384)) * 0.05).astype(np.float32)
+    version = import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                                adapter=adapter, manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+    scorer = OnnxBiEncoder(registry.local_path(version.version_id), version, EngineSettings())
+    st = SentenceTransformer(str(base), device="cpu")
+    pairs = scifact_pairs(6)
+    query, docs = pairs[0][0], [d for _, d in pairs]
+    q = st.encode([query], normalize_embeddings=True)[0]
+    q = (q + q @ adapter) / np.linalg.norm(q + q @ adapter)
+    d = st.encode(docs, normalize_embeddings=True)
+    np.testing.assert_allclose(scorer.score(scorer.prepare(query, docs)), d @ q, atol=2e-3)
+    # Vectors sent with the request are used as they are (here: deliberately different ones).
+    fake = [np.eye(384, dtype=np.float32)[i] for i in range(6)]
+    items = scorer.prepare(query, docs, fake)
+    assert all(len(i.ids) == 0 for i in items)
+    np.testing.assert_allclose(scorer.score(items), np.stack(fake) @ q, atol=2e-3)

@@ -63,6 +63,15 @@ def test_upsert_replaces_and_delete_removes(index, vectors):
     assert index.search(vecs[20], 1)[0][0] == ids[0]
 
 
+def test_stored_vectors_come_back_by_doc_id(index, vectors):
+    ids, vecs = vectors
+    index.upsert(ids, vecs)
+    index.commit()
+    got = index.vectors([ids[3], ids[11], "never-indexed"])
+    assert set(got) == {ids[3], ids[11]}
+    np.testing.assert_allclose(got[ids[11]], vecs[11], atol=1e-6)
+
+
 def test_doc_ids_map_to_stable_uuids():
     assert point_id("auth/oauth.py:45-67") == point_id("auth/oauth.py:45-67")
     assert point_id("a") != point_id("b")

@@ -32,6 +32,9 @@ class VectorIndex(Protocol):
 
     def search(self, vector: np.ndarray, k: int) -> Hits: ...
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these documents (missing ids are left out)."""
+
     def count(self) -> int: ...
 
     def drop(self) -> None: ...

@@ -54,6 +54,10 @@ class EdgeIndex:
         request = qe.QueryRequest(limit=k, query=qe.Query.Nearest(vector.tolist()), with_payload=True)
         return [(p.payload["doc_id"], float(p.score)) for p in self._shard.query(request)]
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        records = self._shard.retrieve([point_id(d) for d in ids], True, True)
+        return {r.payload["doc_id"]: np.asarray(r.vector, dtype=np.float32) for r in records}
+
     def count(self) -> int:
         return self._shard.count(qe.CountRequest(exact=True))
 

@@ -41,6 +41,10 @@ class QdrantIndex:
         response = self._client.query_points(self.collection, query=vector.tolist(), limit=k, with_payload=True)
         return [(p.payload["doc_id"], float(p.score)) for p in response.points]
 
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        records = self._client.retrieve(self.collection, [point_id(d) for d in ids], with_payload=True, with_vectors=True)
+        return {r.payload["doc_id"]: np.asarray(r.vector, dtype=np.float32) for r in records}
+
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count)
 
