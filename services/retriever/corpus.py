@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.evaluation.beir import Doc
 
@@ -55,6 +57,11 @@ class DocStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS docs (id TEXT PRIMARY KEY, title TEXT, text TEXT, sha TEXT)")
+        # A plain copy of each document's dense vector: the trainer and offline tools read it here,
+        # since the embedded vector shard can be open in one process only.
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(docs)")}
+        if "vector" not in columns:
+            self._db.execute("ALTER TABLE docs ADD COLUMN vector BLOB")
         self._lock = threading.Lock()
 
     def shas(self, ids: list[str]) -> dict[str, str]:
@@ -66,14 +73,23 @@ class DocStore:
                 out.update(self._db.execute(f"SELECT id, sha FROM docs WHERE id IN ({marks})", chunk).fetchall())
         return out
 
-    def upsert(self, docs: list[Doc]) -> None:
+    def upsert(self, docs: list[Doc], vectors: np.ndarray | None = None) -> None:
+        blobs = [None] * len(docs) if vectors is None else [v.astype(np.float32).tobytes() for v in vectors]
         with self._lock:
             self._db.execute("BEGIN")
             self._db.executemany(
-                "INSERT OR REPLACE INTO docs (id, title, text, sha) VALUES (?, ?, ?, ?)",
-                [(d.id, d.title, d.text, doc_sha(d)) for d in docs],
+                "INSERT OR REPLACE INTO docs (id, title, text, sha, vector) VALUES (?, ?, ?, ?, ?)",
+                [(d.id, d.title, d.text, doc_sha(d), blob) for d, blob in zip(docs, blobs)],
             )
             self._db.execute("COMMIT")
+
+    def vectors(self) -> tuple[list[str], np.ndarray]:
+        """Every document that has a stored vector: (ids, float32 matrix), ordered by id."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, vector FROM docs WHERE vector IS NOT NULL ORDER BY id").fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [r[0] for r in rows], np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
 
     def delete(self, ids: list[str]) -> None:
         with self._lock:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.evaluation import beir
 from services.evaluation.beir import Doc
@@ -65,6 +67,7 @@ def ingest_docs(
     seen: set[str] = set()
     with corpus.lock:
         pending: list[Doc] = []
+        pending_vectors: list[np.ndarray] = []
         for batch in batched(docs, embedder.batch_size):
             batch = _dedupe(batch, seen)
             known = corpus.store.shas([d.id for d in batch])
@@ -77,12 +80,13 @@ def ingest_docs(
                 corpus.lexical.upsert(changed)
                 corpus.vector.upsert([d.id for d in changed], vectors)
                 pending += changed
+                pending_vectors.append(vectors)
             if len(pending) >= COMMIT_EVERY:
-                _commit(corpus, pending)
-                pending = []
+                _commit(corpus, pending, pending_vectors)
+                pending, pending_vectors = [], []
             if progress:
                 progress(len(batch))
-        _commit(corpus, pending)
+        _commit(corpus, pending, pending_vectors)
         if prune:
             stale = sorted(corpus.store.ids() - seen)
             report.deleted = _delete_locked(corpus, stale)
@@ -116,11 +120,11 @@ def _dedupe(batch: list[Doc], seen: set[str]) -> list[Doc]:
     return out
 
 
-def _commit(corpus: Corpus, docs: list[Doc]) -> None:
+def _commit(corpus: Corpus, docs: list[Doc], vectors: list[np.ndarray]) -> None:
     corpus.lexical.commit()
     corpus.vector.commit()
     if docs:
-        corpus.store.upsert(docs)
+        corpus.store.upsert(docs, np.concatenate(vectors))
 
 
 def _delete_locked(corpus: Corpus, ids: list[str]) -> int:

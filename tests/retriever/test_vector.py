@@ -117,3 +117,16 @@ def test_edge_shard_held_by_another_process_is_a_clear_error(tmp_path, vectors):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     idx.close()
     assert out.stdout.split() == ["FAILED_PRECONDITION", "True"], out.stderr
+
+
+def test_doc_store_keeps_a_copy_of_each_vector(tmp_path):
+    from services.evaluation.beir import Doc
+    from services.retriever.corpus import DocStore
+
+    store = DocStore(tmp_path / "docs.sqlite")
+    vecs = np.eye(3, dtype=np.float32)
+    store.upsert([Doc("b", "t", "x"), Doc("a", "t", "y"), Doc("c", "t", "z")], vecs)
+    store.upsert([Doc("d", "t", "w")])  # no vector known (e.g. written by an older ingest)
+    ids, matrix = store.vectors()
+    assert ids == ["a", "b", "c"]
+    np.testing.assert_allclose(matrix, vecs[[1, 0, 2]])
