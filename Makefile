@@ -39,5 +39,10 @@ load: $(STAMP)
 k8s-check: $(STAMP)
 	tools/k8s_check.sh
 
+# The learning loop end to end: DATASET=<BEIR folder> picks another corpus, QUICK=1 a short run.
+DATASET ?= ../shared/data/scifact
+demo: $(STAMP)
+	$(PY) -m services.cli demo --dataset $(DATASET) $(if $(QUICK),--quick) $(if $(NOISE),--noise $(NOISE))
+
 clean:
 	rm -rf .venv build *.egg-info

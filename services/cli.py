@@ -21,6 +21,10 @@ def show_config() -> None:
 
 
 def _register_stages() -> None:
+    from services.demo import cli as demo_cli
+
+    demo_cli.register(app)
+
     from services.devstack import cli as devstack_cli
 
     devstack_cli.register(app)

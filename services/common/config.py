@@ -289,6 +289,24 @@ class GatewaySettings(_Group):
     log_lines: int = Field(100, ge=1, le=10000, description="Lines of job output GET /api/reranker/logs returns")
 
 
+class DemoSettings(_Group):
+    """`make demo`: the learning loop on a BEIR dataset with simulated users."""
+
+    sessions: int = Field(4000, ge=1, description="Simulated search sessions in the full run")
+    quick_sessions: int = Field(1500, ge=1, description="Simulated search sessions with QUICK=1")
+    quick_max_docs: int = Field(
+        2000, ge=100, description="QUICK=1 ingests every judged document plus a seeded sample up to this many"
+    )
+    noise: float = Field(0.0, ge=0, le=0.9, description="Share of random clicks and wrong thumbs (0.3 = noisy run)")
+    rerank_topn: int = Field(100, ge=1, description="Fused candidates the reranker sees in the demo")
+    train_split: str = Field("train", description="Qrels split simulated users ask (minus the held-out eval queries)")
+    eval_split: str = Field(
+        "train@0.2", description="The trainer's frozen evaluation set: a seeded 20% of the train queries"
+    )
+    test_split: str = Field("test", description="Qrels split reported; no training or selection step sees it")
+    bootstrap: bool = Field(True, description="Make (or reuse) a bootstrap v0 and put it through the gate")
+
+
 class RegistrySettings(_Group):
     root: str = Field("", description="Registry folder; empty = $FEEDRANK_DATA_DIR/registry")
 
@@ -310,6 +328,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
+    demo: DemoSettings = DemoSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     @classmethod

@@ -1,0 +1,310 @@
+"""`feedrank demo` / `make demo`: the whole learning loop on a real benchmark, measured on unseen queries.
+
+dataset -> ingest -> services up -> v0 bootstrap through the gate -> test metrics (bm25, dense, fused, +v0)
+-> simulated users on train queries (gRPC Search + Feedback) -> Kafka -> trainer event store
+-> mine -> train -> evaluate vs champion on held-out train queries -> gate -> hot-swap under load
+-> test metrics again (no training step ever saw the test queries) -> table, JSON, Markdown, PNG.
+
+Everything runs on the embedded default as real processes on loopback. A rerun on the same data dir
+resumes: ingest skips unchanged documents, the bootstrap is cached, events and versions are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from services.common.config import DemoSettings, Settings
+from services.common.errors import ErrorKind, FeedrankError
+from services.demo import report
+from services.demo.measure import RankingMeter
+from services.demo.simulate import ClickModel, SimulationStats, UserSimulator
+from services.devstack.stack import LocalStack
+from services.evaluation import beir
+from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+
+console = Console()
+
+
+@dataclass
+class DemoOutcome:
+    rows: dict[str, dict] = field(default_factory=dict)
+    versions: list[dict] = field(default_factory=list)
+    training_loss: list[dict] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)
+    simulation: dict = field(default_factory=dict)
+    swap: dict = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+def subset_dataset(source: Path, dest: Path, max_docs: int, seed: int) -> Path:
+    """A BEIR copy with at most `max_docs` documents: every judged document kept, the rest sampled."""
+    marker = dest / ".subset.json"
+    if marker.is_file() and json.loads(marker.read_text()) == {"source": str(source), "max_docs": max_docs}:
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    judged = {d for split in beir.splits(source) for rel in beir.load_qrels(source, split).values() for d in rel}
+    docs = list(beir.iter_corpus(source))
+    keep = {d.id for d in docs if d.id in judged}
+    others = [d.id for d in docs if d.id not in judged]
+    random.Random(seed).shuffle(others)
+    keep |= set(others[: max(0, max_docs - len(keep))])
+    with (dest / "corpus.jsonl").open("w") as out:
+        for d in docs:
+            if d.id in keep:
+                out.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n")
+    (dest / "queries.jsonl").write_text((source / "queries.jsonl").read_text())
+    (dest / "qrels").mkdir(exist_ok=True)
+    for split in beir.splits(source):
+        (dest / "qrels" / f"{split}.tsv").write_text((source / "qrels" / f"{split}.tsv").read_text())
+    marker.write_text(json.dumps({"source": str(source), "max_docs": max_docs}))
+    return dest
+
+
+class Demo:
+    def __init__(self, settings: Settings, dataset: Path, *, quick: bool, noise: float | None = None):
+        self.settings = settings
+        self.demo: DemoSettings = settings.demo
+        self.quick = quick
+        self.noise = self.demo.noise if noise is None else noise
+        self.source = Path(dataset).resolve()
+        beir.check_dataset(self.source)
+        self.corpus_id = self.source.name + ("-quick" if quick else "")
+        self.data_dir = settings.data_path
+        self.out_dir = self.data_dir / "demo" / self.corpus_id
+        self.outcome = DemoOutcome()
+
+    # -- the flow, top to bottom ---------------------------------------------------------------
+
+    def run(self) -> DemoOutcome:
+        dataset = self._dataset()
+        self._ingest(dataset)
+        queries = beir.load_queries(dataset)
+        test = beir.load_qrels(dataset, self.demo.test_split)
+        with LocalStack(self.data_dir, env=self._service_env()) as stack:
+            self.stack = stack
+            self._bootstrap()
+            meter = RankingMeter(stack.target("retriever"), self.corpus_id, queries, test)
+            try:
+                self._measure_baselines(meter)
+                train_queries = self._simulation_queries(queries)
+                stats = self._simulate_and_learn(train_queries, queries)
+                self._measure_learned(meter)
+            finally:
+                meter.close()
+        self.outcome.simulation = {
+            "sessions": stats.sessions, "clicks": stats.clicks, "ratings": stats.ratings,
+            "failed_searches": stats.searches_failed, "failed_feedback": stats.feedback_failed,
+            "errors": stats.errors[:10], "noise": self.noise,
+        }
+        self._write_report()
+        return self.outcome
+
+    def _dataset(self) -> Path:
+        if not self.quick:
+            return self.source
+        return subset_dataset(self.source, self.data_dir / "datasets" / self.corpus_id, self.demo.quick_max_docs,
+                              self.settings.training.seed)
+
+    def _ingest(self, dataset: Path) -> None:
+        from services.retriever.ingest import count_lines
+        from services.retriever.service import open_offline
+
+        total = count_lines(dataset / "corpus.jsonl")
+        with open_offline(self.settings) as core, _progress() as bar:
+            task = bar.add_task(f"ingest {self.corpus_id} (unchanged documents are skipped)", total=total)
+            report_ = core.ingest_beir(self.corpus_id, dataset, progress=lambda n: bar.advance(task, n))
+        console.print(f"corpus {self.corpus_id}: {report_.documents} documents "
+                      f"({report_.added} added, {report_.unchanged} unchanged)")
+
+    def _service_env(self) -> dict[str, str]:
+        d, t = self.demo, self.settings.training
+        return {
+            "FEEDRANK_RERANKING__RERANKER_MODE": "learning",
+            "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(d.rerank_topn),
+            "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(d.rerank_topn),
+            "FEEDRANK_TRAINING__EVAL_SPLIT": d.eval_split,
+            "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "1",
+            "FEEDRANK_LOG_LEVEL": "WARNING",
+            "FEEDRANK_TRAINING__SEED": str(t.seed),
+        }
+
+    def _trainer(self) -> trainer_pb2_grpc.TrainerStub:
+        return trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(self.stack.target("trainer")))
+
+    def _bootstrap(self) -> None:
+        """v0 without feedback (cached across runs); the gate decides whether it replaces the fused order."""
+        if not self.demo.bootstrap:
+            return
+        from services.trainer.core import TrainerCore
+
+        core = TrainerCore(self.settings.replace(endpoints=self.settings.endpoints.model_copy(
+            update={"retriever": self.stack.target("retriever")})))
+        try:
+            with console.status("bootstrap v0 (no feedback; cached after the first run)"):
+                result = core.bootstrap(self.corpus_id)
+        finally:
+            core.close()
+        decision = result["decision"]
+        self.outcome.decisions.append({"step": "bootstrap", **decision})
+        self.v0 = result["version_id"]
+        console.print(f"v0 {self.v0}: {'promoted' if decision.get('promoted') else 'kept out'} "
+                      f"({decision.get('reason', '')})")
+
+    def _measure_baselines(self, meter: RankingMeter) -> None:
+        with _progress() as bar:
+            task = bar.add_task("test queries: bm25, dense, fused", total=len(meter.queries))
+            legs = meter.legs(progress=lambda: bar.advance(task))
+            self.outcome.rows.update(legs.rows)
+            if getattr(self, "v0", None):
+                task = bar.add_task("test queries: fused + v0", total=len(meter.queries))
+                row, _, version = meter.served(self.v0, progress=lambda: bar.advance(task))
+                self.outcome.rows["fused+v0"] = row
+                self._version("v0 (bootstrap)", version, row)
+        self._version("fused order", "none", self.outcome.rows["fused"])
+
+    def _simulation_queries(self, queries: dict[str, str]) -> dict[str, dict[str, int]]:
+        """Train queries users may ask: the trainer's held-out evaluation queries are excluded."""
+        from services.trainer.corpus import CorpusData, eval_set
+
+        train = beir.load_qrels(self._dataset(), self.demo.train_split)
+        data = CorpusData(self.settings, self.corpus_id)
+        try:
+            frozen = set(eval_set(self.settings.replace(training=self.settings.training.model_copy(
+                update={"eval_split": self.demo.eval_split})), data, sample=False).queries)
+        finally:
+            data.close()
+        return {q: rel for q, rel in train.items() if q not in frozen and q in queries}
+
+    def _simulate_and_learn(self, train_qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> SimulationStats:
+        sessions = self.demo.quick_sessions if self.quick else self.demo.sessions
+        model = ClickModel.noisy(self.noise, self.settings.training.seed) if self.noise else ClickModel(
+            seed=self.settings.training.seed)
+        simulator = UserSimulator(self.stack.target("retriever"), self.stack.target("feedback"), self.corpus_id,
+                                  queries, train_qrels, model)
+        stats = SimulationStats()
+        try:
+            with _progress() as bar:
+                task = bar.add_task(f"simulated users (noise {self.noise:.0%})", total=sessions)
+                simulator.run(sessions, stats, on_session=lambda s: bar.advance(task))
+            self._wait_for_events(stats)
+            with LoadDuringSwap(simulator, stats):
+                self._learn()
+        finally:
+            simulator.close()
+        return stats
+
+    def _wait_for_events(self, stats: SimulationStats, timeout_s: float = 300) -> None:
+        wanted = stats.clicks + stats.ratings
+        trainer = self._trainer()
+        deadline = time.monotonic() + timeout_s
+        with console.status(f"waiting for {wanted} clicks and ratings to reach the trainer through Kafka"):
+            while time.monotonic() < deadline:
+                by_type = trainer.EventStats(trainer_pb2.EventStatsRequest(), timeout=30).by_type
+                if by_type.get("click", 0) + by_type.get("rating", 0) >= wanted:
+                    return
+                time.sleep(1)
+        raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, f"events did not reach the trainer in {timeout_s:.0f}s")
+
+    def _learn(self) -> None:
+        trainer = self._trainer()
+        mined = trainer.Mine(trainer_pb2.MineRequest(corpus_id=self.corpus_id, sources=["events"]), timeout=600)
+        console.print(f"mined {dict(mined.triplets_by_source)} triplets from the events")
+        run_id = trainer.Train(trainer_pb2.TrainRequest(corpus_id=self.corpus_id, start_from="champion"),
+                               timeout=60).run_id
+        points = []
+        with console.status(f"training run {run_id}") as status:
+            for metric in trainer.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), timeout=3600):
+                if metric.name == "loss":
+                    points.append({"step": metric.step, "value": metric.value})
+                    status.update(f"training run {run_id}: step {metric.step} loss {metric.value:.4f}")
+        run = trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=30)
+        self.outcome.training_loss.append({"run_id": run_id, "points": points})
+        if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
+            raise FeedrankError(ErrorKind.INTERNAL, f"training run {run_id} ended {trainer_pb2.RunStatus.Name(run.status)}: {run.error}")
+        with console.status("gate: challenger vs champion on the held-out evaluation queries"):
+            decision = trainer.Promote(trainer_pb2.PromoteRequest(corpus_id=self.corpus_id, version_id=run.version_id),
+                                       timeout=1800)
+        self.outcome.decisions.append({"step": "feedback", "version_id": run.version_id, "promoted": decision.promoted,
+                                       "reason": decision.reason, **dict(decision.numbers)})
+        console.print(f"gate: {'PROMOTED' if decision.promoted else 'refused'} {run.version_id}: {decision.reason}")
+        self.learned = run.version_id
+        if decision.promoted:
+            self._wait_for_swap(run.version_id)
+
+    def _wait_for_swap(self, version_id: str, timeout_s: float = 120) -> None:
+        channel = grpc.insecure_channel(self.stack.target("reranker"))
+        stub = reranker_pb2_grpc.RerankerStub(channel)
+        started = time.monotonic()
+        with console.status("waiting for the reranker to hot-swap the new champion"):
+            while time.monotonic() - started < timeout_s:
+                info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=10)
+                if info.aliases.get("champion") == version_id:
+                    self.outcome.swap = {"version_id": version_id, "seconds": round(time.monotonic() - started, 2),
+                                         "swap_count": info.swap_count}
+                    channel.close()
+                    return
+                time.sleep(0.5)
+        channel.close()
+        raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, f"the reranker did not swap to {version_id}")
+
+    def _measure_learned(self, meter: RankingMeter) -> None:
+        version = getattr(self, "learned", None)
+        if not version:
+            return
+        with _progress() as bar:
+            task = bar.add_task("test queries: fused + learned", total=len(meter.queries))
+            row, _, served = meter.served(version, progress=lambda: bar.advance(task))
+        self.outcome.rows["fused+learned"] = row
+        promoted = any(d.get("promoted") for d in self.outcome.decisions if d["step"] == "feedback")
+        self._version("learned" + ("" if promoted else " (refused by the gate)"), served, row, promoted)
+
+    def _version(self, label: str, version: str, row: dict, promoted: bool | None = None) -> None:
+        self.outcome.versions.append({"label": label, "version_id": version, "ndcg@10": row["ndcg@10"],
+                                      "promoted": promoted})
+
+    def _write_report(self) -> None:
+        title = f"{self.corpus_id}: {self.demo.test_split} queries (never trained on)"
+        report.print_table(self.outcome.rows, title, console)
+        payload = {"corpus_id": self.corpus_id, "quick": self.quick, "rows": self.outcome.rows,
+                   "versions": self.outcome.versions, "training_loss": self.outcome.training_loss,
+                   "decisions": self.outcome.decisions, "simulation": self.outcome.simulation,
+                   "swap": self.outcome.swap, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        paths = report.write(self.out_dir, payload, self.outcome.rows, title)
+        self.outcome.paths = {k: str(v) for k, v in paths.items()}
+        console.print("wrote " + ", ".join(self.outcome.paths.values()))
+
+
+class LoadDuringSwap:
+    """Keeps simulated users searching (and giving feedback) while training, gating and the swap happen."""
+
+    def __init__(self, simulator: UserSimulator, stats: SimulationStats):
+        self.simulator = simulator
+        self.stats = stats
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-during-swap", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.simulator.session(self.stats)
+
+    def __enter__(self) -> LoadDuringSwap:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
