@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -19,8 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from services.common.config import Settings, get_settings
 from services.common.errors import ErrorKind, FeedrankError
-from services.common.logs import request_id
+from services.common.logs import request_id, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,16 @@ class GrpcApp:
         await self.stop()
         if on_stop is not None:
             await on_stop()
+
+
+def service_main(name: str, serve: Callable[[Settings, int | None], Awaitable[None]]) -> None:
+    """The `python -m services.<name> [--port P]` entry point every gRPC service shares."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{name}")
+    parser.add_argument("--port", type=int, default=None, help=f"gRPC port (default: the port of endpoints.{name})")
+    args = parser.parse_args()
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve(settings, args.port))
 
 
 def bind_address(target: str, bind_host: str, port: int | None) -> tuple[str, int]:

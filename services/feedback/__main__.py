@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 
-from services.common.config import Settings, get_settings
-from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
-from services.common.logs import setup_logging
+from services.common.config import Settings
+from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for, service_main
 from services.feedback.core import FeedbackCore
 from services.feedback.producer import KafkaSink
 from services.feedback.server import FeedbackServicer
@@ -37,14 +34,5 @@ async def serve(settings: Settings, port: int | None) -> None:
     await app.run_until_signal(core.close)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.feedback")
-    parser.add_argument("--port", type=int, default=None, help="gRPC port (default: endpoints.feedback)")
-    args = parser.parse_args()
-    settings = get_settings()
-    setup_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(settings, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    service_main("feedback", serve)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 
-from services.common.config import Settings, get_settings
-from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
-from services.common.logs import setup_logging
+from services.common.config import Settings
+from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for, service_main
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc
 from services.registry.store import open_registry
 from services.reranker.batching import Batcher
@@ -60,14 +58,5 @@ async def serve(settings: Settings, port: int | None) -> None:
     await app.run_until_signal(on_stop)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.reranker")
-    parser.add_argument("--port", type=int, default=None, help="gRPC port (default: endpoints.reranker)")
-    args = parser.parse_args()
-    settings = get_settings()
-    setup_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(settings, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    service_main("reranker", serve)
