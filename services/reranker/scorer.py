@@ -139,7 +139,8 @@ class OnnxBiEncoder(Scorer):
             known.update({i.doc_key: self._vectors[i.doc_key] for i in items
                           if i.doc_key not in known and i.doc_key in self._vectors})
             for key in known:
-                self._vectors.move_to_end(key)
+                if key in self._vectors:  # vectors sent with the request need not be cached yet
+                    self._vectors.move_to_end(key)
         missing = {i.doc_key: i.doc for i in items if i.doc_key not in known}
         if missing:
             fresh = self._embed(self.doc_model, list(missing.values()))
