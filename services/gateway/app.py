@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,7 +44,9 @@ def rate_limited(request: Request) -> None:
         raise FeedrankError(ErrorKind.RESOURCE_EXHAUSTED, f"telemetry rate limit exceeded for {client}")
 
 
-AdminAuth = Depends(admin)
+BackendsDep = Annotated[Backends, Depends(backends)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+AdminDep = Annotated[str | None, Depends(admin)]
 
 
 def create_app(settings: Settings) -> FastAPI:

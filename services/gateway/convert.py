@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -71,11 +71,11 @@ def timestamp_ms(value: float | str | None) -> int:
         return int(time.time() * 1000)
     if isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             raise invalid("timestamp", "must be ISO-8601 or unix epoch seconds/milliseconds") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         return int(parsed.timestamp() * 1000)
     if not math.isfinite(value) or value < 0 or value > 1e14:
         raise invalid("timestamp", "must be ISO-8601 or unix epoch seconds/milliseconds")

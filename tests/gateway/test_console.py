@@ -5,6 +5,7 @@ Screenshots of each page are written under the test's tmp dir (`screenshots/`) a
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -131,7 +132,9 @@ def test_reranker_page_trains_and_charts_the_loss(stack, client, page, shots):
     page.wait_for_function("document.querySelector('#logs').textContent.length > 0", timeout=10_000)
 
     # The run's version is the challenger; evaluate it, force it past the gate, then roll back.
-    version = client.get(f"/reranker/train/run/{run_id}").json()["version_id"]
+    run = client.get(f"/reranker/train/run/{run_id}")
+    assert run.status_code == 200, run.text
+    version = run.json()["version_id"]
     page.wait_for_function(f"document.querySelector('#challenger .doc-id')?.textContent === '{version}'",
                            timeout=30_000)
     page.click("#evaluate")
@@ -151,3 +154,17 @@ def test_reranker_page_trains_and_charts_the_loss(stack, client, page, shots):
     page.click("#rollback")
     page.wait_for_function("document.querySelector('#result').textContent.startsWith('rollback: ')", timeout=60_000)
     page.wait_for_function(f"document.querySelector('#champion .doc-id')?.textContent === '{champion}'", timeout=30_000)
+
+    # The same run over plain HTTP: its SSE stream replays every metric, then ends with the status.
+    with client.stream("GET", f"/reranker/train/run/{run_id}/metrics") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        text = "".join(stream.iter_text())
+    frames = [dict(line.split(": ", 1) for line in frame.splitlines()) for frame in text.strip().split("\n\n")]
+    losses = [json.loads(f["data"]) for f in frames if f["event"] == "metric" and '"loss"' in f["data"]]
+    assert len(losses) == int(page.get_attribute("#loss-chart", "data-points"))
+    assert frames[-1] == {"event": "end", "data": '{"status": "succeeded"}'}
+
+    runs = client.get("/reranker/train/runs", params={"corpus_id": CORPUS}).json()["runs"]
+    assert runs[0]["run_id"] == run_id and runs[0]["status"] == "succeeded"
+    diff = client.get("/reranker/train/runs/diff", params={"a": run_id, "b": run_id}).json()
+    assert diff["settings"] == {} and diff["metrics"]["train_loss"][0] == diff["metrics"]["train_loss"][1]

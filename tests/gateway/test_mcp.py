@@ -22,11 +22,11 @@ async def _session(env: dict[str, str], body):
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "services.mcp"], env=env, cwd=str(REPO))
-    with open(Path(env["FEEDRANK_DATA_DIR"]).parent / "mcp.stderr", "a") as errlog:
-        async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                return await body(session)
+    errlog = Path(env["FEEDRANK_DATA_DIR"]).parent / "mcp.stderr"
+    with errlog.open("a") as err:
+        async with stdio_client(params, errlog=err) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            return await body(session)
 
 
 def test_agent_searches_and_gives_feedback(stack):

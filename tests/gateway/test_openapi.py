@@ -39,7 +39,7 @@ def _schemathesis(url: str, cwd: Path, *args: str) -> str:
         "--request-timeout", "30", "--generation-deterministic",
         "--suppress-health-check", "all", "--warnings", "off", "--no-color", *args,
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=cwd)
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=240, cwd=cwd)
     output = run.stdout + run.stderr
     (cwd / "schemathesis.txt").open("a").write(output)
     assert run.returncode == 0, output[-6000:]

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 import uuid
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from services.common.errors import invalid
 from services.gateway import schemas
-from services.gateway.app import backends
-from services.gateway.backends import Backends
+from services.gateway.app import BackendsDep
 from services.proto.feedrank.v1 import reranker_pb2
 
 router = APIRouter(tags=["compatible rerank"])
@@ -28,7 +27,7 @@ def _texts_field(field: str) -> str:
 
 @router.post("/v2/rerank", response_model=schemas.CohereReply,
              summary="Cohere v2 rerank: the cohere SDK's ClientV2.rerank works against this gateway")
-async def cohere_rerank(body: schemas.CohereRerankBody, b: Backends = Depends(backends)) -> dict:
+async def cohere_rerank(body: schemas.CohereRerankBody, b: BackendsDep) -> dict:
     request = reranker_pb2.RerankRequest(
         query=body.query, top_n=body.top_n or 0, model=body.model, truncate=True,
         documents=[reranker_pb2.RerankDocument(id=str(i), text=text) for i, text in enumerate(body.documents)],
@@ -44,7 +43,7 @@ async def cohere_rerank(body: schemas.CohereRerankBody, b: Backends = Depends(ba
 
 @router.post("/rerank", response_model=list[schemas.TeiRank], response_model_exclude_none=True,
              summary="TEI rerank: a bare array of {index, score, text?}, best first")
-async def tei_rerank(body: schemas.TeiRerankBody, b: Backends = Depends(backends)) -> list[dict]:
+async def tei_rerank(body: schemas.TeiRerankBody, b: BackendsDep) -> list[dict]:
     if not body.texts:
         raise invalid("texts", "`texts` cannot be empty")
     request = reranker_pb2.RerankRequest(

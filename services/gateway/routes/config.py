@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from services.gateway import convert, schemas
-from services.gateway.app import AdminAuth, backends
-from services.gateway.backends import Backends
+from services.gateway.app import AdminDep, BackendsDep
 from services.proto.feedrank.v1 import retriever_pb2
 
 router = APIRouter(tags=["config"])
@@ -18,27 +17,27 @@ def _strip(group: str):
 
 
 @router.get("/config/reranking", summary="The retriever's reranking settings")
-async def get_reranking(b: Backends = Depends(backends)) -> dict:
+async def get_reranking(b: BackendsDep) -> dict:
     config = await b.call(b.retriever.GetConfig, retriever_pb2.GetConfigRequest(), service="retriever")
     return convert.reranking_config(config.reranking)
 
 
 @router.patch("/config/reranking", summary="Change reranking settings; persisted by the retriever (admin)")
-async def patch_reranking(body: schemas.RerankingPatch, auth: str | None = AdminAuth,
-                          b: Backends = Depends(backends)) -> dict:
+async def patch_reranking(body: schemas.RerankingPatch, auth: AdminDep,
+                          b: BackendsDep) -> dict:
     config = await b.call(b.retriever.UpdateConfig, convert.update_request("reranking", body), service="retriever",
                           authorization=auth, rename=_strip("reranking"))
     return convert.reranking_config(config.reranking)
 
 
 @router.get("/config/fusion", summary="The retriever's fusion settings")
-async def get_fusion(b: Backends = Depends(backends)) -> dict:
+async def get_fusion(b: BackendsDep) -> dict:
     config = await b.call(b.retriever.GetConfig, retriever_pb2.GetConfigRequest(), service="retriever")
     return convert.fusion_config(config.fusion)
 
 
 @router.patch("/config/fusion", summary="Change fusion settings; persisted by the retriever (admin)")
-async def patch_fusion(body: schemas.FusionPatch, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+async def patch_fusion(body: schemas.FusionPatch, auth: AdminDep, b: BackendsDep) -> dict:
     config = await b.call(b.retriever.UpdateConfig, convert.update_request("fusion", body), service="retriever",
                           authorization=auth, rename=_strip("fusion"))
     return convert.fusion_config(config.fusion)

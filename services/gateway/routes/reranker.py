@@ -12,13 +12,12 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from services.common.errors import FeedrankError, invalid, not_found
 from services.gateway import convert, schemas
-from services.gateway.app import AdminAuth, backends, settings_of
-from services.gateway.backends import Backends
+from services.gateway.app import AdminDep, BackendsDep, SettingsDep
 from services.proto.feedrank.v1 import reranker_pb2, trainer_pb2
 
 router = APIRouter(tags=["reranker"])
@@ -32,12 +31,12 @@ def _run_id(value: str, field: str = "run_id") -> str:
 
 
 @router.get("/reranker/info", summary="Served versions, aliases, limits (Reranker.GetInfo)")
-async def info(b: Backends = Depends(backends)) -> dict:
+async def info(b: BackendsDep) -> dict:
     return convert.to_dict(await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker"))
 
 
 @router.get("/reranker/status", summary="Champion and challenger with their metrics, and the latest run")
-async def status(b: Backends = Depends(backends)) -> dict:
+async def status(b: BackendsDep) -> dict:
     info = await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker")
     loaded = {v.version_id: convert.to_dict(v) for v in info.loaded}
     models = {alias: loaded.get(version, {"version_id": version}) for alias, version in info.aliases.items()}
@@ -56,8 +55,8 @@ async def status(b: Backends = Depends(backends)) -> dict:
 
 
 @router.post("/reranker/mine", summary="Mine triplets from events, golden questions or qrels (admin)")
-async def mine(body: schemas.MineBody, auth: str | None = AdminAuth, b: Backends = Depends(backends),
-               s=Depends(settings_of)) -> dict:
+async def mine(body: schemas.MineBody, auth: AdminDep, b: BackendsDep,
+               s: SettingsDep) -> dict:
     request = trainer_pb2.MineRequest(corpus_id=body.corpus_id, sources=body.sources, golden_path=body.golden_path,
                                       qrels_split=body.qrels_split)
     response = await b.call(b.trainer.Mine, request, service="trainer", timeout=s.gateway.admin_timeout_s,
@@ -67,7 +66,7 @@ async def mine(body: schemas.MineBody, auth: str | None = AdminAuth, b: Backends
 
 @router.post("/reranker/train", summary="Start a training run; returns its run_id at once (admin)")
 @router.post("/reranker/train/start", summary="Alias of POST /reranker/train (admin)")
-async def train(body: schemas.TrainBody, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+async def train(body: schemas.TrainBody, auth: AdminDep, b: BackendsDep) -> dict:
     request = trainer_pb2.TrainRequest(corpus_id=body.corpus_id, start_from=body.start_from,
                                        triplet_files=body.triplet_files, overrides=body.overrides)
     response = await b.call(b.trainer.Train, request, service="trainer", authorization=auth)
@@ -75,28 +74,28 @@ async def train(body: schemas.TrainBody, auth: str | None = AdminAuth, b: Backen
 
 
 @router.get("/reranker/train/runs", summary="Training runs, newest first")
-async def runs(corpus_id: str = "", b: Backends = Depends(backends)) -> dict:
+async def runs(b: BackendsDep, corpus_id: str = "") -> dict:
     response = await b.call(b.trainer.ListRuns, trainer_pb2.ListRunsRequest(corpus_id=corpus_id), service="trainer")
     ordered = sorted(response.runs, key=lambda r: (r.created_at, r.run_id), reverse=True)
     return {"runs": [convert.run_dict(r) for r in ordered]}
 
 
 @router.get("/reranker/train/runs/diff", summary="Settings, metrics and data of two runs side by side")
-async def runs_diff(a: str = Query(description="First run id"), b_: str = Query(alias="b", description="Second run id"),
-                    b: Backends = Depends(backends)) -> dict:
+async def runs_diff(b: BackendsDep, a: str = Query(description="First run id"),
+                    b_: str = Query(alias="b", description="Second run id")) -> dict:
     first = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(a, "a")), service="trainer")
     second = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(b_, "b")), service="trainer")
     return convert.runs_diff(first, second)
 
 
 @router.get("/reranker/train/run/{run_id}", summary="One run's status, settings and metrics")
-async def run(run_id: str, b: Backends = Depends(backends)) -> dict:
+async def run(run_id: str, b: BackendsDep) -> dict:
     response = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=_run_id(run_id)), service="trainer")
     return convert.run_dict(response)
 
 
 @router.post("/reranker/train/run/{run_id}/cancel", summary="Cancel a queued or running run (admin)")
-async def cancel(run_id: str, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+async def cancel(run_id: str, auth: AdminDep, b: BackendsDep) -> dict:
     response = await b.call(b.trainer.CancelRun, trainer_pb2.CancelRunRequest(run_id=_run_id(run_id)),
                             service="trainer", authorization=auth)
     return convert.run_dict(response)
@@ -104,7 +103,7 @@ async def cancel(run_id: str, auth: str | None = AdminAuth, b: Backends = Depend
 
 @router.get("/reranker/train/run/{run_id}/metrics", response_class=StreamingResponse,
             summary="Server-Sent Events: the run's metrics from its start, live until it ends")
-async def run_metrics(run_id: str, b: Backends = Depends(backends), s=Depends(settings_of)) -> StreamingResponse:
+async def run_metrics(run_id: str, b: BackendsDep, s: SettingsDep) -> StreamingResponse:
     request = trainer_pb2.StreamRunMetricsRequest(run_id=_run_id(run_id))
     # An unknown run is a 404 here, before the 200 of the stream is sent.
     await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=run_id), service="trainer")
@@ -119,22 +118,22 @@ async def run_metrics(run_id: str, b: Backends = Depends(backends), s=Depends(se
         except FeedrankError as err:  # the 200 is gone: the failure travels as an event
             yield f"event: error\ndata: {json.dumps({'code': err.kind.value, 'message': str(err)})}\n\n"
             return
-        final = await b.call(b.trainer.GetRun, trainer_pb2.GetRunRequest(run_id=run_id), service="trainer")
-        yield f"event: end\ndata: {json.dumps({'status': convert.run_dict(final)['status'] or status})}\n\n"
+        # The trainer ends the stream once the run is over; its last metric carries the final status.
+        yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.post("/reranker/evaluate", summary="Evaluate challenger vs champion on the frozen eval set")
-async def evaluate(body: schemas.EvaluateBody, b: Backends = Depends(backends), s=Depends(settings_of)) -> dict:
+async def evaluate(body: schemas.EvaluateBody, b: BackendsDep, s: SettingsDep) -> dict:
     request = trainer_pb2.EvaluateRequest(corpus_id=body.corpus_id, challenger=body.challenger, champion=body.champion)
     response = await b.call(b.trainer.Evaluate, request, service="trainer", timeout=s.gateway.admin_timeout_s)
     return convert.to_dict(response)
 
 
 @router.get("/api/reranker/eval/latest", summary="The last evaluation the trainer recorded")
-async def eval_latest(s=Depends(settings_of)) -> dict:
+async def eval_latest(s: SettingsDep) -> dict:
     path = s.data_path / "evals" / "latest.json"
     if not path.is_file():
         raise not_found("no evaluation has been run yet")
@@ -142,7 +141,7 @@ async def eval_latest(s=Depends(settings_of)) -> dict:
 
 
 @router.get("/api/reranker/evals/versions", summary="nDCG@10 and MRR@10 of each evaluated model version")
-async def eval_versions(corpus_id: str = "", s=Depends(settings_of)) -> dict:
+async def eval_versions(s: SettingsDep, corpus_id: str = "") -> dict:
     """Each version's numbers from the newest evaluation that scored it, versions in the order first evaluated."""
     versions: dict[str, dict] = {}
     root = s.data_path / "evals"
@@ -162,7 +161,7 @@ async def eval_versions(corpus_id: str = "", s=Depends(settings_of)) -> dict:
 
 
 @router.get("/api/reranker/logs", summary="The last lines of a run's log (default: the newest run)")
-async def logs(run_id: str = "", s=Depends(settings_of)) -> dict:
+async def logs(s: SettingsDep, run_id: str = "") -> dict:
     root = s.data_path / "runs"
     if run_id:
         chosen = _run_id(run_id)
@@ -183,8 +182,8 @@ async def logs(run_id: str = "", s=Depends(settings_of)) -> dict:
 
 
 @router.post("/api/reranker/promote", summary="Promote a version to champion through the gate (admin)")
-async def promote(body: schemas.PromoteBody, auth: str | None = AdminAuth, b: Backends = Depends(backends),
-                  s=Depends(settings_of)) -> dict:
+async def promote(body: schemas.PromoteBody, auth: AdminDep, b: BackendsDep,
+                  s: SettingsDep) -> dict:
     request = trainer_pb2.PromoteRequest(corpus_id=body.corpus_id, version_id=body.version_id, force=body.force)
     response = await b.call(b.trainer.Promote, request, service="trainer", timeout=s.gateway.admin_timeout_s,
                             authorization=auth)
@@ -192,7 +191,7 @@ async def promote(body: schemas.PromoteBody, auth: str | None = AdminAuth, b: Ba
 
 
 @router.post("/api/reranker/rollback", summary="Restore the previous champion (admin)")
-async def rollback(body: schemas.RollbackBody, auth: str | None = AdminAuth, b: Backends = Depends(backends)) -> dict:
+async def rollback(body: schemas.RollbackBody, auth: AdminDep, b: BackendsDep) -> dict:
     response = await b.call(b.trainer.Rollback, trainer_pb2.RollbackRequest(corpus_id=body.corpus_id),
                             service="trainer", authorization=auth)
     return convert.to_dict(response)

@@ -67,6 +67,8 @@ function follow(runId) {
   document.getElementById("run-label").textContent = `run ${runId}`;
   drawChart(document.getElementById("loss-chart"), [{ name: "loss", points: loss }], { xLabel: "step" });
   stream = new EventSource(`/reranker/train/run/${encodeURIComponent(runId)}/metrics`);
+  // A dropped connection is retried by EventSource and the trainer replays the run from its start.
+  stream.addEventListener("open", () => { loss.length = 0; });
   stream.addEventListener("metric", (event) => {
     const m = JSON.parse(event.data);
     if (m.name === "loss") {
