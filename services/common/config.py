@@ -185,6 +185,12 @@ class FeedbackSettings(_Group):
 
 
 class TrainingSettings(_Group):
+    recipe: Literal["query-adapter", "cross-encoder"] = Field(
+        "query-adapter",
+        description="What a run trains: query-adapter = a linear map W on the frozen dense leg's query vectors, "
+        "served as a bi-encoder blended with the fused order (measured winner, bench/learning.md); "
+        "cross-encoder = fine-tune a cross-encoder on the triplets",
+    )
     base_model: str = Field("", description="HF directory a scratch run starts from; empty = packaged MiniLM-L6")
     loss: Literal["bce", "mnrl", "lambda"] = Field("bce", description="Cross-encoder loss")
     epochs: int = Field(1, ge=1, description="Training epochs")
@@ -205,7 +211,31 @@ class TrainingSettings(_Group):
     test_samples: int = Field(10000, ge=100, description="Resamples of the paired test")
     max_steps: int = Field(0, ge=0, description="Stop a run after this many optimizer steps; 0 = all epochs")
     dev_share: float = Field(
-        0.1, ge=0, lt=1, description="Share of a run's triplets (by query) held out for the per-epoch evaluation"
+        0.2, ge=0, lt=1,
+        description="Share of a run's queries held out (seeded): the per-epoch evaluation (both recipes), early "
+        "stopping and the blend choice (query-adapter)",
+    )
+    # the query-adapter recipe (services/trainer/adapter.py)
+    adapter_epochs: int = Field(100, ge=1, description="Adapter: full-batch epochs (one Adam step each)")
+    adapter_lr: float = Field(1e-3, gt=0, description="Adapter: Adam learning rate")
+    adapter_weight_decay: float = Field(0.01, ge=0, description="Adapter: Adam weight decay on W")
+    adapter_scale: float = Field(
+        20.0, gt=0, description="Adapter: softmax temperature (cosines x scale) over the whole corpus"
+    )
+    adapter_eval_every: int = Field(
+        10, ge=1, description="Adapter: dev nDCG@10 every this many epochs; the best W so far is kept (early stop)"
+    )
+    adapter_query_max_length: int = Field(
+        64, ge=8, description="Adapter: token limit of the query tower (training and the served version)"
+    )
+    blend_depths: list[int] = Field(
+        default_factory=lambda: [10, 20],
+        description="Adapter: blend depths tried on the dev split; values above eval_rerank_depth are cut to it "
+        "(the reranker only ever sees reranking.tribrid_reranker_topn candidates)",
+    )
+    blend_weights: list[float] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
+        description="Adapter: blend weights of the adapted cosine tried on the dev split (0 = the fused order)",
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
     device: Literal["auto", "cpu", "cuda"] = Field(
@@ -232,14 +262,20 @@ class TrainingSettings(_Group):
     )
     train_split: str = Field("train", description="Qrels split mined by default (qrels source and bootstrap)")
     # evaluation
-    eval_split: str = Field("test", description="Qrels split declared the frozen evaluation set; never mined")
+    eval_split: str = Field(
+        "test",
+        description="Qrels split declared the frozen evaluation set; never mined. 'train@0.2' = a seeded 20% "
+        "holdout of that split's queries (the rest of the split stays minable)",
+    )
     eval_golden: str = Field(
         "", description="Golden file (q, corpus_id/repo, expect_paths) used as the frozen evaluation set instead"
     )
     eval_max_queries: int = Field(0, ge=0, description="Evaluate on a seeded sample of this many queries; 0 = all")
     eval_depth: int = Field(100, ge=10, le=1000, description="Fused candidates fetched per eval query")
     eval_rerank_depth: int = Field(
-        20, ge=1, description="Top fused candidates each model reranks in evaluation (as tribrid_reranker_topn)"
+        20, ge=1,
+        description="Top fused candidates each model reranks in evaluation; keep it equal to "
+        "reranking.tribrid_reranker_topn so evaluation reranks what the retriever sends",
     )
     candidates_file: str = Field(
         "", description="JSON file of fixed candidate lists used instead of the live retriever (offline, tests)"

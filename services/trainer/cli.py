@@ -215,6 +215,8 @@ def rollback(corpus_id: str = typer.Option("global", "--corpus-id", help="Kafka 
 def bootstrap(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to train a v0 for")) -> None:
     """Train a v0 without feedback (training.bootstrap_sources), register it as challenger and run the gate.
 
+    With training.recipe=query-adapter (the default) only the corpus's qrels train split is used.
+
     Offline: trains in this process on the data dir (talks to the retriever for hard negatives
     and evaluation candidates). Cached: a second call with the same corpus and settings reuses it.
     """

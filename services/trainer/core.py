@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.store import EventStore
 from services.registry.store import Registry, open_registry
+from services.trainer.adapter import champion_adapter, run_adapter
 from services.trainer.candidates import CandidateSource, open_candidates
 from services.trainer.corpus import CorpusData, frozen_texts, normalize_query
 from services.trainer.evaluation import Evaluator
@@ -117,9 +120,6 @@ class TrainerCore:
         root.addHandler(handler)
         try:
             training = TrainingSettings.model_validate({k: v for k, v in record.settings.items() if k != "start_from"})
-            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], training)
-            self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
-            log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
             data = CorpusData(self.settings, record.corpus_id)
             try:
                 skip = frozen_texts(self.settings, data)
@@ -127,6 +127,12 @@ class TrainerCore:
                 data.close()
             # Mining already skips eval queries; this catches hand-made or older triplet files.
             triplets = [t for t in load_triplets(map(Path, record.triplet_files)) if normalize_query(t.query) not in skip]
+            if training.recipe == "query-adapter":
+                self._execute_adapter(record, training, triplets, cancel)
+                return
+            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], training)
+            self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
+            log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
             outcome = train_run(self.runs, run_id, training, start_dir, from_base, triplets, cancel)
             self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
             from services.registry.importer import import_model
@@ -156,6 +162,50 @@ class TrainerCore:
             root.removeHandler(handler)
             handler.close()
 
+    def _execute_adapter(self, record: RunRecord, training: TrainingSettings, triplets: list, cancel) -> None:
+        """The query-adapter recipe (services/trainer/adapter.py), published as a bi-encoder version."""
+        from services.registry.importer import import_bi_encoder
+        from services.retriever.embedder import packaged_model_dir
+
+        run_id = record.run_id
+        W0, start_name = self._start_adapter(record.settings["start_from"])
+        self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
+        log.info("run %s: query adapter from %s on %d triplets", run_id, start_name, len(triplets))
+
+        def metric(step: int, epoch: float, name: str, value: float) -> None:
+            self.runs.metric(run_id, step, epoch, name, value, "running")
+
+        outcome = run_adapter(self.settings, training, record.corpus_id, triplets, W0, self.candidates, cancel, metric)
+        np.save(self.runs.dir(run_id) / "adapter.npy", outcome.W)
+        self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
+        base = packaged_model_dir()
+        manifest = import_bi_encoder(
+            self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
+            doc_max_length=self.settings.retrieval.embedder_max_length, blend=outcome.blend, adapter=outcome.W,
+            alias="challenger", reason=f"run {run_id}",
+            manifest_fields={
+                "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
+                "metrics": outcome.metrics, "base_model": start_name,
+                "extra": {"doc_tower_is_dense_leg": True, "recipe": "query-adapter",
+                          "triplets": outcome.data["triplets"], "start_from": record.settings["start_from"],
+                          "by_source": outcome.data["by_source"]},
+            },
+        )
+        self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
+        log.info("run %s succeeded: version %s is the challenger", run_id, manifest.version_id)
+
+    def _start_adapter(self, start_from: str) -> tuple[np.ndarray | None, str]:
+        """(starting W or None for zeros, name for the manifest): the champion's adapter when it has one."""
+        from services.retriever.embedder import packaged_model_dir
+
+        champion = self.registry.aliases().get("champion") if start_from == "champion" else None
+        if champion is not None:
+            W0 = champion_adapter(self.registry.local_path(champion))
+            if W0 is not None:
+                return W0, f"{champion} (adapter)"
+            log.info("champion %s has no query adapter (a cross-encoder): the adapter starts from zeros", champion)
+        return None, f"{packaged_model_dir()} (adapter from zeros)"
+
     def _start_model(self, start_from: str, training) -> tuple[Path, bool, str]:
         """(folder, is it a scratch start, name for the manifest)."""
         if start_from == "champion":
@@ -165,8 +215,8 @@ class TrainerCore:
                 if not hf_dir or not Path(hf_dir).is_dir():
                     raise FeedrankError(
                         ErrorKind.FAILED_PRECONDITION,
-                        f"champion {champion} has no Hugging Face weights to fine-tune (imported, or its run folder "
-                        "was removed): train with start_from=base",
+                        f"champion {champion} has no Hugging Face cross-encoder weights to fine-tune (a query-adapter "
+                        "version, imported, or its run folder was removed): train with start_from=base",
                     )
                 return Path(hf_dir), False, f"{champion} ({hf_dir})"
             # No champion yet: the fused order has no weights, so a run starts from the base.
@@ -223,6 +273,10 @@ class TrainerCore:
     def bootstrap(self, corpus_id: str, on_run=None) -> dict[str, Any]:
         """Train a v0 with no feedback from `bootstrap_sources`, register it as challenger, run the gate.
 
+        recipe=query-adapter: the adapter learns from the corpus's `train_split` qrels alone (judged
+        documents stand in for clicks; answer-selection sets are other corpora and are skipped);
+        recipe=cross-encoder: a cross-encoder from the qrels and the answer-selection sets.
+        Either way the gate decides whether v0 beats the fused order.
         Cached by corpus, sources and settings: a second call returns the first call's result.
         """
         training = self.settings.training
@@ -273,7 +327,10 @@ class TrainerCore:
             data.close()
         usable, missing = [], []
         for source in training.bootstrap_sources:
-            if source == "qrels":
+            if source != "qrels" and training.recipe == "query-adapter":
+                # Answer-selection sets are other corpora: the adapter learns this corpus's query vectors only.
+                missing.append(f"{source}: not used by the query-adapter recipe (its documents are not in {corpus_id})")
+            elif source == "qrels":
                 if training.train_split in splits:
                     usable.append(source)
                 else:

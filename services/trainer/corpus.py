@@ -128,6 +128,43 @@ class EvalSet:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def parse_eval_split(value: str) -> tuple[str, float | None]:
+    """'test' -> ('test', None); 'train@0.2' -> ('train', 0.2): a seeded share of that split's queries."""
+    split, sep, share = value.partition("@")
+    if not split or "/" in split:
+        raise invalid("training.eval_split", f"{value!r} is not a split name or 'split@share'")
+    if not sep:
+        return split, None
+    try:
+        fraction = float(share)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction < 1:
+        raise invalid("training.eval_split", f"{value!r}: the share after '@' must be a number between 0 and 1")
+    return split, fraction
+
+
+def holdout_ids(qids: list[str], share: float, seed: int) -> set[str]:
+    """A seeded share of the query ids (at least one): the same ids for the same split, share and seed."""
+    ordered = sorted(qids)
+    n = max(1, round(len(ordered) * share)) if ordered else 0
+    return set(random.Random(f"eval-holdout:{seed}").sample(ordered, n))
+
+
+def eval_holdout(settings: Settings, data: CorpusData) -> set[str]:
+    """Query ids of the whole frozen evaluation set (qrels splits only; a golden file's questions have no
+    corpus query ids: compare texts with `frozen_texts`). With `eval_split=train@0.2` this is the
+    holdout that simulated users (services/demo) must stay off, and that mining never reads."""
+    if settings.training.eval_golden:
+        return set()
+    try:
+        return set(eval_set(settings, data, sample=False).queries)
+    except FeedrankError as err:
+        if err.kind == ErrorKind.FAILED_PRECONDITION:
+            return set()
+        raise
+
+
 def eval_set(settings: Settings, data: CorpusData, *, sample: bool = True) -> EvalSet:
     """The corpus's frozen evaluation set: a golden file if configured, else the `eval_split` qrels."""
     training = settings.training
@@ -143,14 +180,18 @@ def eval_set(settings: Settings, data: CorpusData, *, sample: bool = True) -> Ev
                 qrels[f"golden-{i}"] = rel
         name = f"golden:{Path(training.eval_golden).name}"
     else:
-        if training.eval_split not in data.splits():
+        split, share = parse_eval_split(training.eval_split)
+        if split not in data.splits():
             raise FeedrankError(
                 ErrorKind.FAILED_PRECONDITION,
-                f"corpus {data.corpus_id} has no frozen evaluation set: no qrels/{training.eval_split}.tsv "
+                f"corpus {data.corpus_id} has no frozen evaluation set: no qrels/{split}.tsv "
                 "(set training.eval_split or training.eval_golden)",
             )
         all_queries = data.queries()
-        qrels = {q: r for q, r in data.qrels(training.eval_split).items() if q in all_queries and any(g > 0 for g in r.values())}
+        qrels = {q: r for q, r in data.qrels(split).items() if q in all_queries and any(g > 0 for g in r.values())}
+        if share is not None:
+            keep = holdout_ids(sorted(qrels), share, training.seed)
+            qrels = {q: r for q, r in qrels.items() if q in keep}
         queries = {q: all_queries[q] for q in qrels}
         name = f"qrels:{training.eval_split}"
     if not queries:

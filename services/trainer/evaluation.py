@@ -2,10 +2,16 @@
 
 Candidates are fetched from the retriever (rerank mode "none") once and cached on disk under
 `evals/candidates/`, keyed by the eval set, the corpus version and the depth, so every model of
-every evaluation reranks the very same lists. Each model is the registry version scored through
-`OnnxCrossEncoder` with the serving engine settings (what is evaluated is what is served), over
-the top `eval_rerank_depth` fused candidates, as the retriever does with `tribrid_reranker_topn`.
-A model name that resolves to no version (an unset alias) is the fused order itself.
+every evaluation reranks the very same lists; each candidate keeps its fused score.
+
+What is evaluated is what is served: each model is its registry version loaded with the reranker's
+`load_scorer` and the serving engine settings, given the top `eval_rerank_depth` fused candidates
+(the retriever sends `reranking.tribrid_reranker_topn`: keep the two equal) with their fused scores
+and, for a bi-encoder whose document tower is the dense leg, the documents' dense vectors (as the
+retriever sends them); a version whose manifest has `blend` is combined with the fused scores by the
+reranker's own `combine.blend`. Ties keep the fused order (stable sort), as the reranker ranks. The
+rest of the list keeps the fused order. A model name that resolves to no version (an unset alias) is
+the fused order itself.
 
 Metrics come from services/evaluation/metrics.py. Results: `evals/<eval_id>.json` and `evals/latest.json`.
 """
@@ -25,8 +31,9 @@ import numpy as np
 
 from services.common.config import Settings
 from services.evaluation import metrics as ir
-from services.registry.store import Registry
-from services.reranker.scorer import OnnxCrossEncoder
+from services.registry.store import Manifest, Registry
+from services.reranker.combine import blend, fused_signal
+from services.reranker.scorer import Scorer, load_scorer
 from services.trainer.candidates import CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 
@@ -61,13 +68,15 @@ class Evaluator:
 
     # -- candidates ----------------------------------------------------------------------------
 
-    def candidate_lists(self, data: CorpusData, es: EvalSet) -> tuple[dict[str, list[str]], Path]:
+    def candidate_lists(self, data: CorpusData, es: EvalSet) -> tuple[dict[str, list[tuple[str, float]]], Path]:
+        """{qid: [(doc_id, fused score), ...]} best first."""
         depth = self.training.eval_depth
-        key = hashlib.sha256(f"{es.digest()}|{data.version()}|{depth}".encode()).hexdigest()[:16]
+        # "v2": entries carry the fused score (the blend needs it); v1 files held bare ids.
+        key = hashlib.sha256(f"v2|{es.digest()}|{data.version()}|{depth}".encode()).hexdigest()[:16]
         path = self.root / "candidates" / f"{data.corpus_id}-{key}.json"
         if path.is_file():
-            return json.loads(path.read_text())["lists"], path
-        lists = {qid: [c.doc_id for c in self.candidates.candidates(data.corpus_id, text, depth)]
+            return {q: [(d, float(s)) for d, s in rows] for q, rows in json.loads(path.read_text())["lists"].items()}, path
+        lists = {qid: [(c.doc_id, c.score) for c in self.candidates.candidates(data.corpus_id, text, depth)]
                  for qid, text in sorted(es.queries.items())}
         _write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
                                   "created_at": _now(), "lists": lists})
@@ -76,28 +85,46 @@ class Evaluator:
     # -- one model's run -----------------------------------------------------------------------
 
     def model_run(self, version_id: str | None, data: CorpusData, es: EvalSet,
-                  lists: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+                  lists: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, float]]:
         """{qid: {doc: score}} where the score encodes the final order (head reranked, tail fused)."""
-        ordered: dict[str, list[str]] = {}
         if version_id is None:
-            ordered = lists
+            ordered = {qid: [d for d, _ in rows] for qid, rows in lists.items()}
         else:
             manifest = self.registry.manifest(version_id)
-            scorer = OnnxCrossEncoder(self.registry.local_path(version_id), manifest, self.settings.engine)
-            depth = self.training.eval_rerank_depth
-            batch = self.settings.engine.max_batch_pairs
-            for qid, docs in lists.items():
-                head, tail = docs[:depth], docs[depth:]
-                texts = data.texts(head)
-                head = [d for d in head if d in texts]
-                scores: list[float] = []
-                for start in range(0, len(head), batch):
-                    chunk = [texts[d] for d in head[start : start + batch]]
-                    scores += scorer.score(scorer.prepare(es.queries[qid], chunk)).tolist()
-                # Ties keep the fused order (stable sort), as the retriever does.
-                reranked = [d for _, _, d in sorted(zip([-s for s in scores], range(len(head)), head))]
-                ordered[qid] = reranked + tail
+            scorer = load_scorer(self.registry.local_path(version_id), manifest, self.settings.engine)
+            vectors = self._leg_vectors(data) if manifest.extra.get("doc_tower_is_dense_leg") else None
+            ordered = {qid: self.rerank(scorer, manifest, es.queries[qid], rows, data, vectors)
+                       for qid, rows in lists.items()}
         return {qid: {d: float(len(docs) - i) for i, d in enumerate(docs)} for qid, docs in ordered.items()}
+
+    def rerank(self, scorer: Scorer, manifest: Manifest, query: str, rows: list[tuple[str, float]],
+               data: CorpusData, vectors: dict[str, np.ndarray] | None) -> list[str]:
+        """One query's final order, computed as RerankerCore computes it for the retriever's request."""
+        depth = self.training.eval_rerank_depth
+        texts = data.texts([d for d, _ in rows[:depth]])
+        head = [(d, s) for d, s in rows[:depth] if d in texts]
+        tail = [d for d, _ in rows[depth:]]
+        if not head:
+            return tail
+        docs = [texts[d] for d, _ in head]
+        given = [vectors.get(d) for d, _ in head] if vectors is not None else None
+        batch = self.settings.engine.max_batch_pairs
+        scores = np.concatenate([
+            scorer.score(scorer.prepare(query, docs[i : i + batch], given[i : i + batch] if given else None))
+            for i in range(0, len(docs), batch)
+        ]).astype(np.float32)
+        settings = manifest.extra.get("blend")
+        if settings:
+            fused = fused_signal([s for _, s in head], len(head))
+            scores = blend(scores, fused, float(settings["weight"]), int(settings["depth"]))
+        return [head[i][0] for i in np.argsort(-scores, kind="stable")] + tail
+
+    def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:
+        """The dense leg's vector of every document (what the retriever sends with each rerank request)."""
+        from services.trainer.adapter import corpus_vectors
+
+        ids, matrix = corpus_vectors(self.settings, data)
+        return dict(zip(ids, matrix))
 
     def resolve(self, name: str, default_alias: str) -> str | None:
         """A version id, or None for the fused order (the name "fused", or an alias pointing nowhere)."""

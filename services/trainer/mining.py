@@ -33,7 +33,8 @@ from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.store import EventStore, StoredEvent
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
-from services.trainer.corpus import CorpusData, frozen_texts, load_golden, normalize_query, path_matches
+from services.trainer.corpus import (CorpusData, eval_holdout, frozen_texts, load_golden, normalize_query,
+                                    parse_eval_split, path_matches)
 
 log = logging.getLogger(__name__)
 
@@ -261,12 +262,13 @@ class Miner:
         return self._with_hard_negatives(data, items, "golden", rng), dict(skipped)
 
     def _from_qrels(self, data: CorpusData, split: str, skip: set[str], rng: random.Random):
-        eval_split = None if self.training.eval_golden else self.training.eval_split
-        if split == eval_split:
+        eval_split, share = (None, None) if self.training.eval_golden else parse_eval_split(self.training.eval_split)
+        if split == eval_split and share is None:
             raise invalid("qrels_split", f"{split!r} is the frozen evaluation split; it is never mined")
         queries = data.queries()
         qrels = data.qrels(split)
-        eval_ids = set(data.qrels(eval_split)) if eval_split and eval_split in data.splits() else set()
+        # The whole eval split, or only its holdout when eval_split is 'split@share'.
+        eval_ids = eval_holdout(self.settings, data)
         skipped: dict[str, int] = defaultdict(int)
         items = []
         for qid in sorted(qrels):

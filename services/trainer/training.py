@@ -20,7 +20,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 from services.common.config import TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
@@ -69,7 +69,8 @@ def apply_overrides(training: TrainingSettings, overrides: dict[str, str]) -> Tr
     values: dict[str, Any] = {}
     for key, raw in overrides.items():
         kind = TrainingSettings.model_fields[key].annotation
-        values[key] = [v for v in raw.split(",") if v] if kind == list[str] else raw
+        # List settings (bootstrap_sources, blend_depths, ...) come as commas; pydantic converts the items.
+        values[key] = [v.strip() for v in raw.split(",") if v.strip()] if get_origin(kind) is list else raw
     try:
         return TrainingSettings.model_validate({**training.model_dump(), **values})
     except ValidationError as err:

@@ -96,7 +96,7 @@ def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[st
 
 def tiny_training(data_dir: Path, **changes) -> TrainingSettings:
     values = dict(
-        max_length=64, batch_size=8, epochs=1, negatives_per_positive=2, candidates_file=str(data_dir / "candidates.json"),
+        recipe="cross-encoder", max_length=64, batch_size=8, epochs=1, negatives_per_positive=2, candidates_file=str(data_dir / "candidates.json"),
         consume_events=False, test_samples=500, min_triplets=4, hard_negative_depth=10, dev_share=0.0,
         eval_rerank_depth=12,
     )
@@ -164,7 +164,7 @@ class TrainerProcess:
 def training_env(data_dir: Path, **training: str) -> dict[str, str]:
     """The tiny training settings as FEEDRANK_TRAINING__* variables."""
     values = {k: v for k, v in tiny_training(data_dir).model_dump(mode="json").items()
-              if k in ("max_length", "batch_size", "negatives_per_positive", "candidates_file", "consume_events",
+              if k in ("recipe", "max_length", "batch_size", "negatives_per_positive", "candidates_file", "consume_events",
                        "test_samples", "min_triplets", "hard_negative_depth", "dev_share", "eval_rerank_depth")}
     values.update(training)
     return {f"FEEDRANK_TRAINING__{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)

@@ -1,0 +1,324 @@
+"""The query-adapter recipe: a linear map W on the dense leg's query vectors, learned from feedback.
+
+    q' = normalize(q + q W)      q: the base MiniLM query vector, W: 384 x 384 (zeros, or the champion's)
+    score(q, d) = q' . d         d: the corpus vectors the dense leg already holds (never re-embedded)
+    final = blend over the fused top `depth`: (1 - w) * minmax(fused) + w * minmax(score); below it the fused order
+
+Measured on SciFact (bench/learning.md): nDCG@10 0.7975 against the fused order's 0.711, ~1 minute of CPU.
+
+Training is full-batch Adam on W with a softmax over the WHOLE corpus (every document a negative, so
+the triplets' negatives are not needed): per query, -log of the weighted mean probability of its clicked
+documents (a triplet's `weight`, e.g. inverse propensity, scales its pair; equal weights give the
+research's -log sum p up to a constant). A seeded `dev_share` of the queries is held out: every
+`adapter_eval_every` epochs their nDCG@10 under the adapted cosine over the whole corpus is measured and
+the best W kept (W as it started included), which is early stopping on feedback. The blend's depth and
+weight are then chosen by grid on the same dev queries, over the retriever's fused candidates, with the
+reranker's own `combine.blend`; weight 0 (the fused order) is always on the grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.common.config import Settings, TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError
+from services.evaluation import metrics as ir
+from services.reranker.combine import blend, fused_signal
+from services.trainer.candidates import CandidateSource
+from services.trainer.corpus import CorpusData, normalize_query
+from services.trainer.mining import Triplet
+from services.trainer.training import Cancelled
+
+log = logging.getLogger(__name__)
+
+
+# -- the corpus's document vectors ---------------------------------------------------------------
+
+def corpus_vectors(settings: Settings, data: CorpusData) -> tuple[list[str], np.ndarray]:
+    """(ids sorted, float32 unit vectors) of every document, as the dense leg indexed them.
+
+    The retriever keeps a copy of each vector in docs.sqlite. Corpora ingested before it did have none:
+    their missing documents are embedded once with the retriever's own embedder and text
+    (services.retriever.ingest.embed_text) and cached under trainer/doc_vectors/, keyed by corpus version.
+    """
+    stored_ids, stored = data.store.vectors()
+    ids = data.doc_ids()
+    if len(stored_ids) == len(ids):
+        return stored_ids, stored
+    key = hashlib.sha256(f"{data.corpus_id}|{data.version()}".encode()).hexdigest()[:16]
+    cache = settings.data_path / "trainer" / "doc_vectors" / f"{data.corpus_id}-{key}.npy"
+    if cache.is_file():
+        return ids, np.load(cache)
+    from services.retriever.embedder import Embedder
+    from services.retriever.ingest import embed_text
+
+    have = dict(zip(stored_ids, stored))
+    missing = [i for i in ids if i not in have]
+    log.info("embedding %d documents of %s without a stored vector", len(missing), data.corpus_id)
+    embedder = Embedder.from_data_dir(settings.data_path, settings.engine, settings.retrieval.embedder_max_length,
+                                      settings.retrieval.embed_batch_size)
+    docs = data.store.get(missing)
+    fresh = embedder.encode([embed_text(docs[i]) for i in missing])
+    have.update(zip(missing, fresh))
+    matrix = np.stack([have[i] for i in ids]).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.tmp.npy")
+    np.save(tmp, matrix)
+    tmp.replace(cache)
+    return ids, matrix
+
+
+def query_encoder(settings: Settings, training: TrainingSettings):
+    """The base query tower at the served query length (the same ONNX embedder the dense leg runs)."""
+    from services.retriever.embedder import Embedder
+
+    return Embedder.from_data_dir(settings.data_path, settings.engine, training.adapter_query_max_length,
+                                  settings.retrieval.embed_batch_size)
+
+
+def adapt(queries: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """normalize(q + q W), exactly as OnnxBiEncoder serves an adapter."""
+    q = queries + queries @ W
+    return (q / np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+# -- feedback ------------------------------------------------------------------------------------
+
+@dataclass
+class Feedback:
+    """Queries and their clicked documents (rows of the corpus matrix) with pair weights."""
+
+    texts: list[str] = field(default_factory=list)
+    positives: list[dict[int, float]] = field(default_factory=list)
+    unknown_docs: int = 0
+
+    def qrels(self, rows: list[int]) -> dict[str, dict[str, int]]:
+        return {str(i): {str(d): 1 for d in self.positives[i]} for i in rows}
+
+
+def feedback_from_triplets(triplets: list[Triplet], index: dict[str, int]) -> Feedback:
+    """Group pairs by (normalized) query; a pair seen twice keeps its larger weight."""
+    out = Feedback()
+    where: dict[str, int] = {}
+    for t in triplets:
+        row = index.get(t.positive_doc_id)
+        if row is None:
+            out.unknown_docs += 1  # an answer-set triplet, or a document deleted since mining
+            continue
+        key = normalize_query(t.query)
+        if key not in where:
+            where[key] = len(out.texts)
+            out.texts.append(t.query)
+            out.positives.append({})
+        pos = out.positives[where[key]]
+        pos[row] = max(pos.get(row, 0.0), max(float(t.weight), 1e-6))
+    return out
+
+
+def split_queries(n: int, share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train rows, dev rows): a seeded share of the queries, only when both sides keep enough."""
+    n_dev = int(n * share)
+    if n_dev < 2 or n - n_dev < 1:
+        return list(range(n)), []
+    dev = sorted(random.Random(f"adapter-dev:{seed}").sample(range(n), n_dev))
+    chosen = set(dev)
+    return [i for i in range(n) if i not in chosen], dev
+
+
+# -- training ------------------------------------------------------------------------------------
+
+def cosine_ndcg(q: np.ndarray, docs: np.ndarray, feedback: Feedback, rows: list[int], k: int = 100) -> float:
+    """nDCG@10 of the adapted cosine over the whole corpus, the rows' feedback as relevance."""
+    scores = q @ docs.T
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    run = {str(r): {str(int(d)): float(scores[i, d]) for d in top[i]} for i, r in enumerate(rows)}
+    return ir.evaluate(run, feedback.qrels(rows), ("ndcg@10",))["ndcg@10"]
+
+
+def train_adapter(
+    queries: np.ndarray, positives: list[dict[int, float]], docs: np.ndarray, W0: np.ndarray,
+    training: TrainingSettings, *, dev_eval: Callable[[np.ndarray], float] | None = None,
+    on_loss: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_eval: Callable[[int, float], None] = lambda epoch, value: None,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Full-batch Adam on W; returns the best W (by dev_eval, when given) and final numbers."""
+    import torch
+
+    if training.torch_threads:
+        torch.set_num_threads(training.torch_threads)
+    torch.manual_seed(training.seed)
+    D = torch.from_numpy(np.ascontiguousarray(docs, dtype=np.float32))
+    Q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    # log pair weights on the positives, -inf elsewhere: logsumexp over them is the weighted sum of p.
+    log_w = torch.full((len(positives), D.shape[0]), -torch.inf)
+    norm = torch.zeros(len(positives))
+    for i, pos in enumerate(positives):
+        rows = list(pos)
+        w = torch.tensor([pos[r] for r in rows], dtype=torch.float32)
+        log_w[i, rows] = torch.log(w)
+        norm[i] = torch.log(w.sum())
+    W = torch.tensor(np.ascontiguousarray(W0, dtype=np.float32), requires_grad=True)
+    opt = torch.optim.Adam([W], lr=training.adapter_lr, weight_decay=training.adapter_weight_decay)
+    best_W = np.asarray(W0, dtype=np.float32).copy()
+    best = dev_eval(best_W) if dev_eval is not None else float("-inf")
+    if dev_eval is not None:
+        on_eval(0, best)
+    loss_value = float("nan")
+    for epoch in range(1, training.adapter_epochs + 1):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        q = torch.nn.functional.normalize(Q + Q @ W, dim=-1)
+        logits = training.adapter_scale * q @ D.T
+        loss = (torch.logsumexp(logits, 1) - (torch.logsumexp(logits + log_w, 1) - norm)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss_value = float(loss.item())
+        on_loss(epoch, loss_value)
+        if epoch % training.adapter_eval_every == 0 or epoch == training.adapter_epochs:
+            current = W.detach().numpy().copy()
+            if dev_eval is None:
+                best_W = current
+                continue
+            value = dev_eval(current)
+            on_eval(epoch, value)
+            if value > best + 1e-9:
+                best, best_W = value, current
+    final = {"train_loss": loss_value, "steps": float(training.adapter_epochs)}
+    if dev_eval is not None:
+        final["dev_cosine_ndcg@10"] = best
+    return best_W, final
+
+
+# -- the blend -----------------------------------------------------------------------------------
+
+def blended_order(doc_ids: list[str], fused_scores: list[float], cosines: np.ndarray, weight: float,
+                  depth: int, window: int) -> list[str]:
+    """The served order: the retriever sends the fused top `window`, the reranker blends, the rest follow."""
+    head, tail = doc_ids[:window], doc_ids[window:]
+    final = blend(cosines[: len(head)], fused_signal(fused_scores[: len(head)], len(head)), weight, depth)
+    return [head[i] for i in np.argsort(-final, kind="stable")] + tail
+
+
+def choose_blend(
+    lists: dict[int, tuple[list[str], list[float]]], cosines: dict[int, np.ndarray], qrels: dict[str, dict[str, int]],
+    training: TrainingSettings,
+) -> tuple[int, float, dict[str, float]]:
+    """Grid over (depth, weight) on the given queries; ties keep the earlier depth and the smaller weight."""
+    window = training.eval_rerank_depth
+    depths = sorted({min(d, window) for d in training.blend_depths})
+    weights = sorted(set(training.blend_weights) | {0.0})  # the fused order is always a candidate
+
+    def score(depth: int, weight: float) -> float:
+        run = {}
+        for row, (ids, fused) in lists.items():
+            order = blended_order(ids, fused, cosines[row], weight, depth, window)
+            run[str(row)] = {d: float(len(order) - i) for i, d in enumerate(order)}
+        return ir.evaluate(run, qrels, ("ndcg@10",))["ndcg@10"]
+
+    best = (depths[0], 0.0, score(depths[0], 0.0))
+    fused_value = best[2]
+    for depth in depths:
+        for weight in weights:
+            value = score(depth, weight)
+            if value > best[2] + 1e-9:
+                best = (depth, weight, value)
+    return best[0], best[1], {"fused_ndcg@10": fused_value, "blend_ndcg@10": best[2]}
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+@dataclass
+class AdapterOutcome:
+    W: np.ndarray
+    blend: dict[str, float]
+    metrics: dict[str, float]
+    data: dict[str, Any]
+
+
+def run_adapter(
+    settings: Settings, training: TrainingSettings, corpus_id: str, triplets: list[Triplet], W0: np.ndarray | None,
+    candidates: CandidateSource, cancel: threading.Event,
+    metric: Callable[[int, float, str, float], None],
+) -> AdapterOutcome:
+    """Train W on the triplets' (query, clicked document) pairs and choose the blend.
+
+    `metric(step, epoch, name, value)` streams progress: `max_steps` first, `loss` per epoch,
+    `eval_ndcg@10` (dev, adapted cosine over the whole corpus) every `adapter_eval_every` epochs.
+    """
+    data = CorpusData(settings, corpus_id)
+    try:
+        ids, docs = corpus_vectors(settings, data)
+    finally:
+        data.close()
+    if docs.size == 0:
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"corpus {corpus_id} has no documents")
+    index = {d: i for i, d in enumerate(ids)}
+    feedback = feedback_from_triplets(triplets, index)
+    if not feedback.texts:
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
+                            f"no triplet's positive is a document of {corpus_id}: nothing to train the adapter on")
+    train_rows, dev_rows = split_queries(len(feedback.texts), training.dev_share, training.seed)
+    encoder = query_encoder(settings, training)
+    base_q = encoder.encode(feedback.texts)
+    W0 = np.zeros((docs.shape[1], docs.shape[1]), np.float32) if W0 is None else W0.astype(np.float32)
+    if W0.shape != (docs.shape[1], docs.shape[1]):
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
+                            f"the starting adapter is {W0.shape}, the corpus vectors are {docs.shape[1]}-d")
+
+    def dev_eval(W: np.ndarray) -> float:
+        return cosine_ndcg(adapt(base_q[dev_rows], W), docs, feedback, dev_rows)
+
+    metric(0, 0.0, "max_steps", float(training.adapter_epochs))
+    epochs = float(training.adapter_epochs)
+    W, final = train_adapter(
+        base_q[train_rows], [feedback.positives[i] for i in train_rows], docs, W0, training,
+        dev_eval=dev_eval if dev_rows else None,
+        on_loss=lambda e, v: metric(e, float(e), "loss", v),
+        on_eval=lambda e, v: metric(e, float(e), "eval_ndcg@10", v),
+        cancel=cancel,
+    )
+    # The blend is chosen on dev feedback; with too few queries for a dev split, on the training queries.
+    chosen_on = dev_rows or train_rows
+    adapted = adapt(base_q[chosen_on], W)
+    lists, cosines = {}, {}
+    for j, row in enumerate(chosen_on):
+        cands = candidates.candidates(corpus_id, feedback.texts[row], training.eval_depth)
+        cand_ids = [c.doc_id for c in cands if c.doc_id in index]
+        lists[row] = (cand_ids, [c.score for c in cands if c.doc_id in index])
+        head = cand_ids[: training.eval_rerank_depth]
+        cosines[row] = docs[[index[d] for d in head]] @ adapted[j] if head else np.zeros(0, np.float32)
+    qrels = {str(r): {ids[d]: 1 for d in feedback.positives[r]} for r in chosen_on}
+    depth, weight, numbers = choose_blend(lists, cosines, qrels, training)
+    prefix = "dev" if dev_rows else "train"
+    final.update({f"{prefix}_{k}": v for k, v in numbers.items()})
+    if dev_rows:
+        final["dev_ndcg@10"] = numbers["blend_ndcg@10"]  # the served ranking on dev (runs list shows it)
+    final.update({"blend_weight": weight, "blend_depth": float(depth), "epochs": epochs})
+    pairs = sum(len(feedback.positives[i]) for i in train_rows)
+    by_source: dict[str, int] = {}
+    for t in triplets:
+        by_source[t.source] = by_source.get(t.source, 0) + 1
+    out_data = {"triplets": len(triplets), "queries": len(feedback.texts), "train_queries": len(train_rows),
+                "dev_queries": len(dev_rows), "train_pairs": pairs, "unknown_docs": feedback.unknown_docs,
+                "blend_chosen_on": prefix, "by_source": by_source}
+    log.info("adapter trained: blend depth %d weight %.1f (%s nDCG@10 %.4f, fused %.4f)", depth, weight, prefix,
+             numbers["blend_ndcg@10"], numbers["fused_ndcg@10"])
+    return AdapterOutcome(W, {"weight": weight, "depth": depth}, final, out_data)
+
+
+def champion_adapter(folder: Path) -> np.ndarray | None:
+    """A registry version's adapter.npy, if it has one (warm start)."""
+    path = folder / "adapter.npy"
+    return np.load(path).astype(np.float32) if path.is_file() else None

@@ -1,0 +1,239 @@
+"""The query-adapter recipe end to end on a small corpus (issue 6's acceptance test).
+
+40 documents in 8 topics; users asking about a topic click the documents of a *partner* topic, which
+the base model does not place near the query and the fused order puts at ranks 12-16 (inside the
+reranker's window of 20, outside the top 10). Mine (qrels of `train`, minus the `train@0.25` holdout)
+-> Train (the adapter, real torch, real embedder) -> Evaluate (the registry version through the
+reranker's scorer and blend) -> Promote, on the held-out queries. Then the evaluator's order is
+compared with the reranker core's for the same requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.common.config import EndpointSettings, EngineSettings, Settings
+from services.evaluation.beir import Doc
+from services.retriever.corpus import DocStore
+from services.retriever.ingest import embed_text
+from services.trainer.core import TrainerCore
+from services.trainer.corpus import CorpusData, eval_holdout, eval_set, normalize_query
+from services.trainer.mining import load_triplets
+from tests.trainer.conftest import tiny_training
+
+TOPICS = {
+    "volcano": ["magma rises through the crust and erupts as lava", "ash clouds from an eruption ground flights",
+                "dormant volcanoes can wake after centuries", "pyroclastic flows race down the slopes",
+                "calderas form when a magma chamber empties"],
+    "bees": ["honey bees dance to show where flowers are", "a queen bee lays thousands of eggs",
+             "bees pollinate crops such as almonds", "worker bees build wax combs",
+             "a hive keeps warm in winter by shivering"],
+    "tides": ["the moon's gravity pulls the oceans into tides", "spring tides happen at full and new moon",
+              "tidal ranges are largest in narrow bays", "neap tides have the smallest range",
+              "tide tables predict high water"],
+    "bread": ["yeast ferments sugar and makes dough rise", "sourdough uses wild yeast and bacteria",
+              "kneading builds gluten in bread dough", "a hot oven gives bread its crust", "rye bread is dense and dark"],
+    "comets": ["a comet's tail points away from the sun", "comets are made of ice and dust",
+               "halley's comet returns every 76 years", "the oort cloud is a reservoir of comets",
+               "a comet's nucleus is a few kilometres wide"],
+    "chess": ["castling moves the king and a rook together", "a pawn promotes on the last rank",
+              "the sicilian defence answers e4 with c5", "a knight moves in an L shape", "checkmate ends the game"],
+    "rust": ["iron rusts when oxygen and water meet", "stainless steel resists rust with chromium",
+             "galvanising coats steel with zinc against rust", "salt water speeds up rusting",
+             "rust flakes off and exposes new metal"],
+    "owls": ["owls hunt at night with silent feathers", "an owl can turn its head very far",
+             "barn owls find mice by sound alone", "owls swallow prey whole and cough up pellets",
+             "snowy owls live in the arctic"],
+}
+NAMES = list(TOPICS)
+PARTNER = {t: NAMES[(i + 3) % len(NAMES)] for i, t in enumerate(NAMES)}
+PHRASINGS = ["tell me about {t}", "{t} facts", "what is there to know on {t}", "explain {t} to me", "{t} overview",
+             "i want to learn about {t}"]
+QUERIES = {f"q-{t}-{i}": p.format(t=t) for t in NAMES for i, p in enumerate(PHRASINGS)}
+
+
+def topic_of(qid: str) -> str:
+    return qid.split("-")[1]
+
+
+def fused_list(topic: str) -> list[dict]:
+    """The topic's own documents first, six others, then the partner's (ranks 12-16), then the rest."""
+    own = [f"{topic}-{i}" for i in range(5)]
+    partner = [f"{PARTNER[topic]}-{i}" for i in range(5)]
+    others = [f"{t}-{i}" for t in NAMES if t not in (topic, PARTNER[topic]) for i in range(5)]
+    order = own + others[:6] + partner + others[6:]
+    return [{"doc_id": d, "score": 1.0 / (60 + r), "lexical_rank": r, "vector_rank": r} for r, d in enumerate(order, 1)]
+
+
+@pytest.fixture(scope="session")
+def embedder_export(tmp_path_factory) -> Path:
+    """One ONNX export of the embedder for the session (copied into each data dir)."""
+    from services.retriever.embedder import ensure_export
+
+    return ensure_export(tmp_path_factory.mktemp("models") / "embedder")
+
+
+def build_partner_corpus(data_dir: Path, export: Path, *, store_vectors: bool = True) -> None:
+    shutil.copytree(export, data_dir / "models" / "embedder", dirs_exist_ok=True)
+    root = data_dir / "corpora" / "partners"
+    (root / "qrels").mkdir(parents=True)
+    docs = [Doc(f"{t}-{i}", t, text) for t, texts in TOPICS.items() for i, text in enumerate(texts)]
+    store = DocStore(root / "docs.sqlite")
+    vectors = None
+    if store_vectors:  # as the retriever's ingest stores them
+        from services.retriever.embedder import Embedder
+
+        vectors = Embedder(data_dir / "models" / "embedder", EngineSettings(), 256, 64).encode(
+            [embed_text(d) for d in docs])
+    store.upsert(docs, vectors)
+    store.close()
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items()))
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{PARTNER[topic_of(q)]}-{i}\t1\n" for q in QUERIES for i in range(5)))
+    (data_dir / "candidates.json").write_text(json.dumps(
+        {"partners": {text: fused_list(topic_of(q)) for q, text in QUERIES.items()}}))
+
+
+def adapter_settings(data_dir: Path, **changes) -> Settings:
+    values = dict(recipe="query-adapter", eval_split="train@0.25", eval_rerank_depth=20, dev_share=0.2,
+                  adapter_epochs=30, adapter_lr=1e-2, adapter_eval_every=10, max_p=0.05)
+    values.update(changes)
+    return Settings(data_dir=str(data_dir), log_json=False, endpoints=EndpointSettings(metrics_port_offset=0),
+                    training=tiny_training(data_dir, **values))
+
+
+def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embedder_export):
+    build_partner_corpus(tmp_path, embedder_export)
+    settings = adapter_settings(tmp_path)
+    core = TrainerCore(settings)
+    try:
+        data = CorpusData(settings, "partners")
+        holdout = eval_holdout(settings, data)
+        holdout_texts = {normalize_query(QUERIES[q]) for q in holdout}
+        assert len(holdout) == 12 and holdout == eval_holdout(adapter_settings(tmp_path), data)  # deterministic
+        assert eval_holdout(adapter_settings(tmp_path, seed=14), data) != holdout
+        assert set(eval_set(settings, data).queries) == holdout
+        data.close()
+
+        mined = core.mine("partners", ["qrels"])
+        assert mined.counts == {"qrels": 36 * 5} and mined.skipped == {"qrels.eval_query": 12}
+        assert not {normalize_query(t.query) for t in load_triplets(mined.files)} & holdout_texts  # never mined
+
+        run_id = core.train("partners", "base", mined.files)
+        record = core.wait(run_id, timeout_s=300)
+        assert record.status == "succeeded", record.error
+        assert record.data["queries"] == 36 and record.data["dev_queries"] == 7
+        assert record.metrics["dev_cosine_ndcg@10"] > 0.9  # the partner documents are learnt
+        assert record.metrics["dev_blend_ndcg@10"] > record.metrics["dev_fused_ndcg@10"]
+        assert record.metrics["blend_weight"] > 0 and record.metrics["blend_depth"] <= settings.training.eval_rerank_depth
+        streamed = [json.loads(line) for line in core.runs.metrics_path(run_id).read_text().splitlines()]
+        names = [m["name"] for m in streamed if m["name"] != "status"]
+        assert names[0] == "max_steps" and names.count("loss") == 30 and names.count("eval_ndcg@10") == 4
+        losses = [m["value"] for m in streamed if m["name"] == "loss"]
+        assert losses[-1] < losses[0]
+        manifest = core.registry.manifest(record.version_id)
+        assert manifest.kind == "bi-encoder" and manifest.extra["doc_tower_is_dense_leg"]
+        assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"], "depth": int(record.metrics["blend_depth"])}
+        assert core.registry.aliases()["challenger"] == record.version_id
+
+        decision = core.promote("partners", record.version_id)
+        assert decision["promoted"], decision["reason"]
+        numbers = decision["numbers"]
+        assert numbers["queries"] == 12 and numbers["fused_ndcg@10"] < 0.2 and numbers["challenger_ndcg@10"] > 0.8
+
+        # A second run warm-starts W from the champion's adapter.
+        again = core.wait(core.train("partners", "champion", mined.files, overrides={"adapter_epochs": "10"}), 300)
+        assert again.status == "succeeded", again.error
+        assert again.base_model == f"{record.version_id} (adapter)"
+        assert again.metrics["dev_cosine_ndcg@10"] > 0.9
+    finally:
+        core.close()
+
+
+def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export):
+    """Same requests, same order: the evaluator vs RerankerCore, for a bi-encoder + adapter + blend version.
+    The corpus has no stored vectors, so the trainer embeds them once and caches them."""
+    from services.registry.importer import import_bi_encoder
+    from services.reranker.batching import Batcher
+    from services.reranker.cache import ResultCache
+    from services.reranker.core import Document, RerankerCore, RerankQuery
+    from services.reranker.versions import VersionPool
+    from services.retriever.embedder import packaged_model_dir
+
+    build_partner_corpus(tmp_path, embedder_export, store_vectors=False)
+    settings = adapter_settings(tmp_path, eval_rerank_depth=16)
+    core = TrainerCore(settings)
+    try:
+        base = packaged_model_dir()
+        adapter = (np.random.default_rng(0).standard_normal((384, 384)) * 0.05).astype(np.float32)
+        manifest = import_bi_encoder(core.registry, base, base, settings.engine, query_max_length=64,
+                                     doc_max_length=settings.retrieval.embedder_max_length, adapter=adapter,
+                                     blend={"weight": 0.6, "depth": 12}, alias="champion",
+                                     manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+        data = CorpusData(settings, "partners")
+        es = eval_set(settings, data)
+        lists, _ = core.evaluator.candidate_lists(data, es)
+        ours = core.evaluator.model_run(manifest.version_id, data, es, lists)
+        vectors = core.evaluator._leg_vectors(data)
+        assert list((tmp_path / "trainer" / "doc_vectors").glob("partners-*.npy"))  # cached for the next reader
+        requests = {}
+        for qid, rows in lists.items():
+            head = rows[:16]
+            texts = data.texts([d for d, _ in head])
+            requests[qid] = RerankQuery(es.queries[qid], [
+                Document(d, texts[d], fused_score=s, vector=tuple(vectors[d].tolist())) for d, s in head])
+        data.close()
+
+        async def serve():
+            pool = VersionPool(core.registry, settings.engine)
+            await pool.refresh()
+            batcher = Batcher(settings.engine)
+            batcher.start()
+            reranker = RerankerCore(settings, pool, batcher, ResultCache(0))
+            try:
+                return {qid: await reranker.rerank(r) for qid, r in requests.items()}
+            finally:
+                await batcher.close()
+
+        served = asyncio.run(serve())
+        for qid, outcome in served.items():
+            assert outcome.model_version == manifest.version_id
+            evaluated = sorted(ours[qid], key=lambda d: -ours[qid][d])[:16]
+            assert [r.id for r in outcome.results] == evaluated, qid
+    finally:
+        core.close()
+
+
+def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_export):
+    build_partner_corpus(tmp_path, embedder_export)
+    core = TrainerCore(adapter_settings(tmp_path, adapter_epochs=20))
+    try:
+        result = core.bootstrap("partners")
+        assert result["triplets"] == {"qrels": 36 * 5}  # the train split minus the eval holdout
+        assert all("not used by the query-adapter recipe" in m for m in result["missing_sources"])
+        assert len(result["missing_sources"]) == 3  # wikiqa, trecqa, staqc
+        assert core.registry.manifest(result["version_id"]).kind == "bi-encoder"
+        assert result["decision"]["promoted"], result["decision"]["reason"]
+    finally:
+        core.close()
+
+
+def test_list_overrides_and_eval_split_validation():
+    from services.common.config import TrainingSettings
+    from services.common.errors import ErrorKind, FeedrankError
+    from services.trainer.corpus import parse_eval_split
+    from services.trainer.training import apply_overrides
+
+    changed = apply_overrides(TrainingSettings(), {"blend_depths": "10, 30", "blend_weights": "0,0.5", "recipe": "cross-encoder"})
+    assert changed.blend_depths == [10, 30] and changed.blend_weights == [0.0, 0.5] and changed.recipe == "cross-encoder"
+    assert parse_eval_split("test") == ("test", None) and parse_eval_split("train@0.2") == ("train", 0.2)
+    for bad in ("train@", "train@1.5", "train@x", "@0.2"):
+        with pytest.raises(FeedrankError) as err:
+            parse_eval_split(bad)
+        assert err.value.kind == ErrorKind.INVALID_ARGUMENT and err.value.field == "training.eval_split"
