@@ -229,9 +229,9 @@ class TrainingSettings(_Group):
         64, ge=8, description="Adapter: token limit of the query tower (training and the served version)"
     )
     blend_depths: list[int] = Field(
-        default_factory=lambda: [10, 20],
+        default_factory=lambda: [10, 20, 30, 50, 100],
         description="Adapter: blend depths tried on the dev split; values above eval_rerank_depth are cut to it "
-        "(the reranker only ever sees reranking.tribrid_reranker_topn candidates)",
+        "(the reranker only ever sees reranking.tribrid_reranker_topn candidates; SciFact's best was 100)",
     )
     blend_weights: list[float] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
@@ -290,7 +290,8 @@ class TrainingSettings(_Group):
         "", description="Folder holding the answer-selection sets (<name>/rerank_train.jsonl); empty = skip them"
     )
     bootstrap_max_per_source: int = Field(
-        500, ge=1, description="Bootstrap: most triplets taken from each source (CPU training time)"
+        500, ge=1,
+        description="Bootstrap (cross-encoder recipe): most triplets taken from each source (CPU training time)",
     )
     # the unattended loop
     consume_events: bool = Field(True, description="Run the Kafka consumer into the event store in the trainer")

@@ -299,7 +299,9 @@ class TrainerCore:
         if not sources:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap has no data source for {corpus_id}: "
                                 f"{'; '.join(missing)}")
-        mined = self.mine(corpus_id, sources, limit_per_source=training.bootstrap_max_per_source)
+        # The cap bounds a cross-encoder's CPU time; the adapter's epoch costs about the same for any count.
+        limit = training.bootstrap_max_per_source if training.recipe == "cross-encoder" else 0
+        mined = self.mine(corpus_id, sources, limit_per_source=limit)
         if not mined.files:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap found no training data for {corpus_id} "
                                 f"(sources {sources}; skipped {mined.skipped})")

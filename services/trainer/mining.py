@@ -33,8 +33,15 @@ from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.store import EventStore, StoredEvent
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
-from services.trainer.corpus import (CorpusData, eval_holdout, frozen_texts, load_golden, normalize_query,
-                                    parse_eval_split, path_matches)
+from services.trainer.corpus import (
+    CorpusData,
+    eval_holdout,
+    frozen_texts,
+    load_golden,
+    normalize_query,
+    parse_eval_split,
+    path_matches,
+)
 
 log = logging.getLogger(__name__)
 

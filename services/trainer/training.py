@@ -149,7 +149,11 @@ def train_run(
     """Train and save to the run's model/ folder. Raises Cancelled when cancelled."""
     import torch
     import transformers
-    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
 
     if not triplets:
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no triplets to train on")

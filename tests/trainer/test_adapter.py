@@ -101,8 +101,8 @@ def build_partner_corpus(data_dir: Path, export: Path, *, store_vectors: bool = 
 
 
 def adapter_settings(data_dir: Path, **changes) -> Settings:
-    values = dict(recipe="query-adapter", eval_split="train@0.25", eval_rerank_depth=20, dev_share=0.2,
-                  adapter_epochs=30, adapter_lr=1e-2, adapter_eval_every=10, max_p=0.05)
+    values = {"recipe": "query-adapter", "eval_split": "train@0.25", "eval_rerank_depth": 20, "dev_share": 0.2,
+              "adapter_epochs": 30, "adapter_lr": 1e-2, "adapter_eval_every": 10, "max_p": 0.05}
     values.update(changes)
     return Settings(data_dir=str(data_dir), log_json=False, endpoints=EndpointSettings(metrics_port_offset=0),
                     training=tiny_training(data_dir, **values))
@@ -131,7 +131,8 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         assert record.data["queries"] == 36 and record.data["dev_queries"] == 7
         assert record.metrics["dev_cosine_ndcg@10"] > 0.9  # the partner documents are learnt
         assert record.metrics["dev_blend_ndcg@10"] > record.metrics["dev_fused_ndcg@10"]
-        assert record.metrics["blend_weight"] > 0 and record.metrics["blend_depth"] <= settings.training.eval_rerank_depth
+        assert record.metrics["blend_weight"] > 0
+        assert record.metrics["blend_depth"] <= settings.training.eval_rerank_depth
         streamed = [json.loads(line) for line in core.runs.metrics_path(run_id).read_text().splitlines()]
         names = [m["name"] for m in streamed if m["name"] != "status"]
         assert names[0] == "max_steps" and names.count("loss") == 30 and names.count("eval_ndcg@10") == 4
@@ -139,7 +140,8 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         assert losses[-1] < losses[0]
         manifest = core.registry.manifest(record.version_id)
         assert manifest.kind == "bi-encoder" and manifest.extra["doc_tower_is_dense_leg"]
-        assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"], "depth": int(record.metrics["blend_depth"])}
+        assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"],
+                                           "depth": int(record.metrics["blend_depth"])}
         assert core.registry.aliases()["challenger"] == record.version_id
 
         decision = core.promote("partners", record.version_id)
@@ -230,7 +232,8 @@ def test_list_overrides_and_eval_split_validation():
     from services.trainer.corpus import parse_eval_split
     from services.trainer.training import apply_overrides
 
-    changed = apply_overrides(TrainingSettings(), {"blend_depths": "10, 30", "blend_weights": "0,0.5", "recipe": "cross-encoder"})
+    changed = apply_overrides(TrainingSettings(), {"blend_depths": "10, 30", "blend_weights": "0,0.5",
+                                                   "recipe": "cross-encoder"})
     assert changed.blend_depths == [10, 30] and changed.blend_weights == [0.0, 0.5] and changed.recipe == "cross-encoder"
     assert parse_eval_split("test") == ("test", None) and parse_eval_split("train@0.2") == ("train", 0.2)
     for bad in ("train@", "train@1.5", "train@x", "@0.2"):

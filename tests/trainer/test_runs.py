@@ -9,9 +9,9 @@ from services.common.config import TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.trainer.evaluation import paired_test
 from services.trainer.gate import champion_lineage
+from services.trainer.mining import Triplet
 from services.trainer.runs import RunRecord, RunStore, diff, new_run_id, now
 from services.trainer.training import apply_overrides, split_dev, weighted_sample
-from services.trainer.mining import Triplet
 
 
 def record(run_id, status="queued", **settings):
