@@ -31,12 +31,15 @@ def run_message(record: RunRecord) -> trainer_pb2.Run:
 
 
 def flat_data(data: dict) -> dict[str, float]:
-    """{"triplets": 9, "by_source": {"qrels": 8}} -> {"triplets": 9.0, "by_source.qrels": 8.0}."""
+    """{"triplets": 9, "by_source": {"qrels": 8}} -> {"triplets": 9.0, "by_source.qrels": 8.0}.
+
+    Only numbers fit the proto's map; text entries (e.g. which split chose the blend) stay in run.json.
+    """
     out: dict[str, float] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            out.update({f"{key}.{k}": float(v) for k, v in value.items()})
-        else:
+            out.update({f"{key}.{k}": float(v) for k, v in value.items() if isinstance(v, (int, float))})
+        elif isinstance(value, (int, float)):
             out[key] = float(value)
     return out
 
