@@ -54,8 +54,8 @@ function render(response) {
   list.replaceChildren();
   for (const r of response.results) {
     const legs = r.legs;
-    const up = el("button", { type: "button", class: "thumb-up", title: "relevant" }, "👍");
-    const down = el("button", { type: "button", class: "thumb-down", title: "not relevant" }, "👎");
+    const up = el("button", { type: "button", class: "thumb-up", title: "thumbs up: relevant" }, "▲ relevant");
+    const down = el("button", { type: "button", class: "thumb-down", title: "thumbs down: not relevant" }, "▼ not relevant");
     up.addEventListener("click", () => thumbs(r, 5, up));
     down.addEventListener("click", () => thumbs(r, 1, down));
     list.append(el("li", { dataset: { docId: r.doc_id, rank: r.rank } },
