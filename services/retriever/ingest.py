@@ -93,7 +93,10 @@ def ingest_docs(
         if report.added or report.updated:
             corpus.vector.optimize()
         report.documents = corpus.store.count()
-        _record(corpus, embedder, report, source, backends)
+        # An ingest that changed nothing leaves the manifest (and so the corpus version that keys
+        # the trainer's caches) as it was: a rerun resumes instead of starting over.
+        if report.added or report.updated or report.deleted or not (corpus.root / "manifest.json").is_file():
+            _record(corpus, embedder, report, source, backends)
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 

@@ -244,9 +244,13 @@ def test_list_corpora_and_side_by_side_corpora(data, embedder):
 def test_reingest_updates_and_deletes_are_seen_by_search(data, embedder):
     from services.evaluation.beir import Doc
 
+    from services.retriever.corpus import read_manifest
+
     core = RetrieverCore(_settings(data), embedder=embedder)
+    before = read_manifest(core.corpora.get("tiny").root)
     again = core.ingest("tiny", DOCS)
     assert (again.added, again.updated, again.unchanged) == (0, 0, len(DOCS))
+    assert read_manifest(core.corpora.get("tiny").root) == before  # nothing changed: same corpus version
     changed = [Doc("code-3", "Glaciers", "Glaciers carve valleys as the ice slowly moves downhill.")]
     report = core.ingest("tiny", DOCS[:9] + changed, prune=True)
     assert (report.updated, report.deleted, report.documents) == (1, 2, 10)
