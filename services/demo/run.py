@@ -178,13 +178,14 @@ class Demo:
 
     def _simulation_queries(self, queries: dict[str, str]) -> dict[str, dict[str, int]]:
         """Train queries users may ask: the trainer's held-out evaluation queries are excluded."""
-        from services.trainer.corpus import CorpusData, eval_set
+        from services.trainer.corpus import CorpusData, eval_holdout
 
         train = beir.load_qrels(self._dataset(), self.demo.train_split)
-        data = CorpusData(self.settings, self.corpus_id)
+        settings = self.settings.replace(training=self.settings.training.model_copy(
+            update={"eval_split": self.demo.eval_split}))
+        data = CorpusData(settings, self.corpus_id)
         try:
-            frozen = set(eval_set(self.settings.replace(training=self.settings.training.model_copy(
-                update={"eval_split": self.demo.eval_split})), data, sample=False).queries)
+            frozen = eval_holdout(settings, data)
         finally:
             data.close()
         return {q: rel for q, rel in train.items() if q not in frozen and q in queries}
