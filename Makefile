@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: it comes from the local CPU build, not a multi-GB CUDA download.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
+	# Debian's Chromium for the console's browser tests (they skip, saying why, where apt cannot install it).
+	bash tools/install_chromium.sh || echo "chromium not installed: the browser tests will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)

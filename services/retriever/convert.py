@@ -55,7 +55,8 @@ def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_p
     return feedback_pb2.FeedbackEvent(
         event_id=str(uuid.uuid4()),
         query_id=outcome.query_id,
-        session_id=request.session_id,
+        # Feedback requires a session id; a caller that sends none is one anonymous session.
+        session_id=request.session_id or "anonymous",
         timestamp_ms=int(time.time() * 1000),
         source="retriever",
         impression=feedback_pb2.Impression(
