@@ -125,6 +125,9 @@ class RetrievalSettings(_Group):
     )
     embedder_max_length: int = Field(256, ge=8, description="Token limit of the bi-encoder")
     embed_batch_size: int = Field(64, ge=1, description="Documents embedded per batch at ingest")
+    ingest_threads: int = Field(
+        0, ge=0, description="onnxruntime threads of the bi-encoder in offline work (ingest, eval); 0 = all cores"
+    )
     embedder_threads: int = Field(
         1, ge=0, description="onnxruntime threads of the bi-encoder (0 = physical cores); one thread embeds "
         "a short query fastest, and measured 2.4x faster than two on a busy 2-core machine"
@@ -334,7 +337,7 @@ class DemoSettings(_Group):
     """`make demo`: the learning loop on a BEIR dataset with simulated users."""
 
     sessions: int = Field(4000, ge=1, description="Simulated search sessions in the full run")
-    quick_sessions: int = Field(1500, ge=1, description="Simulated search sessions with QUICK=1")
+    quick_sessions: int = Field(1000, ge=1, description="Simulated search sessions with QUICK=1")
     quick_max_docs: int = Field(
         2000, ge=100, description="QUICK=1 ingests every judged document plus a seeded sample up to this many"
     )

@@ -169,12 +169,13 @@ class Demo:
             task = bar.add_task("test queries: bm25, dense, fused", total=len(meter.queries))
             legs = meter.legs(progress=lambda: bar.advance(task))
             self.outcome.rows.update(legs.rows)
+            self._version("fused order", "none", self.outcome.rows["fused"])
             if getattr(self, "v0", None):
                 task = bar.add_task("test queries: fused + v0", total=len(meter.queries))
                 row, _, version = meter.served(self.v0, progress=lambda: bar.advance(task))
                 self.outcome.rows["fused+v0"] = row
-                self._version("v0 (bootstrap)", version, row)
-        self._version("fused order", "none", self.outcome.rows["fused"])
+                promoted = any(d.get("promoted") for d in self.outcome.decisions if d["step"] == "bootstrap")
+                self._version("v0 (bootstrap)", version, row, promoted)
 
     def _simulation_queries(self, queries: dict[str, str]) -> dict[str, dict[str, int]]:
         """Train queries users may ask: the trainer's held-out evaluation queries are excluded."""
@@ -263,15 +264,20 @@ class Demo:
         raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, f"the reranker did not swap to {version_id}")
 
     def _measure_learned(self, meter: RankingMeter) -> None:
-        version = getattr(self, "learned", None)
-        if not version:
+        """What users get after the loop: the champion the gate left in place, and the run's own version."""
+        with _progress() as bar:
+            task = bar.add_task("test queries: fused + champion after learning", total=len(meter.queries))
+            row, _, served = meter.served("champion", progress=lambda: bar.advance(task))
+        self.outcome.rows["fused+learned"] = {**row, "version_id": served}
+        promoted = any(d.get("promoted") for d in self.outcome.decisions if d["step"] == "feedback")
+        if promoted:
+            self._version("learned (champion)", served, row, True)
             return
         with _progress() as bar:
-            task = bar.add_task("test queries: fused + learned", total=len(meter.queries))
-            row, _, served = meter.served(version, progress=lambda: bar.advance(task))
-        self.outcome.rows["fused+learned"] = row
-        promoted = any(d.get("promoted") for d in self.outcome.decisions if d["step"] == "feedback")
-        self._version("learned" + ("" if promoted else " (refused by the gate)"), served, row, promoted)
+            task = bar.add_task("test queries: the refused version", total=len(meter.queries))
+            refused, _, version = meter.served(self.learned, progress=lambda: bar.advance(task))
+        self.outcome.rows["refused by the gate"] = {**refused, "version_id": version}
+        self._version("learned (refused)", version, refused, False)
 
     def _version(self, label: str, version: str, row: dict, promoted: bool | None = None) -> None:
         self.outcome.versions.append({"label": label, "version_id": version, "ndcg@10": row["ndcg@10"],

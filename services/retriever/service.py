@@ -264,7 +264,9 @@ class RetrieverCore:
 @contextlib.contextmanager
 def open_offline(settings: Settings) -> Iterator[RetrieverCore]:
     """A core on the data dir for CLI verbs that need no running service."""
-    core = RetrieverCore(settings)
+    # Offline work embeds documents in bulk: every core helps there (a served query wants one thread).
+    retrieval = settings.retrieval.model_copy(update={"embedder_threads": settings.retrieval.ingest_threads})
+    core = RetrieverCore(settings.replace(retrieval=retrieval))
     try:
         yield core
     finally:

@@ -1,0 +1,38 @@
+"""`make demo QUICK=1` as CI runs it: the whole loop on real processes, asserting what it must show."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+
+
+@pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}")
+def test_quick_demo_learns_and_drops_no_request(tmp_path):
+    env = {**os.environ, "FEEDRANK_DATA_DIR": str(tmp_path / "data"), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "services.cli", "demo", "--quick", "--dataset", str(SCIFACT)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    result = json.loads((tmp_path / "data" / "demo" / "scifact-quick" / "demo.json").read_text())
+    rows, simulation = result["rows"], result["simulation"]
+    # What users get after the loop beats the fused order on test queries no step trained on.
+    assert rows["fused+learned"]["ndcg@10"] >= rows["fused"]["ndcg@10"] + 0.01, rows
+    assert rows["fused+learned"]["version_id"] != "none"
+    # Not one simulated search or feedback call failed, through training, the gate and the swap.
+    assert simulation["failed_searches"] == 0 and simulation["failed_feedback"] == 0, simulation["errors"]
+    assert simulation["sessions"] >= 1000 and simulation["clicks"] > 0
+    decisions = [d for d in result["decisions"] if d["step"] == "feedback"]
+    assert decisions and all("reason" in d for d in decisions)
+    if decisions[-1]["promoted"]:
+        assert result["swap"]["version_id"] == decisions[-1]["version_id"]
+    for name in ("demo.json", "demo.md", "demo.png"):
+        assert (tmp_path / "data" / "demo" / "scifact-quick" / name).stat().st_size > 0
