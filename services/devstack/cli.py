@@ -12,7 +12,7 @@ from rich.table import Table
 
 from services.common.config import get_settings
 from services.common.errors import FeedrankError
-from services.devstack.stack import LocalStack
+from services.devstack.stack import WITH_GATEWAY, LocalStack
 
 console = Console()
 
@@ -21,15 +21,17 @@ def up(
     data_dir: Path = typer.Option(None, help="Data folder (default: FEEDRANK_DATA_DIR)"),
     durable: bool = typer.Option(False, help="Kafka on SeaweedFS S3 storage instead of memory"),
 ) -> None:
-    """Start the Tansu broker and all services on their default ports; Ctrl-C stops them all."""
-    stack = LocalStack(data_dir or get_settings().data_path, default_ports=True, durable_kafka=durable)
+    """Start the Tansu broker, the four services and the gateway (http://127.0.0.1:8000/) on their default
+    ports; Ctrl-C stops them all."""
+    stack = LocalStack(data_dir or get_settings().data_path, default_ports=True, durable_kafka=durable,
+                       services=WITH_GATEWAY)
     try:
         with console.status("starting the broker and the services"):
             stack.start()
     except FeedrankError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
-    table = Table("service", "gRPC", "log")
+    table = Table("service", "address", "log")
     table.add_row("kafka (tansu)", stack.kafka.bootstrap_servers, str(stack.data_dir / "kafka"))
     for p in stack.processes.values():
         table.add_row(p.name, p.target, str(p.log_path))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import Settings
@@ -22,6 +23,7 @@ from services.kafka.clients import ensure_topics
 from services.kafka.launcher import DevKafka, free_ports
 
 SERVICES = ("reranker", "feedback", "trainer", "retriever")  # start order: dependencies first
+WITH_GATEWAY = (*SERVICES, "gateway")  # the HTTP face comes last: it only calls the others
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -67,8 +69,8 @@ class LocalStack:
                                   port=9092 if self.default_ports else None).start()
             settings = Settings()
             ensure_topics(self.kafka.kafka_settings(settings.kafka))
-            ports = [50051 + i for i in range(4)] if self.default_ports else free_ports(4)
-            by_name = dict(zip(("retriever", "reranker", "feedback", "trainer"), ports))
+            ports = [50051, 50052, 50053, 50054, 8000] if self.default_ports else free_ports(5)
+            by_name = dict(zip(("retriever", "reranker", "feedback", "trainer", "gateway"), ports))
             for name in self.services:
                 self.processes[name] = ServiceProcess(name, by_name[name], self.logs / f"{name}.log")
             for name in self.services:
@@ -95,8 +97,11 @@ class LocalStack:
 
     def start_service(self, name: str) -> ServiceProcess:
         service = self.processes[name]
+        argv = [sys.executable, "-m", f"services.{name}", "--port", str(service.port)]
+        if name == "gateway":
+            argv += ["--host", "127.0.0.1"]
         service.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}", "--port", str(service.port)],
+            argv,
             cwd=REPO, env=self.service_env(), stdout=service.log_path.open("a"), stderr=subprocess.STDOUT,
         )
         return service
@@ -104,17 +109,13 @@ class LocalStack:
     def wait_healthy(self, name: str, timeout_s: float = 180.0) -> None:
         service = self.processes[name]
         deadline = time.monotonic() + timeout_s
-        with grpc.insecure_channel(service.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if not service.alive():
-                    raise FeedrankError(ErrorKind.UNAVAILABLE, f"{name} exited:\n{service.tail()}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.25)
+        healthy = _http_healthy if name == "gateway" else _grpc_healthy
+        while time.monotonic() < deadline:
+            if not service.alive():
+                raise FeedrankError(ErrorKind.UNAVAILABLE, f"{name} exited:\n{service.tail()}")
+            if healthy(service.target):
+                return
+            time.sleep(0.25)
         raise FeedrankError(ErrorKind.UNAVAILABLE, f"{name} not healthy after {timeout_s:.0f}s:\n{service.tail()}")
 
     def stop_service(self, name: str, timeout_s: float = 20.0) -> None:
@@ -142,3 +143,19 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _grpc_healthy(target: str) -> bool:
+    with grpc.insecure_channel(target) as channel:
+        try:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+        except grpc.RpcError:
+            return False
+    return status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _http_healthy(target: str) -> bool:
+    try:
+        return httpx.get(f"http://{target}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
