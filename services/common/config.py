@@ -401,6 +401,11 @@ class Settings(BaseSettings):
         return Path(self.registry.root).resolve() if self.registry.root else self.data_path / "registry"
 
     @property
+    def trainer_log_path(self) -> Path:
+        """The trainer's mine/train/evaluate/gate output (the gateway's logs route reads it)."""
+        return self.data_path / "trainer" / "jobs.log"
+
+    @property
     def spool_path(self) -> Path:
         return Path(self.feedback.spool_dir).resolve() if self.feedback.spool_dir else self.data_path / "spool"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.handlers
 
 from services.common.config import Settings, get_settings
 from services.common.logs import setup_logging
@@ -20,7 +21,16 @@ from services.trainer.server import build_app
 log = logging.getLogger("services.trainer")
 
 
+def _log_jobs(settings: Settings) -> None:
+    path = settings.trainer_log_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("services.trainer").addHandler(handler)
+
+
 async def serve(settings: Settings, port: int | None) -> None:
+    _log_jobs(settings)
     core = TrainerCore(settings, publisher=ModelPublisher(settings.kafka))
     consumer = None
     if settings.training.consume_events:

@@ -107,10 +107,14 @@ def test_eval_latest_and_logs_read_the_data_dir(tmp_path):
             (tmp_path / "runs" / run_id).mkdir(parents=True)
         log = tmp_path / "runs" / "r20260102-000000-bbbbbb" / "train.log"
         log.write_text("".join(f"line {i}\n" for i in range(250)))
-        logs = client.get("/api/reranker/logs").json()
+        logs = client.get("/api/reranker/logs", params={"run_id": "r20260102-000000-bbbbbb"}).json()
         assert logs["run_id"] == "r20260102-000000-bbbbbb"
         assert logs["lines"] == [f"line {i}" for i in range(150, 250)]
         assert client.get("/api/reranker/logs", params={"run_id": "r20260101-000000-aaaaaa"}).json()["lines"] == []
+        # Without a run id: the trainer's job output (mine, train, evaluate, gate), last 100 lines.
+        (tmp_path / "trainer").mkdir()
+        (tmp_path / "trainer" / "jobs.log").write_text("".join(f"job {i}\n" for i in range(120)))
+        assert client.get("/api/reranker/logs").json()["lines"] == [f"job {i}" for i in range(20, 120)]
         assert client.get("/api/reranker/logs", params={"run_id": "r-missing"}).status_code == 404
 
 

@@ -180,6 +180,9 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
         assert "champion" not in registry.aliases()
     decisions = read_decisions(data_dir / "trainer" / "decisions.jsonl")
     assert [d["promoted"] for d in decisions] == [True, True, False, False]
+    # The service kept its job output (mining, the run, the gate) for the gateway's logs route.
+    jobs = (data_dir / "trainer" / "jobs.log").read_text()
+    assert run.run_id in jobs and "services.trainer" in jobs
     assert decisions[2]["numbers"]["guard_delta"] < -0.01 and decisions[2]["numbers"]["ndcg_gain"] > 0
 
 

@@ -160,20 +160,15 @@ async def eval_versions(s: SettingsDep, corpus_id: str = "") -> dict:
     return {"versions": list(versions.values())}
 
 
-@router.get("/api/reranker/logs", summary="The last lines of a run's log (default: the newest run)")
+@router.get("/api/reranker/logs", summary="The last lines of the trainer's mine/train/eval job output, or of one run's log")
 async def logs(s: SettingsDep, run_id: str = "") -> dict:
-    root = s.data_path / "runs"
     if run_id:
         chosen = _run_id(run_id)
+        if not (s.data_path / "runs" / chosen).is_dir():
+            raise not_found(f"run {chosen} not found", "run_id")
+        path = s.data_path / "runs" / chosen / "train.log"
     else:
-        # Run ids start with their UTC creation time, so the newest sorts last.
-        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        if not names:
-            return {"run_id": "", "lines": []}
-        chosen = names[-1]
-    path = root / chosen / "train.log"
-    if not (root / chosen).is_dir():
-        raise not_found(f"run {chosen} not found", "run_id")
+        chosen, path = "", s.trainer_log_path
     lines: deque[str] = deque(maxlen=s.gateway.log_lines)
     if path.is_file():
         with path.open(errors="replace") as fh:
