@@ -33,6 +33,7 @@ class _JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", as_json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(level.upper())  # loggers that record more for a file of their own stay quiet here
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,7 +26,10 @@ def _log_jobs(settings: Settings) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=2)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("services.trainer").addHandler(handler)
+    handler.setLevel(logging.INFO)
+    jobs = logging.getLogger("services.trainer")
+    jobs.addHandler(handler)
+    jobs.setLevel(logging.INFO)  # the job log keeps INFO even when the console shows only warnings
 
 
 async def serve(settings: Settings, port: int | None) -> None:
