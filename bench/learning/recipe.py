@@ -378,6 +378,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-grade", type=int, default=1, help="qrels grade that counts as a click")
     ap.add_argument("--pseudo", type=int, default=0, help="add this many self-supervised pseudo-query clicks")
+    ap.add_argument("--feedback-frac", type=float, default=1.0,
+                    help="use only this fraction of the train queries' feedback (learning curve)")
     ap.add_argument("--min-dev-queries", type=int, default=30, help="the gate needs this many dev queries")
     ap.add_argument("--cv", type=int, default=0, help="k-fold over the test queries (corpora without a train split)")
     ap.add_argument("--export", default=None, help="write the served bi-encoder here (train-split mode)")
@@ -390,7 +392,7 @@ def main(argv=None):
     torch.set_num_threads(int(os.environ.get("LEARN_THREADS", "2")))
     tag = a.tag or f"adapter_{a.corpus}_n{a.noise}_e{a.epochs}_lr{a.lr}_wd{a.weight_decay}_s{a.seed}" + (
         f"_cv{a.cv}" if a.cv else "") + (f"_g{a.min_grade}" if a.min_grade != 1 else "") + (
-        f"_p{a.pseudo}" if a.pseudo else "")
+        f"_p{a.pseudo}" if a.pseudo else "") + (f"_f{a.feedback_frac}" if a.feedback_frac < 1 else "")
     c = load_corpus(a.corpus)
     bm, de, qe, fused = legs(c)
     pseudo = None
@@ -403,8 +405,10 @@ def main(argv=None):
     test = c.qrels["test"]
     res = {"tag": tag, "args": vars(a), "test_fused": evaluate(c, fused, test)}
     if not a.cv:
-        r = run_recipe(c, list(c.qrels["train"]), c.qrels["train"], bm, de, qe, fused, noise=a.noise,
-                       seed=a.seed, **kw)
+        fb_q = sorted(c.qrels["train"])
+        random.Random(a.seed).shuffle(fb_q)
+        fb_q = fb_q[:max(1, int(round(len(fb_q) * a.feedback_frac)))]
+        r = run_recipe(c, fb_q, c.qrels["train"], bm, de, qe, fused, noise=a.noise, seed=a.seed, **kw)
         final = r.scores(fused, qe, de)
         cos = adapt(qe, r.W) @ de.T
         seen = {d for q in c.qrels["train"].values() for d in q}
