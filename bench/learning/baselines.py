@@ -2,10 +2,16 @@
 import sys
 import time
 
-import numpy as np
-
-from common import (DEPTH, bm25_matrix, cached_embeddings, load_corpus, ndcg_at_10, ranx_ndcg, rrf,
-                    run_from_scores, topk)
+from common import (
+    bm25_matrix,
+    cached_embeddings,
+    load_corpus,
+    ndcg_at_10,
+    ranx_ndcg,
+    rrf,
+    run_from_scores,
+    topk,
+)
 
 for name in sys.argv[1:] or ["scifact", "msmarco_dl19_subset5k"]:
     t0 = time.time()

@@ -5,6 +5,7 @@ base dense cosine (raw, min-max), its reciprocal rank, fused RRF score, and the 
 query tower's cosine. Model: logistic regression on pointwise labels (z-scored features), fitted on the dev
 queries' feedback (the train queries' tuned cosines are fitted to those very queries, so they would teach the
 combiner to trust the tuned cosine too much). Reported: 5-fold CV on dev vs the simple blend, and test.
+The served version of this idea (features from LegScores only) is recipe.leg_features / select_head.
 
   python bench/learning/combine.py --W bench/learning/cache/scifact/<recipe tag>_W.npy [--noise 0.3]
 """
@@ -19,8 +20,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, dev_split, load_corpus, ndcg_at_10, rrf, run_from_scores, topk  # noqa: E402
-from recipe import adapt, blend_rerank, evaluate, feedback_pairs, legs, minmax_rows, pairs_as_qrels, select_blend  # noqa: E402
+from common import CACHE, dev_split, load_corpus, ndcg_at_10, run_from_scores, topk
+from recipe import (
+    adapt,
+    blend_rerank,
+    evaluate,
+    feedback_pairs,
+    legs,
+    minmax_rows,
+    pairs_as_qrels,
+    select_blend,
+)
 
 
 def rank_rr(x: np.ndarray) -> np.ndarray:
@@ -42,34 +52,6 @@ def features(bm, dn, fused, cos, depth: int):
     return top, np.stack(cols, axis=-1)
 
 
-def leg_features(bm, vec, depth: int):
-    """What the reranker sees in LegScores when the retriever's vector leg queries with the adapted encoder.
-
-    Returns (fused, top, feats): the RRF(BM25 top-100, adapted-dense top-100) scores, its top `depth`, and per
-    candidate [lexical score, its min-max, 1/(60+lexical rank), vector score, its min-max, 1/(60+vector rank),
-    fused score]; a leg that did not return the document contributes 0 (lexical_rank = 0 in the proto).
-    """
-    n = bm.shape[1]
-    row = np.arange(bm.shape[0])[:, None]
-    cols_all = []
-    lists = []
-    for m in (bm, vec):
-        t = topk(m, 100)
-        lists.append(t)
-        score, rr = np.zeros_like(m), np.zeros_like(m)
-        score[row, t] = m[row, t]
-        rr[row, t] = 1.0 / (60 + 1 + np.arange(100))[None, :]
-        cols_all.append((score, rr))
-    fused = rrf(*lists, n_docs=n)
-    top = topk(fused, depth)
-    cols = []
-    for score, rr in cols_all:
-        v = score[row, top]
-        cols += [v, minmax_rows(v), rr[row, top]]
-    cols.append(fused[row, top])
-    return fused, top, np.stack(cols, axis=-1)
-
-
 def combine_scores(model, mu, sd, fused, top, feats):
     out = fused.copy()
     row = np.arange(fused.shape[0])[:, None]
@@ -89,23 +71,17 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--depth", type=int, default=30)
     ap.add_argument("--C", type=float, default=1.0)
-    ap.add_argument("--mode", choices=["full", "legs"], default="full",
-                    help="full: features from the full score matrices over the base fused list; legs: only what "
-                         "LegScores carries, with the retriever's vector leg querying through the adapter")
     a = ap.parse_args(argv)
     c = load_corpus(a.corpus)
     bm, de, qe, fused = legs(c)
     dn = qe @ de.T
     cos = adapt(qe, np.load(a.W)) @ de.T
     qi = c.qindex()
-    tr, dv = dev_split(list(c.qrels["train"]))
+    _, dv = dev_split(list(c.qrels["train"]))
     dev_pairs = feedback_pairs(c, dv, c.qrels["train"], noise=a.noise, fused=fused, seed=a.seed + 1)
     dev_q = [c.query_ids[r] for r, _ in dev_pairs]
     c.qrels["dev_fb"] = pairs_as_qrels(c, dev_pairs)
-    if a.mode == "legs":
-        fused, top, F = leg_features(bm, cos, a.depth)
-    else:
-        top, F = features(bm, dn, fused, cos, a.depth)
+    top, F = features(bm, dn, fused, cos, a.depth)
     labels = np.zeros(top.shape, dtype=int)
     for r, pos in dev_pairs:
         labels[r] = np.isin(top[r], pos)
@@ -139,13 +115,11 @@ def main(argv=None):
         "test_lr": evaluate(c, combine_scores(m, mu, sd, fused, top, F), c.qrels["test"]),
         "test_fused_candidates": evaluate(c, fused, c.qrels["test"]),
         "blend": [bd, bw], "test_blend": evaluate(c, blend_rerank(fused, cos, bd, bw), c.qrels["test"]),
-        "mode": a.mode,
-        "coef": dict(zip(["lex", "lex_mm", "lex_rr", "vec", "vec_mm", "vec_rr", "rrf"] if a.mode == "legs" else
-                         ["bm", "bm_mm", "bm_rr", "dn", "dn_mm", "dn_rr", "cos", "cos_mm", "cos_rr", "rrf"],
+        "coef": dict(zip(["bm", "bm_mm", "bm_rr", "dn", "dn_mm", "dn_rr", "cos", "cos_mm", "cos_rr", "rrf"],
                          np.round(m.coef_[0], 3).tolist())),
     }
     print(json.dumps(res, indent=1))
-    (CACHE / a.corpus / f"combine_{a.mode}_{Path(a.W).stem}_d{a.depth}.json").write_text(json.dumps(res, indent=1))
+    (CACHE / a.corpus / f"combine_{Path(a.W).stem}_d{a.depth}.json").write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def dev_split(train_qids: list[str], frac: float = 0.2, seed: int = 0) -> tuple[
     q = sorted(train_qids, key=lambda s: (len(s), s))
     rng = random.Random(seed)
     rng.shuffle(q)
-    n_dev = int(round(len(q) * frac))
+    n_dev = round(len(q) * frac)
     return sorted(q[n_dev:]), sorted(q[:n_dev])
 
 

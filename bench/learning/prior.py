@@ -11,7 +11,6 @@ import argparse
 import json
 
 import numpy as np
-
 from common import dev_split, load_corpus
 from recipe import blend_rerank, evaluate, feedback_pairs, legs, pairs_as_qrels, select_blend
 

@@ -12,7 +12,6 @@ import sys
 import time
 
 import numpy as np
-
 from common import CACHE, encode, load_corpus, load_st
 
 

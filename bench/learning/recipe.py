@@ -44,8 +44,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (CACHE, Corpus, base_model_dir, bm25_matrix, cached_embeddings, dev_split,  # noqa: E402
-                    load_corpus, ndcg_at_10, rrf, run_from_scores, topk)
+from common import (
+    CACHE,
+    Corpus,
+    base_model_dir,
+    bm25_matrix,
+    cached_embeddings,
+    dev_split,
+    load_corpus,
+    ndcg_at_10,
+    rrf,
+    run_from_scores,
+    topk,
+)
 
 DEPTHS = (20, 30, 50, 100)
 HEAD_DEPTH = 30  # candidates the linear head scores (the blend head picks its own depth from DEPTHS)
@@ -400,14 +411,14 @@ def main(argv=None):
         from pseudo import cached_pseudo
 
         pseudo = cached_pseudo(c)
-    kw = dict(epochs=a.epochs, lr=a.lr, weight_decay=a.weight_decay, scale=a.scale, min_grade=a.min_grade,
-              pseudo=pseudo, pseudo_max=a.pseudo, min_dev_queries=a.min_dev_queries)
+    kw = {"epochs": a.epochs, "lr": a.lr, "weight_decay": a.weight_decay, "scale": a.scale,
+          "min_grade": a.min_grade, "pseudo": pseudo, "pseudo_max": a.pseudo, "min_dev_queries": a.min_dev_queries}
     test = c.qrels["test"]
     res = {"tag": tag, "args": vars(a), "test_fused": evaluate(c, fused, test)}
     if not a.cv:
         fb_q = sorted(c.qrels["train"])
         random.Random(a.seed).shuffle(fb_q)
-        fb_q = fb_q[:max(1, int(round(len(fb_q) * a.feedback_frac)))]
+        fb_q = fb_q[:max(1, round(len(fb_q) * a.feedback_frac))]
         r = run_recipe(c, fb_q, c.qrels["train"], bm, de, qe, fused, noise=a.noise, seed=a.seed, **kw)
         final = r.scores(fused, qe, de)
         cos = adapt(qe, r.W) @ de.T

@@ -11,7 +11,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from common import cached_embeddings, encode, load_corpus, load_st
 from recipe import HEAD_DEPTH, adapt, export_model, leg_features
 

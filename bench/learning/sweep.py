@@ -6,7 +6,16 @@
 import json
 
 from common import dev_split, load_corpus, ndcg_at_10, run_from_scores
-from recipe import adapt, blend_rerank, evaluate, feedback_pairs, legs, pairs_as_qrels, select_blend, train_adapter
+from recipe import (
+    adapt,
+    blend_rerank,
+    evaluate,
+    feedback_pairs,
+    legs,
+    pairs_as_qrels,
+    select_blend,
+    train_adapter,
+)
 
 c = load_corpus("scifact")
 bm, de, qe, fused = legs(c)
