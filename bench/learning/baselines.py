@@ -23,7 +23,9 @@ for name in sys.argv[1:] or ["scifact", "msmarco_dl19_subset5k"]:
     qi = c.qindex()
     rel = c.qrels["test"]
     rows = [qi[q] for q in rel]
-    for label, s in [("bm25", bm), ("dense", dn), ("rrf", fused)]:
+    # 1/(60 + rank) with 0-based ranks (LEARNING-NOTES' 0.718) is the same as k=59 with 1-based ranks.
+    fused_0based = rrf(topk(bm), topk(dn), k=59, n_docs=len(c.doc_ids))
+    for label, s in [("bm25", bm), ("dense", dn), ("rrf", fused), ("rrf 0-based ranks", fused_0based)]:
         run = run_from_scores(c, list(rel), s[rows])
         print(f"{name} {label}: ndcg@10 {ndcg_at_10(run, rel):.4f} (ranx {ranx_ndcg(run, rel):.4f})", flush=True)
     print(f"{name} done in {time.time() - t0:.0f}s", flush=True)
