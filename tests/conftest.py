@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import grpc
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -25,3 +33,51 @@ def data_dir(tmp_path, monkeypatch):
     path.mkdir()
     monkeypatch.setenv("FEEDRANK_DATA_DIR", str(path))
     return path
+
+
+class ServiceProcess:
+    """`python -m services.<name>` as a child process on a free port, configured through the environment."""
+
+    def __init__(self, name: str, data_dir: Path, env: dict[str, str]):
+        self.name = name
+        self.port = free_port()
+        self.env = {**os.environ, "FEEDRANK_DATA_DIR": str(data_dir), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+                    "HF_HUB_OFFLINE": "1", **env}
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir / f"{name}-{self.port}.log"
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90) -> ServiceProcess:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{self.name}", "--port", str(self.port)],
+                                     cwd=REPO, env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+        raise TimeoutError(f"{self.name} not healthy: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

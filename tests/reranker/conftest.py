@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from services.common.config import EngineSettings
 from services.registry.importer import import_model
 from services.registry.store import FileRegistry
-from tests.conftest import free_port
+from tests.conftest import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
@@ -71,53 +66,14 @@ def scifact_pairs(n: int) -> list[tuple[str, str]]:
     return [(q["text"], f"{d['title']} {d['text']}") for q, d in zip(queries, docs)]
 
 
-class RerankerProcess:
+class RerankerProcess(ServiceProcess):
     def __init__(self, registry_root: Path, data_dir: Path, **env: str):
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "FEEDRANK_DATA_DIR": str(data_dir),
+        super().__init__("reranker", data_dir, {
             "FEEDRANK_REGISTRY__ROOT": str(registry_root),
-            "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
             "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "0.2",
             "FEEDRANK_LOG_LEVEL": "WARNING",
             **env,
-        }
-        self.proc: subprocess.Popen | None = None
-        self.log = data_dir / f"reranker-{self.port}.log"
-
-    def start(self) -> RerankerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.reranker", "--port", str(self.port)],
-            cwd=REPO, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
-        )
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        deadline = time.monotonic() + 90
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"reranker exited: {self.log.read_text()[-3000:]}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                        return self
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.2)
-        raise TimeoutError(f"reranker not healthy: {self.log.read_text()[-3000:]}")
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        })
 
 
 @pytest.fixture

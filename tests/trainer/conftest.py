@@ -8,19 +8,14 @@ overlap, so the tests need no embedder or index.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from services.common.config import EndpointSettings, Settings, TrainingSettings
 from services.evaluation.beir import Doc
 from services.retriever.corpus import DocStore
-from tests.conftest import free_port
+from tests.conftest import ServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,53 +107,12 @@ def make_settings(data_dir: Path, **training) -> Settings:
     )
 
 
-class TrainerProcess:
+class TrainerProcess(ServiceProcess):
     """`python -m services.trainer` as a child process, configured through the environment."""
 
     def __init__(self, data_dir: Path, env: dict[str, str]):
         self.data_dir = data_dir
-        self.port = free_port()
-        self.env = {**os.environ, "FEEDRANK_DATA_DIR": str(data_dir), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
-                    "FEEDRANK_LOG_LEVEL": "INFO", "FEEDRANK_LOG_JSON": "false", "HF_HUB_OFFLINE": "1", **env}
-        self.proc: subprocess.Popen | None = None
-        self.log = data_dir / f"trainer-{self.port}.log"
-
-    def start(self) -> TrainerProcess:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.trainer", "--port", str(self.port)], cwd=REPO,
-                                     env=self.env, stdout=self.log.open("a"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"trainer exited: {self.log.read_text()[-3000:]}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                        return self
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.2)
-        raise TimeoutError(f"trainer not healthy: {self.log.read_text()[-3000:]}")
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        super().__init__("trainer", data_dir, {"FEEDRANK_LOG_LEVEL": "INFO", "FEEDRANK_LOG_JSON": "false", **env})
 
 
 def training_env(data_dir: Path, **training: str) -> dict[str, str]:
