@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prometheus_client import Gauge
 
 from services.common.config import Settings
 from services.evaluation import metrics as ir
@@ -39,6 +40,7 @@ from services.trainer.corpus import CorpusData, EvalSet, eval_set
 
 log = logging.getLogger(__name__)
 
+EVAL_METRIC = Gauge("feedrank_eval_metric", "Latest evaluation on the frozen set", ["corpus_id", "model", "metric"])
 METRICS = ("mrr@10", "hit@1", "hit@3", "hit@5", "hit@10", "recall@10", "recall@100", "ndcg@10")
 FUSED = "fused"
 
@@ -150,6 +152,9 @@ class Evaluator:
         finally:
             data.close()
         results = {name: ir.evaluate(run, es.qrels, METRICS) for name, run in runs.items()}
+        for name, values in results.items():
+            EVAL_METRIC.labels(corpus_id, name, "ndcg@10").set(values["ndcg@10"])
+            EVAL_METRIC.labels(corpus_id, name, "mrr@10").set(values["mrr@10"])
         per_champ = ir.per_query(runs["champion"], es.qrels, "ndcg@10")
         per_chall = ir.per_query(runs["challenger"], es.qrels, "ndcg@10")
         qids = sorted(per_champ)

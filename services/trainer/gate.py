@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Counter
+
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError
 from services.proto.feedrank.v1 import feedback_pb2
@@ -30,6 +32,9 @@ from services.trainer.evaluation import FUSED, Evaluator
 log = logging.getLogger(__name__)
 
 ROLLBACK_REASON = "rollback"
+
+
+GATE_DECISIONS = Counter("feedrank_gate_decisions_total", "Promotion decisions", ["outcome"])
 
 
 class ModelPublisher:
@@ -183,6 +188,7 @@ class Gate:
         with self.decisions.open("a") as fh:
             fh.write(json.dumps(decision) + "\n")
         log.info("gate decision", extra={"fields": {"promoted": promoted, "reason": reason}})
+        GATE_DECISIONS.labels("promoted" if promoted else "refused").inc()
         return decision
 
 

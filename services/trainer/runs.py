@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
+
 from services.common.errors import invalid, not_found
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
@@ -48,6 +50,10 @@ class RunRecord:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+# The latest value of each metric of the run in progress (loss, eval_ndcg@10, ...); runs keep every value on disk.
+TRAINING_METRIC = Gauge("feedrank_training_metric", "Latest training metric of the current run", ["name"])
 
 
 def owner_id() -> str:
@@ -125,6 +131,7 @@ class RunStore:
         return record
 
     def metric(self, run_id: str, step: int, epoch: float, name: str, value: float, status: str) -> None:
+        TRAINING_METRIC.labels(name).set(value)
         line = json.dumps({"step": step, "epoch": epoch, "name": name, "value": value, "status": status, "at": now()})
         with (self.dir(run_id) / "metrics.jsonl").open("a") as fh:
             fh.write(line + "\n")

@@ -180,6 +180,11 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
         assert "champion" not in registry.aliases()
     decisions = read_decisions(data_dir / "trainer" / "decisions.jsonl")
     assert [d["promoted"] for d in decisions] == [True, True, False, False]
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("feedrank_gate_decisions_total", {"outcome": "refused"}) >= 2
+    assert REGISTRY.get_sample_value("feedrank_eval_metric", {"corpus_id": "guard", "model": "challenger",
+                                                              "metric": "ndcg@10"}) is not None
     # The service kept its job output (mining, the run, the gate) for the gateway's logs route.
     jobs = (data_dir / "trainer" / "jobs.log").read_text()
     assert run.run_id in jobs and "services.trainer" in jobs
