@@ -1,0 +1,166 @@
+"""kill -9 under load: the reranker, the trainer, the feedback service and the broker, one after another.
+
+A client thread keeps searching and recording clicks on what it found. A click counts as acknowledged
+only when Feedback.Record returned OK; a failed Record is retried with the same event_ids, as a real
+client would. Throughout: Search never fails (while the reranker is down it answers in the fused order
+with degraded_reason set), and at the end every acknowledged event is in the trainer's event store once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import grpc
+import pytest
+
+from services.events.store import EventStore
+from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
+from tests.faults.conftest import CORPUS, queries, start_stack, wait_until
+
+_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    # Durable broker storage (SeaweedFS under Tansu): a broker killed with -9 keeps what it acknowledged.
+    stack = start_stack(tmp_path_factory.mktemp("kill9"), {
+        "FEEDRANK_FEEDBACK__RETRY_INTERVAL_S": "0.5",
+        "FEEDRANK_RERANKING__RERANKER_TIMEOUT": "5",
+    }, durable_kafka=True)
+    yield stack
+    stack.stop()
+
+
+class Traffic(threading.Thread):
+    """Search, then record a click on the top hit; searches and acknowledged clicks are counted."""
+
+    def __init__(self, retriever: str, feedback: str):
+        super().__init__(daemon=True)
+        self._channels = [grpc.insecure_channel(t, options=_CHANNEL_OPTIONS) for t in (retriever, feedback)]
+        self.search = retriever_pb2_grpc.RetrieverStub(self._channels[0]).Search
+        self.record = feedback_pb2_grpc.FeedbackStub(self._channels[1]).Record
+        self.lock = threading.Lock()
+        self.acked: set[str] = set()
+        self.sent: set[str] = set()
+        self.search_errors: list[str] = []
+        self.searches = 0
+        self.degraded: list[str] = []  # degraded_reason of each degraded search, in order
+        self.undegraded = 0
+        self.record_failures = 0
+        self._halt = threading.Event()
+
+    def counts(self) -> tuple[int, int, int]:
+        with self.lock:
+            return len(self.acked), len(self.degraded), self.undegraded
+
+    def run(self) -> None:
+        texts = queries()
+        i = 0
+        while not self._halt.is_set():
+            i += 1
+            try:
+                response = self.search(retriever_pb2.SearchRequest(
+                    corpus_id=CORPUS, query=texts[i % len(texts)], top_k=5, session_id=f"s{i}"), timeout=30)
+            except grpc.RpcError as err:
+                with self.lock:
+                    self.search_errors.append(f"{err.code().name}: {err.details()}")
+                continue
+            with self.lock:
+                self.searches += 1
+                if response.degraded_reason and (response.reranked or not response.results):
+                    self.search_errors.append(f"degraded search not in the fused order: {response}")
+                elif response.degraded_reason:
+                    self.degraded.append(response.degraded_reason)
+                else:
+                    self.undegraded += 1
+            top = response.results[0]
+            event = feedback_pb2.FeedbackEvent(
+                event_id=uuid.uuid4().hex, query_id=response.query_id, session_id=f"s{i}",
+                timestamp_ms=int(time.time() * 1000), source="faults",
+                click=feedback_pb2.Click(doc_id=top.doc_id, rank=top.rank, dwell_ms=5000))
+            self.sent.add(event.event_id)
+            while not self._halt.is_set():
+                try:
+                    self.record(feedback_pb2.RecordRequest(events=[event]), timeout=10)
+                except grpc.RpcError:
+                    self.record_failures += 1
+                    time.sleep(0.2)
+                    continue
+                with self.lock:
+                    self.acked.add(event.event_id)
+                break
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive():
+            self.join(60)
+        for channel in self._channels:
+            channel.close()
+
+
+def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
+    traffic = Traffic(stack.target("retriever"), stack.target("feedback"))
+    store_file = stack.data_dir / "events" / "events.sqlite3"
+
+    def more(n: int, what: str, timeout_s: float = 120) -> None:
+        target = traffic.counts()[0] + n
+        wait_until(lambda: traffic.counts()[0] >= target, timeout_s, f"{n} more acknowledged clicks {what}")
+
+    def restart(name: str) -> None:
+        stack.start_service(name)
+        stack.wait_healthy(name, 180)
+
+    traffic.start()
+    try:
+        more(10, "at the start")
+
+        # 1. the reranker: searches degrade to the fused order, then recover once it is back.
+        stack.processes["reranker"].proc.kill()
+        stack.processes["reranker"].proc.wait(10)
+        degraded_before = traffic.counts()[1]
+        wait_until(lambda: traffic.counts()[1] > degraded_before + 2, 120, "searches degraded by the dead reranker")
+        more(3, "with the reranker down")
+        restart("reranker")
+        undegraded = traffic.counts()[2]
+        wait_until(lambda: traffic.counts()[2] > undegraded + 2, 120, "searches reranked again after the restart")
+
+        # 2. the trainer, which consumes the feedback topic into the event store (offsets not committed).
+        stack.processes["trainer"].proc.kill()
+        stack.processes["trainer"].proc.wait(10)
+        more(10, "with the trainer down")
+        restart("trainer")
+
+        # 3. the feedback service: Record fails until it is back; the client retries the same event.
+        failures = traffic.record_failures
+        stack.processes["feedback"].proc.kill()
+        stack.processes["feedback"].proc.wait(10)
+        wait_until(lambda: traffic.record_failures > failures, 60, "a Record refused by the dead feedback service")
+        restart("feedback")
+        more(10, "after the feedback service restarted")
+
+        # 4. the broker: the feedback service spools, and drains the spool when the broker returns.
+        stack.kafka.broker.kill()
+        more(10, "with the broker down")
+        stack.kafka.broker.start()
+        more(10, "after the broker restarted")
+    finally:
+        traffic.stop()
+
+    assert not traffic.search_errors, traffic.search_errors[:5]
+    assert any(reason.startswith("reranker") for reason in traffic.degraded), traffic.degraded[:5]
+    assert traffic.record_failures > 0, "the feedback outage never reached the client; the test proved nothing"
+    wait_until(store_file.exists, 60, "the trainer to create the event store")
+    store = EventStore(store_file, read_only=True)
+    try:
+        wait_until(lambda: traffic.acked <= store.event_ids(), 180,
+                   "every acknowledged click in the trainer's event store")
+        stored = store.event_ids()
+        assert store.count() == len(stored), "an event_id is stored twice"
+        clicks = {e.event_id for e in store.clicks()}
+        # Only clicks this client sent (acknowledged or cut off by the halt) are stored: nothing invented.
+        assert clicks <= traffic.sent
+        assert traffic.acked <= clicks
+    finally:
+        store.close()
