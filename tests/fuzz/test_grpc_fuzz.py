@@ -44,8 +44,9 @@ _INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 1, 
 _UINT = st.integers(0, 2**32 - 1)
 
 
-def _strings(known: list[str]) -> st.SearchStrategy[str]:
-    return st.one_of(st.text(max_size=40), st.sampled_from(_SPECIAL + known), _HUGE)
+def _strings(known: list[str], huge: bool = True) -> st.SearchStrategy[str]:
+    short = [st.text(max_size=40), st.sampled_from(_SPECIAL + known)]
+    return st.one_of(*short, _HUGE) if huge else st.one_of(*short)
 
 
 def _scalar(field: FieldDescriptor, text: st.SearchStrategy[str]) -> st.SearchStrategy:
@@ -117,6 +118,9 @@ RUN_ID_FINDING = (
     "accepts any unicode letter), so a run_id longer than the file system's 255-byte name limit reaches "
     "open() and its OSError ENAMETOOLONG answers INTERNAL from GetRun/CancelRun/StreamRunMetrics")
 _RUN_ID_XFAIL = pytest.mark.xfail(strict=True, reason=RUN_ID_FINDING)
+# Until that is fixed the fuzzing of run_id RPCs draws no overlong strings, so it keeps guarding
+# everything else; test_an_overlong_run_id_is_refused_as_the_callers_mistake pins the finding itself.
+_RUN_ID_RPCS = ("GetRun", "CancelRun", "StreamRunMetrics")
 
 # (service, method, request class, how it is called, names to draw strings from)
 RPCS = [
@@ -133,9 +137,8 @@ RPCS = [
     ("trainer", "Train", trainer_pb2.TrainRequest, "unary", _TRAINER),
     ("trainer", "GetRun", trainer_pb2.GetRunRequest, "unary", _TRAINER),
     ("trainer", "ListRuns", trainer_pb2.ListRunsRequest, "unary", _TRAINER),
-    pytest.param("trainer", "CancelRun", trainer_pb2.CancelRunRequest, "unary", _TRAINER, marks=_RUN_ID_XFAIL),
-    pytest.param("trainer", "StreamRunMetrics", trainer_pb2.StreamRunMetricsRequest, "stream_out", _TRAINER,
-                 marks=_RUN_ID_XFAIL),
+    ("trainer", "CancelRun", trainer_pb2.CancelRunRequest, "unary", _TRAINER),
+    ("trainer", "StreamRunMetrics", trainer_pb2.StreamRunMetricsRequest, "stream_out", _TRAINER),
     ("trainer", "Evaluate", trainer_pb2.EvaluateRequest, "unary", _TRAINER),
     ("trainer", "Promote", trainer_pb2.PromoteRequest, "unary", _TRAINER),
     ("trainer", "Rollback", trainer_pb2.RollbackRequest, "unary", _TRAINER),
@@ -177,18 +180,14 @@ def _call(channels, service: str, method: str, style: str, request):
     return rpc(request, timeout=60, metadata=METADATA)
 
 
-def _rpc_id(rpc) -> str:
-    values = rpc.values if hasattr(rpc, "values") else rpc
-    return f"{values[0]}.{values[1]}"
-
-
-@pytest.mark.parametrize(("service", "method", "request_cls", "style", "names"), RPCS, ids=[_rpc_id(r) for r in RPCS])
+@pytest.mark.parametrize(("service", "method", "request_cls", "style", "names"), RPCS,
+                         ids=[f"{s}.{m}" for s, m, *_ in RPCS])
 @settings(max_examples=25, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(data=st.data())
 def test_no_rpc_answers_internal_or_unknown(channels, service, method, request_cls, style, names, data):
-    strategy = message(request_cls, _strings(names))
+    strategy = message(request_cls, _strings(names, huge=method not in _RUN_ID_RPCS))
     request = data.draw(st.lists(strategy, max_size=3) if style == "stream_in" else strategy, label="request")
     if service == "trainer":
         _away_from_real_corpora(request)
@@ -196,10 +195,35 @@ def test_no_rpc_answers_internal_or_unknown(channels, service, method, request_c
         _call(channels, service, method, style, request)
     except grpc.RpcError as err:
         assert err.code() not in BAD_STATUSES, f"{service}.{method} -> {err.code().name}: {err.details()}"
+        # The token was sent: a refusal at the door would mean the fuzzing never reached the handler.
+        assert err.code() != grpc.StatusCode.UNAUTHENTICATED, err.details()
+
+
+ADMIN_RPCS = [
+    ("retriever", "UpdateConfig", retriever_pb2.UpdateConfigRequest(
+        fusion=retriever_pb2.FusionConfig(rrf_k=1.0), update_mask=["fusion.rrf_k"])),
+    ("trainer", "Mine", trainer_pb2.MineRequest(corpus_id=CORPUS, sources=["qrels"])),
+    ("trainer", "Train", trainer_pb2.TrainRequest(corpus_id=CORPUS)),
+    ("trainer", "Promote", trainer_pb2.PromoteRequest(corpus_id=CORPUS, force=True)),
+    ("trainer", "Rollback", trainer_pb2.RollbackRequest(corpus_id=CORPUS)),
+    ("trainer", "CancelRun", trainer_pb2.CancelRunRequest(run_id="run-0")),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "request_msg"), ADMIN_RPCS, ids=[f"{s}.{m}" for s, m, _ in ADMIN_RPCS])
+@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", TOKEN),)],
+                         ids=["no-token", "wrong-token", "no-bearer"])
+def test_admin_rpcs_refuse_calls_without_the_token(channels, service, method, request_msg, metadata):
+    config = retriever_pb2_grpc.RetrieverStub(channels["retriever"]).GetConfig
+    before = config(retriever_pb2.GetConfigRequest(), timeout=30)
+    with pytest.raises(grpc.RpcError) as err:
+        getattr(STUBS[service](channels[service]), method)(request_msg, timeout=60, metadata=metadata)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED, err.value.details()
+    assert config(retriever_pb2.GetConfigRequest(), timeout=30) == before
 
 
 @_RUN_ID_XFAIL
-@pytest.mark.parametrize("method", ["GetRun", "CancelRun", "StreamRunMetrics"])
+@pytest.mark.parametrize("method", _RUN_ID_RPCS)
 def test_an_overlong_run_id_is_refused_as_the_callers_mistake(channels, method):
     # The directed form of the fuzz finding: 300 ASCII letters, a plausible id shape but too long for a file name.
     request = getattr(trainer_pb2, f"{method}Request")(run_id="r" * 300)
