@@ -130,16 +130,26 @@ class Demo:
         console.print(f"corpus {self.corpus_id}: {report_.documents} documents "
                       f"({report_.added} added, {report_.unchanged} unchanged)")
 
+    def _loop_settings(self) -> Settings:
+        """The settings every part of the loop runs with: the services (through their environment) and
+        the in-process bootstrap alike, so the gate always evaluates on the held-out train queries."""
+        s, d = self.settings, self.demo
+        return s.replace(
+            reranking=s.reranking.model_copy(update={"reranker_mode": "learning", "tribrid_reranker_topn": d.rerank_topn}),
+            training=s.training.model_copy(update={"eval_split": d.eval_split, "eval_rerank_depth": d.rerank_topn}),
+            engine=s.engine.model_copy(update={"watch_interval_s": 1.0}),
+        )
+
     def _service_env(self) -> dict[str, str]:
-        d, t = self.demo, self.settings.training
+        loop = self._loop_settings()
         return {
-            "FEEDRANK_RERANKING__RERANKER_MODE": "learning",
-            "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(d.rerank_topn),
-            "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(d.rerank_topn),
-            "FEEDRANK_TRAINING__EVAL_SPLIT": d.eval_split,
-            "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "1",
+            "FEEDRANK_RERANKING__RERANKER_MODE": loop.reranking.reranker_mode,
+            "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(loop.reranking.tribrid_reranker_topn),
+            "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(loop.training.eval_rerank_depth),
+            "FEEDRANK_TRAINING__EVAL_SPLIT": loop.training.eval_split,
+            "FEEDRANK_TRAINING__SEED": str(loop.training.seed),
+            "FEEDRANK_ENGINE__WATCH_INTERVAL_S": str(loop.engine.watch_interval_s),
             "FEEDRANK_LOG_LEVEL": "WARNING",
-            "FEEDRANK_TRAINING__SEED": str(t.seed),
         }
 
     def _trainer(self) -> trainer_pb2_grpc.TrainerStub:
@@ -151,7 +161,8 @@ class Demo:
             return
         from services.trainer.core import TrainerCore
 
-        core = TrainerCore(self.settings.replace(endpoints=self.settings.endpoints.model_copy(
+        loop = self._loop_settings()
+        core = TrainerCore(loop.replace(endpoints=loop.endpoints.model_copy(
             update={"retriever": self.stack.target("retriever")})))
         try:
             with console.status("bootstrap v0 (no feedback; cached after the first run)"):
@@ -182,8 +193,7 @@ class Demo:
         from services.trainer.corpus import CorpusData, eval_holdout
 
         train = beir.load_qrels(self._dataset(), self.demo.train_split)
-        settings = self.settings.replace(training=self.settings.training.model_copy(
-            update={"eval_split": self.demo.eval_split}))
+        settings = self._loop_settings()
         data = CorpusData(settings, self.corpus_id)
         try:
             frozen = eval_holdout(settings, data)

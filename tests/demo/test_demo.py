@@ -30,6 +30,13 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
     # Not one simulated search or feedback call failed, through training, the gate and the swap.
     assert simulation["failed_searches"] == 0 and simulation["failed_feedback"] == 0, simulation["errors"]
     assert simulation["sessions"] >= 1000 and simulation["clicks"] > 0
+    # Every gate decision was made on held-out train queries, never on the reported test split.
+    recorded = (tmp_path / "data" / "trainer" / "decisions.jsonl").read_text().splitlines()
+    assert recorded
+    for decision in map(json.loads, recorded):
+        if "eval_id" in decision:
+            evaluation = json.loads((tmp_path / "data" / "evals" / f"{decision['eval_id']}.json").read_text())
+            assert evaluation["eval_set"].startswith("qrels:train@"), evaluation["eval_set"]
     decisions = [d for d in result["decisions"] if d["step"] == "feedback"]
     assert decisions and all("reason" in d for d in decisions)
     if decisions[-1]["promoted"]:
