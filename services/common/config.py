@@ -343,9 +343,11 @@ class DemoSettings(_Group):
     )
     noise: float = Field(0.0, ge=0, le=0.9, description="Share of random clicks and wrong thumbs (0.3 = noisy run)")
     rerank_topn: int = Field(100, ge=1, description="Fused candidates the reranker sees in the demo")
-    train_split: str = Field("train", description="Qrels split simulated users ask (minus the held-out eval queries)")
-    eval_split: str = Field(
-        "train@0.2", description="The trainer's frozen evaluation set: a seeded 20% of the train queries"
+    train_split: str = Field(
+        "auto", description="Qrels split simulated users ask (minus the held-out eval queries); auto = train, else dev"
+    )
+    eval_share: float = Field(
+        0.2, gt=0, lt=1, description="The trainer's frozen evaluation set: this seeded share of the users' split"
     )
     test_split: str = Field("test", description="Qrels split reported; no training or selection step sees it")
     bootstrap: bool = Field(True, description="Make (or reuse) a bootstrap v0 and put it through the gate")

@@ -85,7 +85,23 @@ class Demo:
         self.corpus_id = self.source.name + ("-quick" if quick else "")
         self.data_dir = settings.data_path
         self.out_dir = self.data_dir / "demo" / self.corpus_id
+        self.users_split = self._users_split()
         self.outcome = DemoOutcome()
+
+    def _users_split(self) -> str:
+        """The split simulated users ask; the reported split must be another one."""
+        available = beir.splits(self.source)
+        wanted = self.demo.train_split
+        candidates = ["train", "dev"] if wanted == "auto" else [wanted]
+        for split in candidates:
+            if split in available and split != self.demo.test_split:
+                return split
+        raise FeedrankError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"{self.source.name} has qrels splits {available}: the demo needs one for simulated users "
+            f"({' or '.join(candidates)}) besides the reported {self.demo.test_split!r} split",
+            "dataset",
+        )
 
     # -- the flow, top to bottom ---------------------------------------------------------------
 
@@ -136,7 +152,8 @@ class Demo:
         s, d = self.settings, self.demo
         return s.replace(
             reranking=s.reranking.model_copy(update={"reranker_mode": "learning", "tribrid_reranker_topn": d.rerank_topn}),
-            training=s.training.model_copy(update={"eval_split": d.eval_split, "eval_rerank_depth": d.rerank_topn}),
+            training=s.training.model_copy(update={"eval_split": f"{self.users_split}@{d.eval_share:g}",
+                                                   "eval_rerank_depth": d.rerank_topn}),
             engine=s.engine.model_copy(update={"watch_interval_s": 1.0}),
         )
 
@@ -192,7 +209,7 @@ class Demo:
         """Train queries users may ask: the trainer's held-out evaluation queries are excluded."""
         from services.trainer.corpus import CorpusData, eval_holdout
 
-        train = beir.load_qrels(self._dataset(), self.demo.train_split)
+        train = beir.load_qrels(self._dataset(), self.users_split)
         settings = self._loop_settings()
         data = CorpusData(settings, self.corpus_id)
         try:
