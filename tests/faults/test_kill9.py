@@ -3,7 +3,8 @@
 A client thread keeps searching and recording clicks on what it found. A click counts as acknowledged
 only when Feedback.Record returned OK; a failed Record is retried with the same event_ids, as a real
 client would. Throughout: Search never fails (while the reranker is down it answers in the fused order
-with degraded_reason set), and at the end every acknowledged event is in the trainer's event store once.
+with degraded_reason set), the restarted reranker serves the champion again and follows an alias flip made
+under load, and at the end every acknowledged event is in the trainer's event store once.
 """
 
 from __future__ import annotations
@@ -15,20 +16,33 @@ import uuid
 import grpc
 import pytest
 
+from services.common.config import EngineSettings
 from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
+from services.registry.importer import import_model
+from services.registry.store import FileRegistry
 from tests.faults.conftest import CORPUS, queries, start_stack, wait_until
+from tests.reranker.conftest import make_cross_encoder
 
 _CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill9")
+    # A real cross-encoder as champion, and the same weights published again as a second version:
+    # a different version id is all an alias flip needs to be seen in SearchResponse.model_version.
+    registry = FileRegistry(root / "data" / "registry")
+    model = make_cross_encoder(root / "ce", seed=0)
+    import_model(registry, model, EngineSettings(), alias="champion")
+    import_model(registry, model, EngineSettings())
     # Durable broker storage (SeaweedFS under Tansu): a broker killed with -9 keeps what it acknowledged.
-    stack = start_stack(tmp_path_factory.mktemp("kill9"), {
+    stack = start_stack(root, {
         "FEEDRANK_FEEDBACK__RETRY_INTERVAL_S": "0.5",
-        "FEEDRANK_RERANKING__RERANKER_TIMEOUT": "5",
+        "FEEDRANK_RERANKING__RERANKER_TIMEOUT": "10",
+        "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "0.5",
     }, durable_kafka=True)
+    stack.registry = registry
     yield stack
     stack.stop()
 
@@ -47,13 +61,17 @@ class Traffic(threading.Thread):
         self.search_errors: list[str] = []
         self.searches = 0
         self.degraded: list[str] = []  # degraded_reason of each degraded search, in order
-        self.undegraded = 0
+        self.reranked: list[str] = []  # model_version of each reranked search, in order
         self.record_failures = 0
         self._halt = threading.Event()
 
     def counts(self) -> tuple[int, int, int]:
         with self.lock:
-            return len(self.acked), len(self.degraded), self.undegraded
+            return len(self.acked), len(self.degraded), len(self.reranked)
+
+    def reranked_by(self, version: str, since: int) -> int:
+        with self.lock:
+            return sum(1 for v in self.reranked[since:] if v == version)
 
     def run(self) -> None:
         texts = queries()
@@ -73,8 +91,8 @@ class Traffic(threading.Thread):
                     self.search_errors.append(f"degraded search not in the fused order: {response}")
                 elif response.degraded_reason:
                     self.degraded.append(response.degraded_reason)
-                else:
-                    self.undegraded += 1
+                elif response.reranked:
+                    self.reranked.append(response.model_version)
             top = response.results[0]
             event = feedback_pb2.FeedbackEvent(
                 event_id=uuid.uuid4().hex, query_id=response.query_id, session_id=f"s{i}",
@@ -112,9 +130,12 @@ def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
         stack.start_service(name)
         stack.wait_healthy(name, 180)
 
+    first, second = [m.version_id for m in stack.registry.versions()]
+    assert stack.registry.aliases()["champion"] == first
     traffic.start()
     try:
         more(10, "at the start")
+        assert traffic.reranked_by(first, 0) > 0, "the champion never reranked a search"
 
         # 1. the reranker: searches degrade to the fused order, then recover once it is back.
         stack.processes["reranker"].proc.kill()
@@ -123,8 +144,12 @@ def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
         wait_until(lambda: traffic.counts()[1] > degraded_before + 2, 120, "searches degraded by the dead reranker")
         more(3, "with the reranker down")
         restart("reranker")
-        undegraded = traffic.counts()[2]
-        wait_until(lambda: traffic.counts()[2] > undegraded + 2, 120, "searches reranked again after the restart")
+        since = traffic.counts()[2]
+        wait_until(lambda: traffic.reranked_by(first, since) > 2, 120, "searches reranked again after the restart")
+        # ... and the restarted reranker follows an alias flip made while the searches go on.
+        since = traffic.counts()[2]
+        stack.registry.set_alias("champion", second, "swap under load after a kill -9")
+        wait_until(lambda: traffic.reranked_by(second, since) > 2, 120, "searches reranked by the new champion")
 
         # 2. the trainer, which consumes the feedback topic into the event store (offsets not committed).
         stack.processes["trainer"].proc.kill()
