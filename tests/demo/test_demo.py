@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +15,30 @@ REPO = Path(__file__).resolve().parents[2]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 
 
+def run_demo(env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
+    """The demo in its own process group, so a timeout also stops the broker and services it started."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "demo", "--quick", "--dataset", str(SCIFACT)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"the quick demo ran past {timeout_s:.0f}s:\n{out[-3000:]}\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}")
+@pytest.mark.timeout(3000)  # minutes of real work on 2 cores; the run's own limit below stops it first
 def test_quick_demo_learns_and_drops_no_request(tmp_path):
     env = {**os.environ, "FEEDRANK_DATA_DIR": str(tmp_path / "data"), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0"}
-    run = subprocess.run(
-        [sys.executable, "-m", "services.cli", "demo", "--quick", "--dataset", str(SCIFACT)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
-    )
+    run = run_demo(env, timeout_s=2700)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads((tmp_path / "data" / "demo" / "scifact-quick" / "demo.json").read_text())
     rows, simulation = result["rows"], result["simulation"]
