@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import ErrorKind, FeedrankError, invalid, not_found
+
+log = logging.getLogger(__name__)
 
 ALIASES = ("champion", "challenger")
 _VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -46,7 +49,13 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
+    def from_json(cls, data: Any) -> Manifest:
+        """Raises ValueError for anything that is not a manifest object with a files table."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a manifest is a JSON object, not {type(data).__name__}")
+        files = data.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ValueError("files must map each file name to its sha256")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -127,8 +136,9 @@ class FileRegistry(Registry):
         target = self._version_dir(version_id)
         if target.exists():
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"version {version_id} exists; versions are immutable")
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
+        staging: Path | None = None
         try:
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.versions_dir))
             files: dict[str, str] = {}
             for src in sorted(p for p in folder.iterdir() if p.is_file() and p.name != "manifest.json"):
                 shutil.copy2(src, staging / src.name)
@@ -139,7 +149,8 @@ class FileRegistry(Registry):
             _write_json_atomic(staging / "manifest.json", manifest.to_json())
             os.rename(staging, target)  # a reader sees the whole version or nothing
         except OSError as err:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             raise FeedrankError(ErrorKind.UNAVAILABLE, f"registry write failed: {err}") from err
         return manifest
 
@@ -180,13 +191,22 @@ class FileRegistry(Registry):
         else:
             current[alias] = version_id
         record = {"at": _now(), "alias": alias, "from": previous, "to": version_id, "reason": reason}
+        before = self.aliases()
+        try:
+            _write_json_atomic(self._aliases_file, current)
+        except OSError as err:
+            raise FeedrankError(ErrorKind.UNAVAILABLE, f"registry write failed: {err}") from err
         try:
             with self._history_file.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            _write_json_atomic(self._aliases_file, current)
         except OSError as err:
+            # A flip the history does not record must not stand: put the aliases back.
+            try:
+                _write_json_atomic(self._aliases_file, before)
+            except OSError:
+                log.error("aliases.json changed but its history could not be written: %s", err)
             raise FeedrankError(ErrorKind.UNAVAILABLE, f"registry write failed: {err}") from err
 
     def history(self) -> list[dict[str, Any]]:
@@ -217,11 +237,15 @@ def _now() -> str:
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def open_registry(root: Path) -> Registry:

@@ -88,7 +88,8 @@ class RunStore:
         self._lock = threading.Lock()
 
     def dir(self, run_id: str) -> Path:
-        if not run_id or "/" in run_id or run_id.startswith(".") or not run_id.replace("-", "").isalnum():
+        # Run ids are ASCII and short (r<date>-<time>-<hex>): anything else is the caller's mistake.
+        if not run_id or len(run_id) > 64 or not run_id.isascii() or not run_id.replace("-", "").isalnum():
             raise invalid("run_id", f"not a run id: {run_id!r}")
         return self.root / run_id
 

@@ -62,10 +62,6 @@ def test_a_garbage_manifest_is_refused_as_a_failed_precondition(registry, tmp_pa
     assert registry.versions() == []  # listed versions skip the damaged one
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: services/registry/store.py FileRegistry.manifest catches only ValueError/TypeError; a manifest.json "
-    "holding valid JSON that is not an object ([] or null) raises AttributeError from Manifest.from_json "
-    "(`data.items()`), so manifest()/local_path()/versions() crash instead of raising FeedrankError"))
 @pytest.mark.parametrize("garbage", ["[]", "null", "42"])
 def test_a_manifest_that_is_not_an_object_is_refused(registry, tmp_path, garbage):
     version = registry.publish(_folder(tmp_path), FIELDS).version_id
@@ -76,9 +72,6 @@ def test_a_manifest_that_is_not_an_object_is_refused(registry, tmp_path, garbage
     assert registry.versions() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: services/registry/store.py FileRegistry.local_path iterates `manifest.files.items()` unchecked; "
-    'a manifest whose "files" is not an object (e.g. a list) raises AttributeError, not FeedrankError'))
 def test_a_manifest_with_a_bad_files_table_is_refused(registry, tmp_path):
     version = registry.publish(_folder(tmp_path), FIELDS).version_id
     path = registry.root / "versions" / version / "manifest.json"
@@ -157,10 +150,6 @@ def test_rerank_refuses_traversal_and_broken_versions_and_keeps_serving(reranker
     assert _rerank(reranker, "").model_version == "none"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: Rerank(model=<version whose manifest.json is [] or null>) answers INTERNAL: the AttributeError from "
-    "FileRegistry.manifest (services/registry/store.py) is not a FeedrankError, so VersionPool.get "
-    "(services/reranker/versions.py) does not turn it into INVALID_ARGUMENT on `model`"))
 def test_rerank_refuses_a_version_whose_manifest_is_not_an_object(reranker):
     with pytest.raises(grpc.RpcError) as err:
         _rerank(reranker, "vlist")
@@ -188,9 +177,6 @@ def test_publish_on_a_full_disk_reports_unavailable_and_leaves_nothing(registry,
     assert registry.publish(tmp_path / "m", FIELDS).files
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: services/registry/store.py FileRegistry.publish calls tempfile.mkdtemp outside its try block, so a "
-    "full disk while creating the staging folder escapes as a raw OSError instead of FeedrankError(UNAVAILABLE)"))
 def test_publish_reports_a_full_disk_when_the_staging_folder_cannot_be_made(registry, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkdtemp", _enospc)
     with pytest.raises(FeedrankError) as err:
@@ -220,9 +206,6 @@ def test_set_alias_on_a_full_disk_reports_unavailable_and_keeps_the_aliases(regi
     assert registry.aliases() == {"champion": b}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: services/registry/store.py _write_json_atomic leaves its .aliases.json.<id>.tmp file behind when "
-    "os.replace fails (no cleanup on error), so every failed alias flip on a full disk litters the registry root"))
 def test_a_failed_alias_flip_leaves_no_temporary_file(registry, tmp_path, monkeypatch):
     _, b = _two_versions(registry, tmp_path)
     monkeypatch.setattr(os, "replace", _enospc)
@@ -232,9 +215,6 @@ def test_a_failed_alias_flip_leaves_no_temporary_file(registry, tmp_path, monkey
     assert sorted(p.name for p in registry.root.iterdir() if p.name.startswith(".")) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "finding: services/registry/store.py FileRegistry.set_alias appends the history record before it writes "
-    "aliases.json; when that write fails (disk full) the history claims a flip that never happened"))
 def test_a_failed_alias_flip_is_not_in_the_history(registry, tmp_path, monkeypatch):
     a, b = _two_versions(registry, tmp_path)
     monkeypatch.setattr(os, "replace", _enospc)

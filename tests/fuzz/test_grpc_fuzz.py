@@ -44,9 +44,8 @@ _INT64 = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 1, 
 _UINT = st.integers(0, 2**32 - 1)
 
 
-def _strings(known: list[str], huge: bool = True) -> st.SearchStrategy[str]:
-    short = [st.text(max_size=40), st.sampled_from(_SPECIAL + known)]
-    return st.one_of(*short, _HUGE) if huge else st.one_of(*short)
+def _strings(known: list[str]) -> st.SearchStrategy[str]:
+    return st.one_of(st.text(max_size=40), st.sampled_from(_SPECIAL + known), _HUGE)
 
 
 def _scalar(field: FieldDescriptor, text: st.SearchStrategy[str]) -> st.SearchStrategy:
@@ -113,13 +112,6 @@ _RETRIEVER = [CORPUS, "does aspirin affect health", "fusion.method", "fusion.rrf
               "reranking.tribrid_reranker_topn", "fusion.vector_weight", "reranking.reranker_timeout", "local"]
 _TRAINER = ["no-such-corpus", "run-0", "v20260101-000000-abcdef", "epochs", "learning_rate", "batch_size"]
 
-RUN_ID_FINDING = (
-    "finding: services/trainer/runs.py RunStore.dir (line ~91) puts no length cap on run_id (and str.isalnum "
-    "accepts any unicode letter), so a run_id longer than the file system's 255-byte name limit reaches "
-    "open() and its OSError ENAMETOOLONG answers INTERNAL from GetRun/CancelRun/StreamRunMetrics")
-_RUN_ID_XFAIL = pytest.mark.xfail(strict=True, reason=RUN_ID_FINDING)
-# Until that is fixed the fuzzing of run_id RPCs draws no overlong strings, so it keeps guarding
-# everything else; test_an_overlong_run_id_is_refused_as_the_callers_mistake pins the finding itself.
 _RUN_ID_RPCS = ("GetRun", "CancelRun", "StreamRunMetrics")
 
 # (service, method, request class, how it is called, names to draw strings from)
@@ -187,7 +179,7 @@ def _call(channels, service: str, method: str, style: str, request):
                                  HealthCheck.data_too_large])
 @given(data=st.data())
 def test_no_rpc_answers_internal_or_unknown(channels, service, method, request_cls, style, names, data):
-    strategy = message(request_cls, _strings(names, huge=method not in _RUN_ID_RPCS))
+    strategy = message(request_cls, _strings(names))
     request = data.draw(st.lists(strategy, max_size=3) if style == "stream_in" else strategy, label="request")
     if service == "trainer":
         _away_from_real_corpora(request)
@@ -222,7 +214,6 @@ def test_admin_rpcs_refuse_calls_without_the_token(channels, service, method, re
     assert config(retriever_pb2.GetConfigRequest(), timeout=30) == before
 
 
-@_RUN_ID_XFAIL
 @pytest.mark.parametrize("method", _RUN_ID_RPCS)
 def test_an_overlong_run_id_is_refused_as_the_callers_mistake(channels, method):
     # The directed form of the fuzz finding: 300 ASCII letters, a plausible id shape but too long for a file name.
