@@ -170,7 +170,9 @@ class Demo:
         }
 
     def _trainer(self) -> trainer_pb2_grpc.TrainerStub:
-        return trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(self.stack.target("trainer")))
+        if getattr(self, "_trainer_stub", None) is None:
+            self._trainer_stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(self.stack.target("trainer")))
+        return self._trainer_stub
 
     def _bootstrap(self) -> None:
         """v0 without feedback (cached across runs); the gate decides whether it replaces the fused order."""
@@ -225,25 +227,27 @@ class Demo:
         simulator = UserSimulator(self.stack.target("retriever"), self.stack.target("feedback"), self.corpus_id,
                                   queries, train_qrels, model)
         stats = SimulationStats()
+        already = self._feedback_events()  # a resumed run finds earlier sessions' events in the store
         try:
             with _progress() as bar:
                 task = bar.add_task(f"simulated users (noise {self.noise:.0%})", total=sessions)
                 simulator.run(sessions, stats, on_session=lambda s: bar.advance(task))
-            self._wait_for_events(stats)
+            self._wait_for_events(already + stats.clicks + stats.ratings)
             with LoadDuringSwap(simulator, stats):
                 self._learn()
         finally:
             simulator.close()
         return stats
 
-    def _wait_for_events(self, stats: SimulationStats, timeout_s: float = 300) -> None:
-        wanted = stats.clicks + stats.ratings
-        trainer = self._trainer()
+    def _feedback_events(self) -> int:
+        by_type = self._trainer().EventStats(trainer_pb2.EventStatsRequest(), timeout=30).by_type
+        return by_type.get("click", 0) + by_type.get("rating", 0)
+
+    def _wait_for_events(self, wanted: int, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
-        with console.status(f"waiting for {wanted} clicks and ratings to reach the trainer through Kafka"):
+        with console.status(f"waiting for the clicks and ratings to reach the trainer through Kafka ({wanted} in all)"):
             while time.monotonic() < deadline:
-                by_type = trainer.EventStats(trainer_pb2.EventStatsRequest(), timeout=30).by_type
-                if by_type.get("click", 0) + by_type.get("rating", 0) >= wanted:
+                if self._feedback_events() >= wanted:
                     return
                 time.sleep(1)
         raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, f"events did not reach the trainer in {timeout_s:.0f}s")
