@@ -153,6 +153,7 @@ class Demo:
         return s.replace(
             reranking=s.reranking.model_copy(update={"reranker_mode": "learning", "tribrid_reranker_topn": d.rerank_topn}),
             training=s.training.model_copy(update={"eval_split": f"{self.users_split}@{d.eval_share:g}",
+                                                   "train_split": self.users_split,
                                                    "eval_rerank_depth": d.rerank_topn}),
             engine=s.engine.model_copy(update={"watch_interval_s": 1.0}),
         )
