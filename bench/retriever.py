@@ -202,6 +202,7 @@ def main() -> None:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": os.getloadavg()[0]},
         "corpus": {"id": args.corpus_id, "documents": sum(1 for _ in beir.iter_corpus(dataset))},
+        "query_precision": settings.retrieval.query_precision,
         "latency_without_rerank": {
             **asyncio.run(in_process_latency(settings, args.corpus_id, test_queries, args.warmup)),
             **grpc_latency(settings, args.corpus_id, test_queries, args.warmup),

@@ -106,7 +106,9 @@ class RetrieverCore:
         if self._embedder is None:
             r = self.settings.retrieval
             engine = self.settings.engine.model_copy(update={"intra_op_threads": r.embedder_threads})
-            self._embedder = Embedder.from_data_dir(self.data_dir, engine, r.embedder_max_length, r.embed_batch_size)
+            self._embedder = Embedder.from_data_dir(
+                self.data_dir, engine, r.embedder_max_length, r.embed_batch_size, r.query_precision
+            )
         return self._embedder
 
     # -- ingestion --------------------------------------------------------------------------

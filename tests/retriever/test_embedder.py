@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from services.common.config import EngineSettings
 from tests.retriever.conftest import REPO, SHARED_DATA
 
 SENTENCES = [
@@ -55,11 +56,13 @@ def test_encoding_does_not_depend_on_batch_company(embedder):
 
 
 def test_serving_path_does_not_import_torch(embedder_dir, tmp_path):
-    """With an export cached, the server's modules and a query embedding load no torch."""
+    """With an export cached, the server's modules and a query embedding load no torch, even where the
+    int8 query graph has to be quantized first (caches written before it existed)."""
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(embedder_dir, data / "models" / "embedder")
+    (data / "models" / "embedder" / "model.int8.onnx").unlink()
     code = textwrap.dedent(
         f"""
         import sys
@@ -67,8 +70,8 @@ def test_serving_path_does_not_import_torch(embedder_dir, tmp_path):
         import services.retriever.server, services.retriever.service, services.retriever.__main__
         from services.common.config import EngineSettings
         from services.retriever.embedder import Embedder
-        e = Embedder.from_data_dir(Path({str(data)!r}), EngineSettings(), 256, 8)
-        assert e.encode_query("hello").shape == (384,)
+        e = Embedder.from_data_dir(Path({str(data)!r}), EngineSettings(), 256, 8, "int8")
+        assert e.query_precision == "int8" and e.encode_query("hello").shape == (384,)
         print("torch" in sys.modules, "sentence_transformers" in sys.modules)
         """
     )
@@ -89,3 +92,17 @@ def test_stale_export_is_redone(tmp_path, embedder_dir):
     pytest.importorskip("torch")
     ensure_export(cache)
     assert json.loads((cache / "export.json").read_text())["fingerprint"] != "old"
+
+
+def test_int8_query_graph_stays_close_to_fp32(embedder_dir):
+    """Queries may run the int8 twin; documents always go through fp32 (the index is built once)."""
+    from services.retriever.embedder import Embedder
+
+    texts = _real_sentences()
+    int8 = Embedder(embedder_dir, EngineSettings(intra_op_threads=1), 256, 8, query_precision="int8")
+    fp32 = Embedder(embedder_dir, EngineSettings(intra_op_threads=1), 256, 8)
+    assert (int8.query_precision, fp32.query_precision) == ("int8", "fp32")
+    np.testing.assert_allclose(int8.encode(texts), fp32.encode(texts), atol=1e-6)
+    queries = np.stack([int8.encode_query(t) for t in texts])
+    cosines = (queries * fp32.encode(texts)).sum(axis=1)
+    assert 0.97 < cosines.min() and cosines.max() < 1 - 1e-6, cosines
