@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
@@ -109,3 +110,107 @@ def test_dashboard_queries_only_declared_metrics():
                    "feedrank_rerank_queue_pairs", "feedrank_model_info", "feedrank_model_swaps_total",
                    "feedrank_model_swap_failures_total", "feedrank_events_consumer_lag", "feedrank_feedback_spool_depth"):
         assert needed in queried, needed
+
+
+_METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Info", "Summary", "Enum"}
+# Labels the scrape adds to every series (kubernetes_sd relabelling and the scrape job), not the code.
+TARGET_LABELS = {"namespace", "pod", "container", "instance", "job", "service", "node"}
+
+
+def _series(kind: str, name: str) -> dict[str, set[str]]:
+    """The series prometheus_client exposes for one metric, with the labels it adds itself."""
+    if kind == "Counter":
+        base = name.removesuffix("_total")
+        return {f"{base}_total": set(), f"{base}_created": set()}
+    if kind == "Histogram":
+        return {f"{name}_bucket": {"le"}, f"{name}_sum": set(), f"{name}_count": set(), f"{name}_created": set()}
+    if kind == "Summary":
+        return {name: {"quantile"}, f"{name}_sum": set(), f"{name}_count": set(), f"{name}_created": set()}
+    if kind == "Info":
+        return {f"{name}_info": set()}
+    if kind == "Enum":
+        return {name: {name}}
+    return {name: set()}
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every series the services export, with its label names, read from the prometheus_client constructor calls."""
+    out: dict[str, set[str]] = {}
+    for path in (ROOT / "services").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            kind = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            name = node.args[0].value if isinstance(node.args[0], ast.Constant) else None
+            if kind not in _METRIC_CLASSES or not isinstance(name, str) or not name.startswith("feedrank_"):
+                continue
+            labels = node.args[2] if len(node.args) > 2 else next(
+                (k.value for k in node.keywords if k.arg == "labelnames"), None)
+            declared = set(ast.literal_eval(labels)) if labels is not None else set()
+            for series, added in _series(kind, name).items():
+                out[series] = declared | added
+    return out
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """(panel title, PromQL, legend format) of every panel target and the templating queries."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    out = [(p["title"], t["expr"], t.get("legendFormat", "")) for p in dashboard["panels"] for t in p.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            out.append((f"${variable['name']}", variable["definition"], ""))
+    return out
+
+
+_SELECTOR = re.compile(r"\b(feedrank_[a-z0-9_]+)(?:\{([^}]*)\})?")
+_MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+_LABEL_VALUES = re.compile(r"label_values\(\s*(feedrank_[a-z0-9_]+)\s*,\s*(\w+)\s*\)")
+
+
+def test_dashboard_series_and_labels_are_exported():
+    """Each series, each label it filters, groups or names in a legend by, and each literal label value.
+
+    Label values are a typo guard: a literal the dashboard matches on (outcome="promoted", name="loss") must
+    appear as a string literal in the services' code, since prometheus_client takes label values from there.
+    """
+    exported = exported_series()
+    source = "\n".join(path.read_text() for path in (ROOT / "services").rglob("*.py"))
+    for title, expr, legend in dashboard_queries():
+        selectors = _SELECTOR.findall(expr)
+        assert selectors, f"{title}: no feedrank metric in {expr!r}"
+        for name, matchers in selectors:
+            assert name in exported, f"{title}: {name} is not a series any service exports"
+            known = exported[name] | TARGET_LABELS
+            for label, op, value in _MATCHER.findall(matchers):
+                assert label in known, f"{title}: {name} has no label {label!r} (it has {sorted(exported[name])})"
+                if value.startswith("$"):
+                    continue
+                for literal in value.split("|") if op in ("=~", "!~") else [value]:
+                    if re.fullmatch(r"[\w@.-]+", literal):
+                        assert f'"{literal}"' in source or f"'{literal}'" in source, \
+                            f"{title}: {label}={literal!r} is a value no service code sets"
+        names = [name for name, _ in selectors]
+        grouped = {g.strip() for group in _GROUPING.findall(expr) for g in group.split(",") if g.strip()}
+        for label in grouped:
+            for name in names:
+                assert label in exported[name] | TARGET_LABELS, f"{title}: groups {name} by {label!r}, which it lacks"
+        for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", legend):
+            assert label in (grouped or set.intersection(*(exported[n] | TARGET_LABELS for n in names))), \
+                f"{title}: the legend names {label!r}, which the query's result does not carry"
+        for name, label in _LABEL_VALUES.findall(expr):
+            assert label in exported[name] | TARGET_LABELS, f"{title}: {name} has no label {label!r}"
+
+
+def test_dashboard_has_a_training_row():
+    dashboard = json.loads(DASHBOARD.read_text())
+    rows = [i for i, p in enumerate(dashboard["panels"]) if p["type"] == "row"]
+    titles = [dashboard["panels"][i]["title"] for i in rows]
+    assert "Training" in titles
+    start = rows[titles.index("Training")]
+    end = next((i for i in rows if i > start), len(dashboard["panels"]))
+    exprs = " ".join(t["expr"] for p in dashboard["panels"][start + 1:end] for t in p["targets"])
+    for needed in ('feedrank_training_metric{namespace=~"$namespace", name="loss"}', 'metric="ndcg@10"',
+                   "challenger|champion", "sum by (outcome) (increase(feedrank_gate_decisions_total",
+                   "feedrank_events_consumer_lag", "feedrank_events_consumed_total"):
+        assert needed in exprs, needed
