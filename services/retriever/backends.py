@@ -2,6 +2,8 @@
 
 `Corpora` is the catalog both ingestion and search use: it opens each corpus once (the
 embedded indexes hold file handles and caches) and hands out the same handles afterwards.
+A serving retriever opens it `read_only`: several replicas may then serve one data dir (see
+`vector/edge.py` for what that takes with the embedded vector shard).
 """
 
 from __future__ import annotations
@@ -42,9 +44,13 @@ class Corpus:
 
 
 class Corpora:
-    def __init__(self, settings: RetrievalSettings, data_dir: Path, *, opensearch: Any = None, qdrant: Any = None):
+    def __init__(
+        self, settings: RetrievalSettings, data_dir: Path, *, opensearch: Any = None, qdrant: Any = None,
+        read_only: bool = False,
+    ):
         self.settings = settings
         self.data_dir = data_dir
+        self.read_only = read_only
         self._opensearch = opensearch
         self._qdrant = qdrant
         self._open: dict[str, Corpus] = {}
@@ -55,6 +61,9 @@ class Corpora:
 
     def get(self, corpus_id: str, *, create: bool = False) -> Corpus:
         check_corpus_id(corpus_id)
+        if create and self.read_only:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
+                                f"corpus {corpus_id!r}: a read-only catalog (a serving retriever) creates nothing")
         with self._lock:
             if corpus_id in self._open:
                 return self._open[corpus_id]
@@ -105,7 +114,7 @@ class Corpora:
         if s.vector_backend == "edge":
             from services.retriever.vector.edge import EdgeIndex
 
-            return EdgeIndex(root / "vectors", DIMENSION)
+            return EdgeIndex(root / "vectors", DIMENSION, read_only=self.read_only)
         from services.retriever.vector.qdrant import QdrantIndex
 
         if self._qdrant is None:

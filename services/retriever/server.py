@@ -8,6 +8,7 @@ from services.common.config import Settings
 from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from services.retriever import convert
+from services.retriever.backends import Corpora
 from services.retriever.service import RetrieverCore
 
 SERVICE_NAME = retriever_pb2.DESCRIPTOR.services_by_name["Retriever"].full_name
@@ -51,7 +52,8 @@ def build_app(settings: Settings, core: RetrieverCore, port: int | None = None) 
 
 
 async def serve(settings: Settings, port: int | None = None) -> None:
-    core = RetrieverCore(settings)
+    # Serving only reads the corpora: opened read-only, replicas can share a data dir (vector/edge.py).
+    core = RetrieverCore(settings, corpora=Corpora(settings.retrieval, settings.data_path, read_only=True))
     # Export/load the embedder before reporting SERVING, so the first search is not the slow one.
     await asyncio.to_thread(lambda: core.embedder)
     app = build_app(settings, core, port)
