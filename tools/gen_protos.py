@@ -34,7 +34,7 @@ def generate(out: Path) -> None:
     )
     if rc != 0:
         sys.exit(f"protoc failed with exit code {rc}")
-    for path in out.rglob("*.py*"):
+    for path in [*out.rglob("*.py"), *out.rglob("*.pyi")]:
         text = path.read_text()
         text = re.sub(r"^from feedrank\.v1 import", f"from {PACKAGE}.feedrank.v1 import", text, flags=re.M)
         path.write_text(text)

@@ -145,6 +145,13 @@ class RetrievalSettings(_Group):
         True, description="Send each candidate's dense vector with the rerank request, so bi-encoder versions "
         "need not re-embed documents"
     )
+    follow_model_adapter: bool = Field(
+        True, description="The vector leg embeds queries through the query adapter of the version that reranks "
+        "(a query-adapter version trained for this corpus), read from the registry"
+    )
+    adapter_refresh_s: float = Field(
+        1.0, gt=0, description="How long the retriever trusts an alias target before reading the registry again"
+    )
     impression_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of searches logged as impressions")
     impression_timeout_s: float = Field(
         0.5, gt=0, description="Deadline of the fire-and-forget impression call to the feedback service"
@@ -248,6 +255,16 @@ class TrainingSettings(_Group):
     blend_weights: list[float] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
         description="Adapter: blend weights of the adapted cosine tried on the dev split (0 = the fused order)",
+    )
+    linear_head_depth: int = Field(
+        30, ge=1, description="Adapter: fused candidates the linear head re-scores (cut to eval_rerank_depth; "
+        "bench/learning.md measured its best at 30)"
+    )
+    linear_head_c: float = Field(
+        1.0, gt=0, description="Adapter: inverse L2 strength of the linear head's logistic regression"
+    )
+    head_cv_folds: int = Field(
+        5, ge=2, description="Adapter: folds over the dev queries when choosing blend vs linear head"
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
     device: Literal["auto", "cpu", "cuda"] = Field(

@@ -57,6 +57,7 @@ def search_reply(response: retriever_pb2.SearchResponse) -> dict[str, Any]:
             for r in response.results
         ],
         "model_version": response.model_version,
+        "query_adapter_version": response.query_adapter_version,
         "reranked": response.reranked,
         "degraded_reason": response.degraded_reason,
         "timings": {**to_dict(response.timings), "lexical_ms": response.lexical_ms, "vector_ms": response.vector_ms},

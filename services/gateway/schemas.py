@@ -77,6 +77,7 @@ class SearchReply(BaseModel):
     query_id: str
     results: list[SearchHit]
     model_version: str
+    query_adapter_version: str = Field(description="Version whose query adapter embedded the vector leg; empty = base")
     reranked: bool
     degraded_reason: str
     timings: dict[str, float]

@@ -18,7 +18,7 @@ from services.engine.session import choose_providers
 from services.reranker.batching import Batcher
 from services.reranker.cache import ResultCache, cache_key
 from services.reranker.cloud import CloudReranker
-from services.reranker.combine import blend, fused_signal
+from services.reranker.combine import Legs, final_scores
 from services.reranker.versions import LoadedVersion, VersionPool
 
 PASSTHROUGH = "none"
@@ -30,6 +30,9 @@ class Document:
     text: str
     fused_score: float = 0.0  # from the retriever's LegScores; 0 when the caller sent none
     vector: tuple[float, ...] = ()  # the dense leg's vector of the document, when the caller sent it
+    lexical_score: float = 0.0  # the rest of LegScores, for a version with a linear head
+    lexical_rank: int = 0  # 1-based; 0 = not returned by the leg (or not sent)
+    vector_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,11 +185,8 @@ class RerankerCore:
 
     @staticmethod
     def _combine(loaded: LoadedVersion, request: RerankQuery, scores: np.ndarray) -> np.ndarray:
-        settings = loaded.manifest.extra.get("blend")
-        if not settings:
-            return scores
-        fused = fused_signal([d.fused_score for d in request.documents], len(request.documents))
-        return blend(scores, fused, float(settings["weight"]), int(settings["depth"]))
+        legs = Legs.of([(d.lexical_score, d.lexical_rank, d.vector_rank, d.fused_score) for d in request.documents])
+        return final_scores(loaded.manifest.extra, scores, legs)
 
     @staticmethod
     def _rank(request: RerankQuery, scores: np.ndarray) -> list[Ranked]:

@@ -13,7 +13,11 @@ from services.reranker.core import Document, RerankerCore, RerankOutcome, Rerank
 def to_query(request: reranker_pb2.RerankRequest) -> RerankQuery:
     return RerankQuery(
         query=request.query,
-        documents=[Document(d.id, d.text, d.legs.fused_score, tuple(d.embedding)) for d in request.documents],
+        documents=[
+            Document(d.id, d.text, d.legs.fused_score, tuple(d.embedding), d.legs.lexical_score, d.legs.lexical_rank,
+                     d.legs.vector_rank)
+            for d in request.documents
+        ],
         top_n=request.top_n,
         model=request.model,
         truncate=request.truncate,

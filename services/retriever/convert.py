@@ -169,6 +169,7 @@ def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:
             for h in outcome.hits
         ],
         model_version=outcome.model_version,
+        query_adapter_version=outcome.query_adapter_version,
         reranked=outcome.reranked,
         degraded_reason=outcome.degraded_reason,
         timings=common_pb2.Timings(inference_ms=outcome.rerank_ms, total_ms=outcome.total_ms),

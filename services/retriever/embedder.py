@@ -82,6 +82,10 @@ class Embedder:
         return cls(ensure_export(data_dir / "models" / "embedder"), engine, max_length, batch_size, query_precision)
 
     @property
+    def dimension(self) -> int:
+        return DIMENSION
+
+    @property
     def query_precision(self) -> str:
         return self._query_model.precision
 

@@ -28,6 +28,7 @@ from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
 from services.retriever.embedder import Embedder
 from services.retriever.fusion import Fused, fuse
+from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
 from services.retriever.runtime_config import RuntimeConfig, validated
 
@@ -67,6 +68,7 @@ class SearchOutcome:
     vector_ms: float
     rerank_ms: float
     total_ms: float
+    query_adapter_version: str = ""
 
 
 @dataclass
@@ -95,6 +97,10 @@ class RetrieverCore:
         self.reranker = reranker or RerankerClient(settings.endpoints.reranker)
         self.impressions = impressions or ImpressionSender(
             settings.endpoints.feedback, settings.retrieval.impression_timeout_s
+        )
+        self.adapters = QueryAdapters(
+            settings.registry_path if settings.retrieval.follow_model_adapter else None,
+            settings.retrieval.adapter_refresh_s,
         )
         self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking)
         self._rng = rng or random.Random()
@@ -148,10 +154,25 @@ class RetrieverCore:
         hits = corpus.lexical.search(query, depth)
         return hits, (time.perf_counter() - started) * 1000
 
-    def _vector(self, corpus: Corpus, query: str, depth: int) -> tuple[list, float]:
+    def _vector(self, corpus: Corpus, query: str, depth: int, adapter: QueryAdapter | None = None) -> tuple[list, float]:
         started = time.perf_counter()
-        hits = corpus.vector.search(self.embedder.encode_query(query), depth)
+        vector = self.embedder.encode_query(query)
+        if adapter is not None:
+            vector = adapter.apply(vector)
+        hits = corpus.vector.search(vector, depth)
         return hits, (time.perf_counter() - started) * 1000
+
+    def _query_adapter(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> QueryAdapter | None:
+        """The adapter of the version that will rerank this search (none when no local version does)."""
+        if mode not in ("local", "learning"):
+            return None
+        model = request.model or (reranking.reranker_local_model if mode == "local" else "champion")
+        adapter = self.adapters.for_search(model, request.corpus_id)
+        if adapter is not None and adapter.W.shape[0] != self.embedder.dimension:
+            log.warning("vector leg uses the base query tower: %s's adapter is %s-d, the embedder %d-d",
+                        adapter.version_id, adapter.W.shape[0], self.embedder.dimension)
+            return None
+        return adapter
 
     def validate(self, request: SearchQuery) -> tuple[Corpus, int, int, FusionSettings, RerankingSettings]:
         if not request.query or not request.query.strip():
@@ -176,11 +197,12 @@ class RetrieverCore:
         started = time.perf_counter()
         corpus, top_k, candidate_k, fusion, reranking = self.validate(request)
         query_id = str(uuid.uuid4())
+        mode = request.rerank_mode or reranking.reranker_mode
+        adapter = self._query_adapter(request, mode, reranking)
         (lexical, lexical_ms), (vector, vector_ms) = await asyncio.gather(
             asyncio.to_thread(self._lexical, corpus, request.query, candidate_k),
-            asyncio.to_thread(self._vector, corpus, request.query, candidate_k),
+            asyncio.to_thread(self._vector, corpus, request.query, candidate_k, adapter),
         )
-        mode = request.rerank_mode or reranking.reranker_mode
         topn = reranking.tribrid_reranker_topn if mode != "none" else 0
         head = fuse(
             lexical, vector, fusion.method, rrf_k=fusion.rrf_k, sparse_weight=fusion.sparse_weight,
@@ -203,6 +225,7 @@ class RetrieverCore:
             query_id=query_id, hits=hits, model_version=model_version, reranked=reranked, degraded_reason=degraded,
             lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,
             total_ms=(time.perf_counter() - started) * 1000,
+            query_adapter_version=adapter.version_id if adapter else "",
         )
         self._impression(request, outcome)
         return outcome

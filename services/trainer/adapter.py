@@ -2,18 +2,19 @@
 
     q' = normalize(q + q W)      q: the base MiniLM query vector, W: 384 x 384 (zeros, or the champion's)
     score(q, d) = q' . d         d: the corpus vectors the dense leg already holds (never re-embedded)
-    final = blend over the fused top `depth`: (1 - w) * minmax(fused) + w * minmax(score); below it the fused order
 
-Measured on SciFact (bench/learning.md): nDCG@10 0.7975 against the fused order's 0.711, ~1 minute of CPU.
+Served twice (bench/learning.md row 8, 0.815-0.828 on SciFact test against the fused order's 0.711):
+the retriever's vector leg embeds queries through the adapter (so the candidates and their fusion
+change), and the reranker re-scores the fused top with a head over the legs and the adapted cosine.
 
 Training is full-batch Adam on W with a softmax over the WHOLE corpus (every document a negative, so
 the triplets' negatives are not needed): per query, -log of the weighted mean probability of its clicked
 documents (a triplet's `weight`, e.g. inverse propensity, scales its pair; equal weights give the
 research's -log sum p up to a constant). A seeded `dev_share` of the queries is held out: every
 `adapter_eval_every` epochs their nDCG@10 under the adapted cosine over the whole corpus is measured and
-the best W kept (W as it started included), which is early stopping on feedback. The blend's depth and
-weight are then chosen by grid on the same dev queries, over the retriever's fused candidates, with the
-reranker's own `combine.blend`; weight 0 (the fused order) is always on the grid.
+the best W kept (W as it started included), which is early stopping on feedback. The head (a blend, or
+a linear model over LegScores: services/trainer/heads.py) is then chosen on the same dev queries, over
+the fused lists the adapted vector leg produces.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from services.common.config import Settings, TrainingSettings
+from services.common.config import FusionSettings, Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.evaluation import metrics as ir
-from services.reranker.combine import blend, fused_signal
-from services.trainer.candidates import CandidateSource
+from services.reranker.combine import Legs
+from services.retriever.fusion import fuse
+from services.trainer.candidates import Candidate, CandidateSource
+from services.trainer.heads import Pool, choose_head, ndcg
 from services.trainer.corpus import CorpusData, normalize_query
 from services.trainer.mining import Triplet
 from services.trainer.training import Cancelled
@@ -201,40 +204,34 @@ def train_adapter(
     return best_W, final
 
 
-# -- the blend -----------------------------------------------------------------------------------
+# -- the served candidates -------------------------------------------------------------------------
 
-def blended_order(doc_ids: list[str], fused_scores: list[float], cosines: np.ndarray, weight: float,
-                  depth: int, window: int) -> list[str]:
-    """The served order: the retriever sends the fused top `window`, the reranker blends, the rest follow."""
-    head, tail = doc_ids[:window], doc_ids[window:]
-    final = blend(cosines[: len(head)], fused_signal(fused_scores[: len(head)], len(head)), weight, depth)
-    return [head[i] for i in np.argsort(-final, kind="stable")] + tail
+def adapted_candidates(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int,
+                       fusion: FusionSettings) -> list[Candidate]:
+    """The fused list the retriever serves once its vector leg embeds queries through the adapter.
+
+    The lexical leg is the retriever's own (ranks and scores from its base-tower answer); the vector leg is
+    re-run exactly over the corpus vectors with the adapted query vector; both are fused by the retriever's
+    fusion code with the configured method, so the list matches the served one up to the index's search.
+    """
+    lexical = [(c.doc_id, c.lexical_score) for c in sorted((c for c in base if c.lexical_rank),
+                                                            key=lambda c: c.lexical_rank)][:depth]
+    scores = docs @ query
+    k = min(depth, len(scores))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    fused = fuse(lexical, [(ids[i], float(scores[i])) for i in top], fusion.method, rrf_k=fusion.rrf_k,
+                 sparse_weight=fusion.sparse_weight, vector_weight=fusion.vector_weight,
+                 normalization=fusion.normalization)
+    return [Candidate(f.doc_id, f.score, f.lexical_rank, f.vector_rank, f.lexical_score, f.vector_score)
+            for f in fused]
 
 
-def choose_blend(
-    lists: dict[int, tuple[list[str], list[float]]], cosines: dict[int, np.ndarray], qrels: dict[str, dict[str, int]],
-    training: TrainingSettings,
-) -> tuple[int, float, dict[str, float]]:
-    """Grid over (depth, weight) on the given queries; ties keep the earlier depth and the smaller weight."""
-    window = training.eval_rerank_depth
-    depths = sorted({min(d, window) for d in training.blend_depths})
-    weights = sorted(set(training.blend_weights) | {0.0})  # the fused order is always a candidate
-
-    def score(depth: int, weight: float) -> float:
-        run = {}
-        for row, (ids, fused) in lists.items():
-            order = blended_order(ids, fused, cosines[row], weight, depth, window)
-            run[str(row)] = {d: float(len(order) - i) for i, d in enumerate(order)}
-        return ir.evaluate(run, qrels, ("ndcg@10",))["ndcg@10"]
-
-    best = (depths[0], 0.0, score(depths[0], 0.0))
-    fused_value = best[2]
-    for depth in depths:
-        for weight in weights:
-            value = score(depth, weight)
-            if value > best[2] + 1e-9:
-                best = (depth, weight, value)
-    return best[0], best[1], {"fused_ndcg@10": fused_value, "blend_ndcg@10": best[2]}
+def pool(candidates: list[Candidate], scores: np.ndarray) -> Pool:
+    """A head's input: the list, and the model's scores of its first len(scores) candidates."""
+    head = candidates[: len(scores)]
+    legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
+    return Pool([c.doc_id for c in candidates], legs, np.asarray(scores, dtype=np.float32))
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -242,7 +239,7 @@ def choose_blend(
 @dataclass
 class AdapterOutcome:
     W: np.ndarray
-    blend: dict[str, float]
+    head: dict[str, Any]  # manifest `extra` entries: {"blend": {...}} or {"linear_head": {...}}
     metrics: dict[str, float]
     data: dict[str, Any]
 
@@ -252,7 +249,7 @@ def run_adapter(
     candidates: CandidateSource, cancel: threading.Event,
     metric: Callable[[int, float, str, float], None],
 ) -> AdapterOutcome:
-    """Train W on the triplets' (query, clicked document) pairs and choose the blend.
+    """Train W on the triplets' (query, clicked document) pairs and choose the head.
 
     `metric(step, epoch, name, value)` streams progress: `max_steps` first, `loss` per epoch,
     `eval_ndcg@10` (dev, adapted cosine over the whole corpus) every `adapter_eval_every` epochs.
@@ -289,33 +286,36 @@ def run_adapter(
         on_eval=lambda e, v: metric(e, float(e), "eval_ndcg@10", v),
         cancel=cancel,
     )
-    # The blend is chosen on dev feedback; with too few queries for a dev split, on the training queries.
+    # The head is chosen on dev feedback; with too few queries for a dev split, on the training queries.
     chosen_on = dev_rows or train_rows
     adapted = adapt(base_q[chosen_on], W)
-    lists, cosines = {}, {}
+    pools, base_pools = {}, {}
+    window = training.eval_rerank_depth
     for j, row in enumerate(chosen_on):
-        cands = candidates.candidates(corpus_id, feedback.texts[row], training.eval_depth)
-        cand_ids = [c.doc_id for c in cands if c.doc_id in index]
-        lists[row] = (cand_ids, [c.score for c in cands if c.doc_id in index])
-        head = cand_ids[: training.eval_rerank_depth]
-        cosines[row] = docs[[index[d] for d in head]] @ adapted[j] if head else np.zeros(0, np.float32)
+        base = [c for c in candidates.candidates(corpus_id, feedback.texts[row], training.eval_depth) if c.doc_id in index]
+        served = adapted_candidates(base, adapted[j], docs, ids, training.eval_depth, settings.fusion)
+        pools[str(row)] = pool(served, docs[[index[c.doc_id] for c in served[:window]]] @ adapted[j])
+        base_pools[str(row)] = pool(base, np.zeros(min(window, len(base)), np.float32))
     qrels = {str(r): {ids[d]: 1 for d in feedback.positives[r]} for r in chosen_on}
-    depth, weight, numbers = choose_blend(lists, cosines, qrels, training)
+    head, numbers = choose_head(pools, qrels, training)
+    numbers["fused_ndcg@10"] = ndcg(base_pools, qrels, {})
     prefix = "dev" if dev_rows else "train"
     final.update({f"{prefix}_{k}": v for k, v in numbers.items()})
     if dev_rows:
-        final["dev_ndcg@10"] = numbers["blend_ndcg@10"]  # the served ranking on dev (runs list shows it)
-    final.update({"blend_weight": weight, "blend_depth": float(depth), "epochs": epochs})
+        final["dev_ndcg@10"] = numbers["head_ndcg@10"]  # the served ranking on dev (runs list shows it)
+    final.update({"epochs": epochs, **({"blend_weight": head["blend"]["weight"],
+                                        "blend_depth": float(head["blend"]["depth"])} if "blend" in head else {})})
     pairs = sum(len(feedback.positives[i]) for i in train_rows)
     by_source: dict[str, int] = {}
     for t in triplets:
         by_source[t.source] = by_source.get(t.source, 0) + 1
     out_data = {"triplets": len(triplets), "queries": len(feedback.texts), "train_queries": len(train_rows),
                 "dev_queries": len(dev_rows), "train_pairs": pairs, "unknown_docs": feedback.unknown_docs,
-                "blend_chosen_on": prefix, "by_source": by_source}
-    log.info("adapter trained: blend depth %d weight %.1f (%s nDCG@10 %.4f, fused %.4f)", depth, weight, prefix,
-             numbers["blend_ndcg@10"], numbers["fused_ndcg@10"])
-    return AdapterOutcome(W, {"weight": weight, "depth": depth}, final, out_data)
+                "head_chosen_on": prefix, "by_source": by_source}
+    log.info("adapter trained: head %s (%s nDCG@10 %.4f, fused %.4f; CV blend %.4f, linear %.4f)", head, prefix,
+             numbers["head_ndcg@10"], numbers["fused_ndcg@10"], numbers["cv_blend_ndcg@10"],
+             numbers["cv_linear_ndcg@10"])
+    return AdapterOutcome(W, head, final, out_data)
 
 
 def champion_adapter(folder: Path) -> np.ndarray | None:

@@ -3,7 +3,8 @@
 Both answer `candidates(corpus_id, query, depth)` with the fused list (best first) and each
 document's leg ranks, the way `Retriever.Search` with rerank mode "none" returns it. The file
 source is for offline work and tests: `{"<corpus_id>": {"<query text>": [{"doc_id", "score",
-"lexical_rank", "vector_rank"}, ...]}}`.
+"lexical_rank", "vector_rank", "lexical_score", "vector_score"}, ...]}}`. The lists are the base
+query tower's (rerank mode "none" makes the retriever skip any version's query adapter).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class Candidate:
     score: float  # fused score
     lexical_rank: int = 0  # 1-based, 0 = not returned by that leg
     vector_rank: int = 0
+    lexical_score: float = 0.0
+    vector_score: float = 0.0
 
 
 class CandidateSource(abc.ABC):
@@ -65,7 +68,8 @@ class RetrieverCandidates(CandidateSource):
                 ErrorKind.UNAVAILABLE, f"retriever at {self.target} failed: {code.name}: {err.details()}"
             ) from err
         return [
-            Candidate(r.doc_id, r.legs.fused_score, r.legs.lexical_rank, r.legs.vector_rank)
+            Candidate(r.doc_id, r.legs.fused_score, r.legs.lexical_rank, r.legs.vector_rank, r.legs.lexical_score,
+                      r.legs.vector_score)
             for r in response.results
         ]
 
@@ -85,7 +89,8 @@ class FileCandidates(CandidateSource):
         if rows is None:
             raise FeedrankError(ErrorKind.NOT_FOUND, f"no candidates for {query!r} in corpus {corpus_id}")
         out = [Candidate(r["doc_id"], float(r.get("score", 0.0)), int(r.get("lexical_rank", 0)),
-                         int(r.get("vector_rank", 0))) for r in rows]
+                         int(r.get("vector_rank", 0)), float(r.get("lexical_score", 0.0)),
+                         float(r.get("vector_score", 0.0))) for r in rows]
         return [c for c in out if (c.lexical_rank or depth + 1) <= depth or (c.vector_rank or depth + 1) <= depth
                 or (not c.lexical_rank and not c.vector_rank)][: 2 * depth]
 

@@ -181,12 +181,14 @@ class TrainerCore:
         base = packaged_model_dir()
         manifest = import_bi_encoder(
             self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
-            doc_max_length=self.settings.retrieval.embedder_max_length, blend=outcome.blend, adapter=outcome.W,
+            doc_max_length=self.settings.retrieval.embedder_max_length, adapter=outcome.W,
             alias="challenger", reason=f"run {run_id}",
             manifest_fields={
                 "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
                 "metrics": outcome.metrics, "base_model": start_name,
-                "extra": {"doc_tower_is_dense_leg": True, "recipe": "query-adapter",
+                # vector_leg_adapter: the retriever's vector leg serves this version through its adapter too.
+                "extra": {**outcome.head, "doc_tower_is_dense_leg": True, "vector_leg_adapter": True,
+                          "recipe": "query-adapter",
                           "triplets": outcome.data["triplets"], "start_from": record.settings["start_from"],
                           "by_source": outcome.data["by_source"]},
             },

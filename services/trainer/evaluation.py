@@ -8,10 +8,12 @@ What is evaluated is what is served: each model is its registry version loaded w
 `load_scorer` and the serving engine settings, given the top `eval_rerank_depth` fused candidates
 (the retriever sends `reranking.tribrid_reranker_topn`: keep the two equal) with their fused scores
 and, for a bi-encoder whose document tower is the dense leg, the documents' dense vectors (as the
-retriever sends them); a version whose manifest has `blend` is combined with the fused scores by the
-reranker's own `combine.blend`. Ties keep the fused order (stable sort), as the reranker ranks. The
-rest of the list keeps the fused order. A model name that resolves to no version (an unset alias) is
-the fused order itself.
+retriever sends them); the version's head (`blend` or `linear_head` in its manifest) is applied by the
+reranker's own `combine.final_scores`. A version with `vector_leg_adapter` changes the candidates too,
+as the retriever serves it: its adapter re-runs the vector leg over the corpus vectors and the legs
+are fused again (`adapter.adapted_candidates`). Ties keep the fused order (stable sort), as the
+reranker ranks. The rest of the list keeps the fused order. A model name that resolves to no version
+(an unset alias) is the fused order itself.
 
 Metrics come from services/evaluation/metrics.py. Results: `evals/<eval_id>.json` and `evals/latest.json`.
 """
@@ -24,6 +26,7 @@ import logging
 import os
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +36,9 @@ from prometheus_client import Gauge
 from services.common.config import Settings
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
-from services.reranker.combine import blend, fused_signal
+from services.reranker.combine import Legs, final_scores
 from services.reranker.scorer import Scorer, load_scorer
-from services.trainer.candidates import CandidateSource
+from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 
 log = logging.getLogger(__name__)
@@ -70,56 +73,58 @@ class Evaluator:
 
     # -- candidates ----------------------------------------------------------------------------
 
-    def candidate_lists(self, data: CorpusData, es: EvalSet) -> tuple[dict[str, list[tuple[str, float]]], Path]:
-        """{qid: [(doc_id, fused score), ...]} best first."""
+    def candidate_lists(self, data: CorpusData, es: EvalSet) -> tuple[dict[str, list[Candidate]], Path]:
+        """{qid: the base query tower's fused candidates, best first}."""
         depth = self.training.eval_depth
-        # "v2": entries carry the fused score (the blend needs it); v1 files held bare ids.
-        key = hashlib.sha256(f"v2|{es.digest()}|{data.version()}|{depth}".encode()).hexdigest()[:16]
+        # "v3": entries carry every leg score (the heads need them); v2 held (id, fused score) only.
+        key = hashlib.sha256(f"v3|{es.digest()}|{data.version()}|{depth}".encode()).hexdigest()[:16]
         path = self.root / "candidates" / f"{data.corpus_id}-{key}.json"
         if path.is_file():
-            return {q: [(d, float(s)) for d, s in rows] for q, rows in json.loads(path.read_text())["lists"].items()}, path
-        lists = {qid: [(c.doc_id, c.score) for c in self.candidates.candidates(data.corpus_id, text, depth)]
-                 for qid, text in sorted(es.queries.items())}
+            lists = json.loads(path.read_text())["lists"]
+            return {q: [Candidate(**row) for row in rows] for q, rows in lists.items()}, path
+        lists = {qid: self.candidates.candidates(data.corpus_id, text, depth) for qid, text in sorted(es.queries.items())}
         _write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
-                                  "created_at": _now(), "lists": lists})
+                                  "created_at": _now(),
+                                  "lists": {q: [asdict(c) for c in rows] for q, rows in lists.items()}})
         return lists, path
 
     # -- one model's run -----------------------------------------------------------------------
 
     def model_run(self, version_id: str | None, data: CorpusData, es: EvalSet,
-                  lists: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, float]]:
+                  lists: dict[str, list[Candidate]]) -> dict[str, dict[str, float]]:
         """{qid: {doc: score}} where the score encodes the final order (head reranked, tail fused)."""
         if version_id is None:
-            ordered = {qid: [d for d, _ in rows] for qid, rows in lists.items()}
+            ordered = {qid: [c.doc_id for c in rows] for qid, rows in lists.items()}
         else:
             manifest = self.registry.manifest(version_id)
-            scorer = load_scorer(self.registry.local_path(version_id), manifest, self.settings.engine)
+            folder = self.registry.local_path(version_id)
+            scorer = load_scorer(folder, manifest, self.settings.engine)
             vectors = self._leg_vectors(data) if manifest.extra.get("doc_tower_is_dense_leg") else None
+            if manifest.extra.get("vector_leg_adapter"):
+                lists = self._through_adapter(folder, data, es, lists)
             ordered = {qid: self.rerank(scorer, manifest, es.queries[qid], rows, data, vectors)
                        for qid, rows in lists.items()}
         return {qid: {d: float(len(docs) - i) for i, d in enumerate(docs)} for qid, docs in ordered.items()}
 
-    def rerank(self, scorer: Scorer, manifest: Manifest, query: str, rows: list[tuple[str, float]],
+    def rerank(self, scorer: Scorer, manifest: Manifest, query: str, rows: list[Candidate],
                data: CorpusData, vectors: dict[str, np.ndarray] | None) -> list[str]:
         """One query's final order, computed as RerankerCore computes it for the retriever's request."""
         depth = self.training.eval_rerank_depth
-        texts = data.texts([d for d, _ in rows[:depth]])
-        head = [(d, s) for d, s in rows[:depth] if d in texts]
-        tail = [d for d, _ in rows[depth:]]
+        texts = data.texts([c.doc_id for c in rows[:depth]])
+        head = [c for c in rows[:depth] if c.doc_id in texts]
+        tail = [c.doc_id for c in rows[depth:]]
         if not head:
             return tail
-        docs = [texts[d] for d, _ in head]
-        given = [vectors.get(d) for d, _ in head] if vectors is not None else None
+        docs = [texts[c.doc_id] for c in head]
+        given = [vectors.get(c.doc_id) for c in head] if vectors is not None else None
         batch = self.settings.engine.max_batch_pairs
         scores = np.concatenate([
             scorer.score(scorer.prepare(query, docs[i : i + batch], given[i : i + batch] if given else None))
             for i in range(0, len(docs), batch)
         ]).astype(np.float32)
-        settings = manifest.extra.get("blend")
-        if settings:
-            fused = fused_signal([s for _, s in head], len(head))
-            scores = blend(scores, fused, float(settings["weight"]), int(settings["depth"]))
-        return [head[i][0] for i in np.argsort(-scores, kind="stable")] + tail
+        legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
+        scores = final_scores(manifest.extra, scores, legs)
+        return [head[i].doc_id for i in np.argsort(-scores, kind="stable")] + tail
 
     def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:
         """The dense leg's vector of every document (what the retriever sends with each rerank request)."""
@@ -127,6 +132,23 @@ class Evaluator:
 
         ids, matrix = corpus_vectors(self.settings, data)
         return dict(zip(ids, matrix))
+
+    def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet,
+                         lists: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
+        """The lists the retriever serves while this version's adapter embeds its vector leg's queries."""
+        from services.trainer.adapter import adapt, adapted_candidates, champion_adapter, corpus_vectors, query_encoder
+
+        W = champion_adapter(folder)
+        if W is None:
+            return lists
+        ids, docs = corpus_vectors(self.settings, data)
+        known = set(ids)
+        qids = sorted(lists)
+        queries = adapt(query_encoder(self.settings, self.training).encode([es.queries[q] for q in qids]), W)
+        depth = self.training.eval_depth
+        return {qid: adapted_candidates([c for c in lists[qid] if c.doc_id in known], q, docs, ids, depth,
+                                        self.settings.fusion)
+                for qid, q in zip(qids, queries)}
 
     def resolve(self, name: str, default_alias: str) -> str | None:
         """A version id, or None for the fused order (the name "fused", or an alias pointing nowhere)."""

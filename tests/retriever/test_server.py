@@ -28,11 +28,12 @@ from tests.retriever.conftest import DOCS, RecordingFeedback, ReversingReranker,
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1
 
 
-def _settings(data_dir, reranker=UNREACHABLE, feedback=UNREACHABLE, **reranking) -> Settings:
+def _settings(data_dir, reranker=UNREACHABLE, feedback=UNREACHABLE, retrieval=None, **reranking) -> Settings:
     base = Settings(data_dir=str(data_dir))
     return base.replace(
         endpoints=EndpointSettings(reranker=reranker, feedback=feedback, metrics_port_offset=0, grace_seconds=0.5),
         reranking=base.reranking.model_copy(update={"reranker_timeout": 2.0, "tribrid_reranker_topn": 5, **reranking}),
+        retrieval=retrieval or base.retrieval,
     )
 
 
@@ -266,3 +267,59 @@ def test_reingest_updates_and_deletes_are_seen_by_search(data, embedder):
     remaining = asyncio.run(search("quicksort hash table pivot buckets"))
     assert "code-1" not in remaining and "code-2" not in remaining
     core.close()
+
+
+def _publish_adapter(data, W, corpus_id: str) -> str:
+    """A query-adapter version as the trainer publishes one (only what the retriever reads of it)."""
+    import numpy as np
+
+    from services.registry.store import open_registry
+
+    folder = data / "staging-adapter"
+    folder.mkdir(exist_ok=True)
+    np.save(folder / "adapter.npy", W.astype(np.float32))
+    registry = open_registry(data / "registry")
+    manifest = registry.publish(folder, {
+        "kind": "bi-encoder", "base_model": "test", "max_length": 256, "activation": "identity",
+        "corpus_id": corpus_id, "extra": {"vector_leg_adapter": True, "doc_tower_is_dense_leg": True},
+    })
+    return manifest.version_id
+
+
+def test_vector_leg_follows_the_served_versions_query_adapter(data, embedder):
+    """W sends the query's vector onto `bank-2`: through the champion's adapter the vector leg ranks it
+    first; rerank mode none, another corpus's adapter, or a version without one leave the base tower."""
+    import numpy as np
+
+    from services.registry.store import open_registry
+
+    query = "volcano lava eruption"
+    q, target = embedder.encode_query(query), embedder.encode(["Mortgages\nA mortgage is a loan"])[0]
+    mine = _publish_adapter(data, 10.0 * np.outer(q, target), "tiny")
+    other = _publish_adapter(data, 10.0 * np.outer(q, target), "another-corpus")
+    registry = open_registry(data / "registry")
+
+    def vector_top(response):
+        return next(r.doc_id for r in response.results if r.legs.vector_rank == 1)
+
+    async def body(stub, core):
+        search = lambda **kw: stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query=query, top_k=12, **kw))
+        out = {"no champion": await search(rerank_mode="learning")}
+        registry.set_alias("champion", mine, "test")
+        await asyncio.sleep(0.1)  # adapter_refresh_s below
+        out["champion"] = await search(rerank_mode="learning")
+        out["mode none"] = await search(rerank_mode="none")
+        out["explicit"] = await search(rerank_mode="learning", model=mine)
+        registry.set_alias("champion", other, "test")
+        await asyncio.sleep(0.1)
+        out["other corpus"] = await search(rerank_mode="learning")
+        return out
+
+    base = Settings(data_dir=str(data))
+    out = _run(data, embedder, body, retrieval=base.retrieval.model_copy(update={"adapter_refresh_s": 0.05}))
+    assert vector_top(out["no champion"]).startswith("vol-") and out["no champion"].query_adapter_version == ""
+    assert vector_top(out["champion"]) == "bank-2" and out["champion"].query_adapter_version == mine
+    assert out["champion"].degraded_reason  # the reranker is unreachable: fused order, adapted leg still served
+    assert vector_top(out["mode none"]).startswith("vol-") and out["mode none"].query_adapter_version == ""
+    assert vector_top(out["explicit"]) == "bank-2" and out["explicit"].query_adapter_version == mine
+    assert vector_top(out["other corpus"]).startswith("vol-") and out["other corpus"].query_adapter_version == ""

@@ -3,9 +3,9 @@
 40 documents in 8 topics; users asking about a topic click the documents of a *partner* topic, which
 the base model does not place near the query and the fused order puts at ranks 12-16 (inside the
 reranker's window of 20, outside the top 10). Mine (qrels of `train`, minus the `train@0.25` holdout)
--> Train (the adapter, real torch, real embedder) -> Evaluate (the registry version through the
-reranker's scorer and blend) -> Promote, on the held-out queries. Then the evaluator's order is
-compared with the reranker core's for the same requests.
+-> Train (the adapter, real torch, real embedder) -> Evaluate (the registry version through its adapted
+vector leg, the reranker's scorer and its head) -> Promote, on the held-out queries. Then the evaluator's
+order is compared with the reranker core's for the same requests.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def fused_list(topic: str) -> list[dict]:
     partner = [f"{PARTNER[topic]}-{i}" for i in range(5)]
     others = [f"{t}-{i}" for t in NAMES if t not in (topic, PARTNER[topic]) for i in range(5)]
     order = own + others[:6] + partner + others[6:]
-    return [{"doc_id": d, "score": 1.0 / (60 + r), "lexical_rank": r, "vector_rank": r} for r, d in enumerate(order, 1)]
+    return [{"doc_id": d, "score": 1.0 / (60 + r), "lexical_rank": r, "vector_rank": r, "lexical_score": 20.0 - r / 4,
+             "vector_score": 0.9 - r / 100} for r, d in enumerate(order, 1)]
 
 
 @pytest.fixture(scope="session")
@@ -130,9 +131,8 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         assert record.status == "succeeded", record.error
         assert record.data["queries"] == 36 and record.data["dev_queries"] == 7
         assert record.metrics["dev_cosine_ndcg@10"] > 0.9  # the partner documents are learnt
-        assert record.metrics["dev_blend_ndcg@10"] > record.metrics["dev_fused_ndcg@10"]
-        assert record.metrics["blend_weight"] > 0
-        assert record.metrics["blend_depth"] <= settings.training.eval_rerank_depth
+        assert record.metrics["dev_head_ndcg@10"] > record.metrics["dev_fused_ndcg@10"]
+        assert {"dev_cv_blend_ndcg@10", "dev_cv_linear_ndcg@10"} <= set(record.metrics)
         streamed = [json.loads(line) for line in core.runs.metrics_path(run_id).read_text().splitlines()]
         names = [m["name"] for m in streamed if m["name"] != "status"]
         assert names[0] == "max_steps" and names.count("loss") == 30 and names.count("eval_ndcg@10") == 4
@@ -140,8 +140,14 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         assert losses[-1] < losses[0]
         manifest = core.registry.manifest(record.version_id)
         assert manifest.kind == "bi-encoder" and manifest.extra["doc_tower_is_dense_leg"]
-        assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"],
-                                           "depth": int(record.metrics["blend_depth"])}
+        assert manifest.extra["vector_leg_adapter"] and manifest.corpus_id == "partners"
+        heads = {"blend", "linear_head"} & set(manifest.extra)
+        assert len(heads) == 1  # exactly one head, the one CV chose
+        if "blend" in heads:
+            assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"],
+                                               "depth": int(record.metrics["blend_depth"])}
+        else:
+            assert len(manifest.extra["linear_head"]["coef"]) == 7
         assert core.registry.aliases()["challenger"] == record.version_id
 
         decision = core.promote("partners", record.version_id)
@@ -158,9 +164,18 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         core.close()
 
 
-def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export):
-    """Same requests, same order: the evaluator vs RerankerCore, for a bi-encoder + adapter + blend version.
-    The corpus has no stored vectors, so the trainer embeds them once and caches them."""
+LINEAR_HEAD = {"depth": 10, "coef": [0.3, -0.2, 0.5, 1.5, 0.8, 0.4, 0.2], "intercept": -0.1,
+               "mean": [10.0, 0.5, 0.01, 0.4, 0.5, 0.01, 0.02], "scale": [5.0, 0.3, 0.005, 0.3, 0.3, 0.005, 0.01]}
+
+
+@pytest.mark.parametrize("head", [
+    {"blend": {"weight": 0.6, "depth": 12}},
+    {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True},
+], ids=["blend", "linear-head-adapted-leg"])
+def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head):
+    """Same requests, same order: the evaluator vs RerankerCore, for a bi-encoder + adapter version with
+    either head; with `vector_leg_adapter` the evaluator's lists are the adapted vector leg's, and the
+    requests carry those lists' legs. The corpus has no stored vectors: the trainer embeds them once."""
     from services.registry.importer import import_bi_encoder
     from services.reranker.batching import Batcher
     from services.reranker.cache import ResultCache
@@ -176,20 +191,27 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export):
         adapter = (np.random.default_rng(0).standard_normal((384, 384)) * 0.05).astype(np.float32)
         manifest = import_bi_encoder(core.registry, base, base, settings.engine, query_max_length=64,
                                      doc_max_length=settings.retrieval.embedder_max_length, adapter=adapter,
-                                     blend={"weight": 0.6, "depth": 12}, alias="champion",
-                                     manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+                                     alias="champion",
+                                     manifest_fields={"corpus_id": "partners",
+                                                      "extra": {"doc_tower_is_dense_leg": True, **head}})
         data = CorpusData(settings, "partners")
         es = eval_set(settings, data)
         lists, _ = core.evaluator.candidate_lists(data, es)
         ours = core.evaluator.model_run(manifest.version_id, data, es, lists)
+        if "vector_leg_adapter" in head:
+            adapted = core.evaluator._through_adapter(core.registry.local_path(manifest.version_id), data, es, lists)
+            assert adapted != lists  # the adapter moved the vector leg
+            lists = adapted
         vectors = core.evaluator._leg_vectors(data)
         assert list((tmp_path / "trainer" / "doc_vectors").glob("partners-*.npy"))  # cached for the next reader
         requests = {}
         for qid, rows in lists.items():
-            head = rows[:16]
-            texts = data.texts([d for d, _ in head])
+            top = rows[:16]
+            texts = data.texts([c.doc_id for c in top])
             requests[qid] = RerankQuery(es.queries[qid], [
-                Document(d, texts[d], fused_score=s, vector=tuple(vectors[d].tolist())) for d, s in head])
+                Document(c.doc_id, texts[c.doc_id], fused_score=c.score, vector=tuple(vectors[c.doc_id].tolist()),
+                         lexical_score=c.lexical_score, lexical_rank=c.lexical_rank, vector_rank=c.vector_rank)
+                for c in top])
         data.close()
 
         async def serve():

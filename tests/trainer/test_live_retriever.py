@@ -61,7 +61,7 @@ def test_hard_negatives_and_eval_candidates_from_the_live_retriever(data_dir, em
             data = CorpusData(settings, "tiny")
             lists, cache = evaluator.candidate_lists(data, eval_set(settings, data))
             data.close()
-            assert set(lists) == {"e1", "e2"} and lists["e1"][0][0] == "bank-2" and cache.is_file()
+            assert set(lists) == {"e1", "e2"} and lists["e1"][0].doc_id == "bank-2" and cache.is_file()
             result = evaluator.evaluate("tiny", challenger="fused", champion="fused")
             assert result["metrics"]["fused"]["hit@1"] == 1.0 and result["p_value"] == 1.0
         finally:

@@ -97,7 +97,7 @@ class SearchResult(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("query_id", "results", "model_version", "reranked", "degraded_reason", "timings", "lexical_ms", "vector_ms")
+    __slots__ = ("query_id", "results", "model_version", "reranked", "degraded_reason", "timings", "lexical_ms", "vector_ms", "query_adapter_version")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class SearchResponse(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_MS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
     model_version: str
@@ -114,7 +115,8 @@ class SearchResponse(_message.Message):
     timings: _common_pb2.Timings
     lexical_ms: float
     vector_ms: float
-    def __init__(self, query_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., reranked: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., lexical_ms: _Optional[float] = ..., vector_ms: _Optional[float] = ...) -> None: ...
+    query_adapter_version: str
+    def __init__(self, query_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., reranked: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., lexical_ms: _Optional[float] = ..., vector_ms: _Optional[float] = ..., query_adapter_version: _Optional[str] = ...) -> None: ...
 
 class GetConfigRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,104 @@
+"""The vector leg follows the served model version's query adapter.
+
+A query-adapter version (manifest `extra.vector_leg_adapter`, services/trainer/adapter.py) changes
+the query tower: q' = normalize(q + q W) against the unchanged corpus vectors. The retriever applies
+it in its vector leg, so the candidates the reranker sees are the ones the version was chosen on
+(bench/learning.md row 8). Which version: the one the reranker is asked for (the request's model,
+else `champion` in learning mode or the configured local model), read from the registry the
+reranker reads; alias targets are re-read at most every `retrieval.adapter_refresh_s`, so a promotion
+reaches the vector leg as it reaches the reranker's hot-swap, with no restart.
+
+An adapter is only applied to the corpus it was trained on (its manifest's corpus_id). Any fault
+(no registry, a damaged version) falls back to the base tower with a warning: a search never fails
+for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.common.errors import FeedrankError
+from services.registry.store import Registry, open_registry
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILE = "adapter.npy"
+
+
+@dataclass(frozen=True)
+class QueryAdapter:
+    version_id: str
+    corpus_id: str
+    W: np.ndarray
+
+    def apply(self, query: np.ndarray) -> np.ndarray:
+        adapted = query + query @ self.W
+        return (adapted / max(float(np.linalg.norm(adapted)), 1e-12)).astype(np.float32)
+
+
+class QueryAdapters:
+    """`root` None turns following off. The registry is opened once the trainer has created it: the
+    retriever only reads it (a read-only mount in Kubernetes) and never creates its folders."""
+
+    def __init__(self, root: Path | None, refresh_s: float, cache_size: int = 4):
+        self.root = root
+        self.registry: Registry | None = None
+        self.refresh_s = refresh_s
+        self._targets: dict[str, tuple[float, str | None]] = {}  # name -> (read at, version id)
+        self._adapters: dict[str, QueryAdapter | None] = {}  # version id -> adapter (None: has none)
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def for_search(self, model: str, corpus_id: str) -> QueryAdapter | None:
+        """The adapter to embed this search's query with, or None for the base tower."""
+        if self.root is None or not model:
+            return None
+        if self.registry is None:
+            if not (self.root / "versions").is_dir():
+                return None
+            self.registry = open_registry(self.root)
+        try:
+            version_id = self._resolve(model)
+            adapter = self._load(version_id) if version_id else None
+        except (FeedrankError, OSError, ValueError) as err:
+            log.warning("vector leg uses the base query tower: model %r: %s", model, err)
+            return None
+        if adapter is None or adapter.corpus_id not in ("", corpus_id):
+            return None
+        return adapter
+
+    def _resolve(self, name: str) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._targets.get(name)
+        if cached is not None and now - cached[0] < self.refresh_s:
+            return cached[1]
+        version_id = self.registry.resolve(name)
+        with self._lock:
+            self._targets[name] = (now, version_id)
+        return version_id
+
+    def _load(self, version_id: str) -> QueryAdapter | None:
+        with self._lock:
+            if version_id in self._adapters:
+                return self._adapters[version_id]
+        manifest = self.registry.manifest(version_id)
+        adapter = None
+        if manifest.extra.get("vector_leg_adapter"):
+            path = Path(self.registry.local_path(version_id)) / ADAPTER_FILE
+            W = np.load(path).astype(np.float32)
+            if W.ndim != 2 or W.shape[0] != W.shape[1]:
+                raise ValueError(f"{ADAPTER_FILE} of {version_id} is {W.shape}, not a square matrix")
+            adapter = QueryAdapter(version_id, manifest.corpus_id, W)
+            log.info("vector leg: query adapter of %s loaded", version_id)
+        with self._lock:
+            while len(self._adapters) >= self._cache_size:
+                self._adapters.pop(next(iter(self._adapters)))
+            self._adapters[version_id] = adapter
+        return adapter
