@@ -38,9 +38,9 @@ def data_dir(tmp_path, monkeypatch):
 class ServiceProcess:
     """`python -m services.<name>` as a child process on a free port, configured through the environment."""
 
-    def __init__(self, name: str, data_dir: Path, env: dict[str, str]):
+    def __init__(self, name: str, data_dir: Path, env: dict[str, str], port: int | None = None):
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = {**os.environ, "FEEDRANK_DATA_DIR": str(data_dir), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
                     "HF_HUB_OFFLINE": "1", **env}
         self.proc: subprocess.Popen | None = None

@@ -1,10 +1,14 @@
-"""kill -9 under load: the reranker, the trainer, the feedback service and the broker, one after another.
+"""kill -9 under load: the reranker, the trainer, the feedback service, the broker and a retriever replica,
+one after another.
 
-A client thread keeps searching and recording clicks on what it found. A click counts as acknowledged
-only when Feedback.Record returned OK; a failed Record is retried with the same event_ids, as a real
-client would. Throughout: Search never fails (while the reranker is down it answers in the fused order
-with degraded_reason set), the restarted reranker serves the champion again and follows an alias flip made
-under load, and at the end every acknowledged event is in the trainer's event store once.
+The retriever runs as two replicas on one data dir; the client reaches them through one round_robin
+channel with a retry policy for UNAVAILABLE (tests/faults/conftest.py RetrieverReplicas). A client thread
+keeps searching and recording clicks on what it found. A click counts as acknowledged only when
+Feedback.Record returned OK; a failed Record is retried with the same event_ids, as a real client would.
+Throughout: Search never fails (while the reranker is down it answers in the fused order with
+degraded_reason set; while a retriever replica is down the other one answers), the restarted reranker
+serves the champion again and follows an alias flip made under load, the restarted retriever replica
+serves again, and at the end every acknowledged event is in the trainer's event store once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
 from services.registry.importer import import_model
 from services.registry.store import FileRegistry
-from tests.faults.conftest import CORPUS, queries, start_stack, wait_until
+from tests.faults.conftest import CORPUS, RetrieverReplicas, queries, start_stack, wait_until
 from tests.reranker.conftest import make_cross_encoder
 
 _CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
@@ -37,22 +41,32 @@ def stack(tmp_path_factory):
     import_model(registry, model, EngineSettings(), alias="champion")
     import_model(registry, model, EngineSettings())
     # Durable broker storage (SeaweedFS under Tansu): a broker killed with -9 keeps what it acknowledged.
+    # The retriever is not one of the stack's processes: it runs as two replicas on the stack's data dir.
+    retrievers = RetrieverReplicas(2)
     stack = start_stack(root, {
         "FEEDRANK_FEEDBACK__RETRY_INTERVAL_S": "0.5",
         "FEEDRANK_RERANKING__RERANKER_TIMEOUT": "10",
         "FEEDRANK_ENGINE__WATCH_INTERVAL_S": "0.5",
-    }, durable_kafka=True)
-    stack.registry = registry
-    yield stack
-    stack.stop()
+        "FEEDRANK_ENDPOINTS__RETRIEVER": retrievers.endpoint,  # the trainer's candidate source
+    }, durable_kafka=True, services=("reranker", "feedback", "trainer"))
+    try:
+        stack.retrievers = retrievers.start(stack)
+        stack.registry = registry
+        yield stack
+    finally:
+        retrievers.stop()
+        stack.stop()
 
 
 class Traffic(threading.Thread):
     """Search, then record a click on the top hit; searches and acknowledged clicks are counted."""
 
-    def __init__(self, retriever: str, feedback: str):
+    def __init__(self, retrievers: RetrieverReplicas, feedback: str):
         super().__init__(daemon=True)
-        self._channels = [grpc.insecure_channel(t, options=_CHANNEL_OPTIONS) for t in (retriever, feedback)]
+        self._channels = [
+            grpc.insecure_channel(retrievers.target, options=[*_CHANNEL_OPTIONS, *RetrieverReplicas.CHANNEL_OPTIONS]),
+            grpc.insecure_channel(feedback, options=_CHANNEL_OPTIONS),
+        ]
         self.search = retriever_pb2_grpc.RetrieverStub(self._channels[0]).Search
         self.record = feedback_pb2_grpc.FeedbackStub(self._channels[1]).Record
         self.lock = threading.Lock()
@@ -68,6 +82,26 @@ class Traffic(threading.Thread):
     def counts(self) -> tuple[int, int, int]:
         with self.lock:
             return len(self.acked), len(self.degraded), len(self.reranked)
+
+    def searched(self) -> int:
+        with self.lock:
+            return self.searches
+
+    def search_only(self, halt: threading.Event) -> None:
+        """More searches on the same channel (no clicks), so calls are in flight when a replica dies."""
+        texts = queries()
+        i = 0
+        while not halt.is_set():
+            i += 1
+            try:
+                self.search(retriever_pb2.SearchRequest(corpus_id=CORPUS, query=texts[i % len(texts)], top_k=5,
+                                                        session_id=f"load{i}"), timeout=30)
+            except grpc.RpcError as err:
+                with self.lock:
+                    self.search_errors.append(f"{err.code().name}: {err.details()}")
+                continue
+            with self.lock:
+                self.searches += 1
 
     def reranked_by(self, version: str, since: int) -> int:
         with self.lock:
@@ -119,7 +153,8 @@ class Traffic(threading.Thread):
 
 
 def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
-    traffic = Traffic(stack.target("retriever"), stack.target("feedback"))
+    retrievers: RetrieverReplicas = stack.retrievers
+    traffic = Traffic(retrievers, stack.target("feedback"))
     store_file = stack.data_dir / "events" / "events.sqlite3"
 
     def more(n: int, what: str, timeout_s: float = 120) -> None:
@@ -130,12 +165,27 @@ def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
         stack.start_service(name)
         stack.wait_healthy(name, 180)
 
+    def searches_by_each_replica() -> list[float]:
+        return [retrievers.searches_served(i) for i in range(len(retrievers.processes))]
+
+    def more_searches(n: int, what: str) -> None:
+        target = traffic.searched() + n
+        wait_until(lambda: traffic.searched() >= target, 120, f"{n} more searches {what}")
+
     first, second = [m.version_id for m in stack.registry.versions()]
     assert stack.registry.aliases()["champion"] == first
+    # Replica 0 opens the corpus first, so it loads the vector shard and replica 1 serves a private copy
+    # of it (services/retriever/vector/edge.py): step 5 kills the replica that holds the shard.
+    for process in retrievers.processes:
+        with grpc.insecure_channel(process.target) as channel:
+            retriever_pb2_grpc.RetrieverStub(channel).Search(
+                retriever_pb2.SearchRequest(corpus_id=CORPUS, query=queries()[0], top_k=5), timeout=60)
     traffic.start()
     try:
         more(10, "at the start")
         assert traffic.reranked_by(first, 0) > 0, "the champion never reranked a search"
+        # The balancer spreads the searches: both replicas have answered some beyond the warm-up call.
+        wait_until(lambda: min(searches_by_each_replica()) > 3, 60, "searches on both retriever replicas")
 
         # 1. the reranker: searches degrade to the fused order, then recover once it is back.
         stack.processes["reranker"].proc.kill()
@@ -170,6 +220,38 @@ def test_search_and_acknowledged_feedback_survive_kill_9_of_each_part(stack):
         more(10, "with the broker down")
         stack.kafka.broker.start()
         more(10, "after the broker restarted")
+
+        # 5. a retriever replica, under extra search load so calls are in flight to it when it dies:
+        # the other replica answers them (retried) and every search after them.
+        halt = threading.Event()
+        load = [threading.Thread(target=traffic.search_only, args=(halt,), daemon=True) for _ in range(2)]
+        for thread in load:
+            thread.start()
+        try:
+            more_searches(20, "with both replicas up and the extra load")
+            victim = retrievers.processes[0]
+            victim.kill()
+            survivor_before = retrievers.searches_served(1)
+            more_searches(30, "with a retriever replica down")
+            more(3, "with a retriever replica down")
+            # Every one was served by the survivor; up to one per client thread (3) may have been counted
+            # by it before the snapshot above and by the client after.
+            assert retrievers.searches_served(1) >= survivor_before + 27, "the surviving replica did not serve them"
+            # Restarted on the same port: it loads the shard its killed predecessor held, answers directly,
+            # and the balancer sends it calls again while the other replica keeps serving too.
+            victim.start(180)
+            with grpc.insecure_channel(victim.target) as channel:
+                direct = retriever_pb2_grpc.RetrieverStub(channel).Search(
+                    retriever_pb2.SearchRequest(corpus_id=CORPUS, query=queries()[1], top_k=5), timeout=60)
+            assert direct.results, direct
+            restarted_direct, survivor_before = retrievers.searches_served(0), retrievers.searches_served(1)
+            wait_until(lambda: retrievers.searches_served(0) > restarted_direct + 5
+                       and retrievers.searches_served(1) > survivor_before + 5, 120,
+                       "searches through the balancer on the restarted replica and on the other one")
+        finally:
+            halt.set()
+            for thread in load:
+                thread.join(60)
     finally:
         traffic.stop()
 
