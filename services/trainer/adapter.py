@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,14 +126,23 @@ def feedback_from_triplets(triplets: list[Triplet], index: dict[str, int]) -> Fe
     return out
 
 
-def split_queries(n: int, share: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train rows, dev rows): a seeded share of the queries, only when both sides keep enough."""
-    n_dev = int(n * share)
-    if n_dev < 2 or n - n_dev < 1:
-        return list(range(n)), []
-    dev = sorted(random.Random(f"adapter-dev:{seed}").sample(range(n), n_dev))
+def split_queries(texts: list[str], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train rows, dev rows): dev holds each query whose seeded text hash falls under `share`.
+
+    Membership depends on the query's text alone, not on its row: a run warm-started from the champion
+    never finds the champion's training queries in its dev split (the feedback run's rows come in another
+    order than the bootstrap's), so early stopping and the head are chosen on queries W never saw.
+    Only when both sides keep enough queries; else everything trains.
+    """
+    def unit(text: str) -> float:
+        digest = hashlib.sha256(f"adapter-dev:{seed}:{normalize_query(text)}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    dev = [i for i, text in enumerate(texts) if unit(text) < share]
+    if len(dev) < 2 or len(texts) - len(dev) < 1:
+        return list(range(len(texts))), []
     chosen = set(dev)
-    return [i for i in range(n) if i not in chosen], dev
+    return [i for i in range(len(texts)) if i not in chosen], dev
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -266,7 +274,7 @@ def run_adapter(
     if not feedback.texts:
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
                             f"no triplet's positive is a document of {corpus_id}: nothing to train the adapter on")
-    train_rows, dev_rows = split_queries(len(feedback.texts), training.dev_share, training.seed)
+    train_rows, dev_rows = split_queries(feedback.texts, training.dev_share, training.seed)
     encoder = query_encoder(settings, training)
     base_q = encoder.encode(feedback.texts)
     W0 = np.zeros((docs.shape[1], docs.shape[1]), np.float32) if W0 is None else W0.astype(np.float32)
