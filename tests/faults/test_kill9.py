@@ -93,15 +93,20 @@ class Traffic(threading.Thread):
         i = 0
         while not halt.is_set():
             i += 1
-            try:
-                self.search(retriever_pb2.SearchRequest(corpus_id=CORPUS, query=texts[i % len(texts)], top_k=5,
-                                                        session_id=f"load{i}"), timeout=30)
-            except grpc.RpcError as err:
-                with self.lock:
-                    self.search_errors.append(f"{err.code().name}: {err.details()}")
-                continue
+            self._search_once(texts[i % len(texts)], f"load{i}")
+
+    def _search_once(self, query: str, session_id: str):
+        """One Search; a failure is recorded and None returned."""
+        try:
+            response = self.search(retriever_pb2.SearchRequest(
+                corpus_id=CORPUS, query=query, top_k=5, session_id=session_id), timeout=30)
+        except grpc.RpcError as err:
             with self.lock:
-                self.searches += 1
+                self.search_errors.append(f"{err.code().name}: {err.details()}")
+            return None
+        with self.lock:
+            self.searches += 1
+        return response
 
     def reranked_by(self, version: str, since: int) -> int:
         with self.lock:
@@ -112,15 +117,10 @@ class Traffic(threading.Thread):
         i = 0
         while not self._halt.is_set():
             i += 1
-            try:
-                response = self.search(retriever_pb2.SearchRequest(
-                    corpus_id=CORPUS, query=texts[i % len(texts)], top_k=5, session_id=f"s{i}"), timeout=30)
-            except grpc.RpcError as err:
-                with self.lock:
-                    self.search_errors.append(f"{err.code().name}: {err.details()}")
+            response = self._search_once(texts[i % len(texts)], f"s{i}")
+            if response is None:
                 continue
             with self.lock:
-                self.searches += 1
                 if response.degraded_reason and (response.reranked or not response.results):
                     self.search_errors.append(f"degraded search not in the fused order: {response}")
                 elif response.degraded_reason:
