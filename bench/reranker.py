@@ -207,6 +207,31 @@ def score_drift(registry: FileRegistry, pairs) -> dict:
     }
 
 
+def batch_curve(registry: FileRegistry, sizes=(1, 2, 4, 8, 16, 32, 64), seconds: float = 2.0) -> dict:
+    """Pairs/s of one forward pass by batch size, in-process, for the short pairs of deploy/ghz/rerank.json.
+
+    The most dynamic batching can add is the best of these over size 1: on a CPU the model saturates
+    the cores at a handful of pairs, so merging requests pays little beyond that (on a GPU it pays far more).
+    """
+    from services.reranker.scorer import OnnxCrossEncoder
+
+    version = registry.resolve("champion")
+    scorer = OnnxCrossEncoder(registry.local_path(version), registry.manifest(version), EngineSettings())
+    data = json.loads((REPO / "deploy" / "ghz" / "rerank.json").read_text())["data"]
+    texts = [d["text"] for d in data["documents"]]
+    out = {}
+    for size in sizes:
+        encodings = scorer.prepare(data["query"], (texts * (size // len(texts) + 1))[:size])
+        scorer.score(encodings)
+        runs, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            scorer.score(encodings)
+            runs += 1
+        out[str(size)] = size * runs / (time.perf_counter() - start)
+    out["ceiling_vs_batch_1"] = max(v for k, v in out.items() if k != "1") / out["1"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs-per-request", type=int, default=16)
@@ -254,6 +279,8 @@ def main() -> None:
         results["runs"].setdefault("infinity", {})[str(c)] = outcome
     with console.status("int8 vs fp32"):
         results["int8"] = score_drift(registry, [(q, d) for q, docs in requests[:16] for d in docs])
+    with console.status("pairs/s by batch size"):
+        results["batch_curve_pairs_per_s"] = batch_curve(registry)
 
     best = max(results["runs"]["feedrank_batching"][str(c)]["pairs_per_s"] for c in levels)
     results["feedrank_gflops"] = best * GFLOP_PER_PAIR_256
@@ -291,6 +318,8 @@ def _print(results: dict, levels: list[int]) -> None:
                   f"{results['feedrank_gflops']:.1f} GFLOP/s ({100 * results['feedrank_share_of_matmul']:.0f}% of matmul)")
     console.print(f"peak RSS: batching {results['runs']['feedrank_batching']['peak_rss_mb']:.0f} MB")
     console.print("int8: " + ", ".join(f"{k} {v:.3f}" for k, v in results["int8"].items()))
+    console.print("pairs/s by batch size (short pairs, in-process): " + ", ".join(
+        f"{k} {v:.0f}" if k.isdigit() else f"{k} {v:.2f}x" for k, v in results["batch_curve_pairs_per_s"].items()))
     console.print("ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in results["ratios"].items()))
 
 
