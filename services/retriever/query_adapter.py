@@ -65,9 +65,15 @@ class QueryAdapters:
             self.registry = open_registry(self.root)
         try:
             version_id = self._resolve(model)
-            adapter = self._load(version_id) if version_id else None
         except (FeedrankError, OSError, ValueError) as err:
             log.warning("vector leg uses the base query tower: model %r: %s", model, err)
+            return None
+        try:
+            adapter = self._load(version_id) if version_id else None
+        except (FeedrankError, OSError, ValueError) as err:
+            # Remembered as "no adapter": one warning per damaged version, not one per search.
+            log.warning("vector leg uses the base query tower: version %s: %s", version_id, err)
+            self._remember(version_id, None)
             return None
         if adapter is None or adapter.corpus_id not in ("", corpus_id):
             return None
@@ -97,8 +103,11 @@ class QueryAdapters:
                 raise ValueError(f"{ADAPTER_FILE} of {version_id} is {W.shape}, not a square matrix")
             adapter = QueryAdapter(version_id, manifest.corpus_id, W)
             log.info("vector leg: query adapter of %s loaded", version_id)
+        self._remember(version_id, adapter)
+        return adapter
+
+    def _remember(self, version_id: str, adapter: QueryAdapter | None) -> None:
         with self._lock:
             while len(self._adapters) >= self._cache_size:
                 self._adapters.pop(next(iter(self._adapters)))
             self._adapters[version_id] = adapter
-        return adapter

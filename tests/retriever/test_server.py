@@ -323,3 +323,26 @@ def test_vector_leg_follows_the_served_versions_query_adapter(data, embedder):
     assert vector_top(out["mode none"]).startswith("vol-") and out["mode none"].query_adapter_version == ""
     assert vector_top(out["explicit"]) == "bank-2" and out["explicit"].query_adapter_version == mine
     assert vector_top(out["other corpus"]).startswith("vol-") and out["other corpus"].query_adapter_version == ""
+
+
+def test_a_damaged_adapter_falls_back_to_the_base_tower(data, embedder, caplog):
+    """A version whose adapter.npy is garbage never fails a search; the warning comes once."""
+    import logging
+
+    import numpy as np
+
+    from services.registry.store import open_registry
+
+    version = _publish_adapter(data, np.zeros((384, 384)), "tiny")
+    registry = open_registry(data / "registry")
+    (registry.local_path(version) / "adapter.npy").write_bytes(b"not a numpy file")
+    registry.set_alias("champion", version, "test")
+
+    async def body(stub, core):
+        return [await stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query="lava", rerank_mode="learning"))
+                for _ in range(3)]
+
+    with caplog.at_level(logging.WARNING, logger="services.retriever.query_adapter"):
+        responses = _run(data, embedder, body)
+    assert all(r.results and r.query_adapter_version == "" for r in responses)
+    assert sum("base query tower" in m for m in caplog.messages) == 1
