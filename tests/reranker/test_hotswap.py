@@ -27,13 +27,14 @@ def test_five_swaps_under_load_fail_no_request(reranker_process, registry):
     failures: list[str] = []
     served: set[str] = set()
     stop = threading.Event()
+    request = _request(4)  # built here: a skip (no SciFact data) must reach pytest, not die in a thread
 
     def hammer() -> None:
         with grpc.insecure_channel(server.target) as channel:
             stub = reranker_pb2_grpc.RerankerStub(channel)
             while not stop.is_set():
                 try:
-                    served.add(stub.Rerank(_request(4), timeout=30).model_version)
+                    served.add(stub.Rerank(request, timeout=30).model_version)
                 except grpc.RpcError as err:
                     failures.append(f"{err.code()}: {err.details()}")
 
