@@ -232,7 +232,7 @@ class TrainingSettings(_Group):
     dev_share: float = Field(
         0.2, ge=0, lt=1,
         description="Share of a run's queries held out (seeded): the per-epoch evaluation (both recipes), early "
-        "stopping and the blend choice (query-adapter)",
+        "stopping and the head choice (query-adapter; membership hashes the query text)",
     )
     # the query-adapter recipe (services/trainer/adapter.py)
     adapter_epochs: int = Field(100, ge=1, description="Adapter: full-batch epochs (one Adam step each)")
