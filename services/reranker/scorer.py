@@ -13,7 +13,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from services.common.config import EngineSettings
-from services.engine.pooling import mean_pool_normalize
+from services.engine.pooling import adapt_queries, mean_pool_normalize
 from services.engine.session import OnnxModel, load_model
 from services.engine.tokenize import TextTokenizer, pad
 from services.registry.store import Manifest
@@ -127,8 +127,7 @@ class OnnxBiEncoder(Scorer):
         unique = {tuple(i.query.ids): i.query for i in items}
         q_vectors = self._embed(self.query_model, [unique[k] for k in queries])
         if self.adapter is not None:
-            q_vectors = q_vectors + q_vectors @ self.adapter
-            q_vectors /= np.clip(np.linalg.norm(q_vectors, axis=1, keepdims=True), 1e-12, None)
+            q_vectors = adapt_queries(q_vectors, self.adapter)
         d_vectors = self._doc_vectors(items)
         rows = np.array([queries[tuple(i.query.ids)] for i in items])
         return np.einsum("ij,ij->i", q_vectors[rows], d_vectors).astype(np.float32)

@@ -82,10 +82,6 @@ class Embedder:
         return cls(ensure_export(data_dir / "models" / "embedder"), engine, max_length, batch_size, query_precision)
 
     @property
-    def dimension(self) -> int:
-        return DIMENSION
-
-    @property
     def query_precision(self) -> str:
         return self._query_model.precision
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.errors import FeedrankError
+from services.engine.pooling import adapt_queries
 from services.registry.store import Registry, open_registry
 
 log = logging.getLogger(__name__)
@@ -38,16 +39,16 @@ class QueryAdapter:
     W: np.ndarray
 
     def apply(self, query: np.ndarray) -> np.ndarray:
-        adapted = query + query @ self.W
-        return (adapted / max(float(np.linalg.norm(adapted)), 1e-12)).astype(np.float32)
+        return adapt_queries(query, self.W)
 
 
 class QueryAdapters:
     """`root` None turns following off. The registry is opened once the trainer has created it: the
     retriever only reads it (a read-only mount in Kubernetes) and never creates its folders."""
 
-    def __init__(self, root: Path | None, refresh_s: float, cache_size: int = 4):
+    def __init__(self, root: Path | None, dimension: int, refresh_s: float, cache_size: int = 4):
         self.root = root
+        self.dimension = dimension
         self.registry: Registry | None = None
         self.refresh_s = refresh_s
         self._targets: dict[str, tuple[float, str | None]] = {}  # name -> (read at, version id)
@@ -99,8 +100,9 @@ class QueryAdapters:
         if manifest.extra.get("vector_leg_adapter"):
             path = Path(self.registry.local_path(version_id)) / ADAPTER_FILE
             W = np.load(path).astype(np.float32)
-            if W.ndim != 2 or W.shape[0] != W.shape[1]:
-                raise ValueError(f"{ADAPTER_FILE} of {version_id} is {W.shape}, not a square matrix")
+            if W.shape != (self.dimension, self.dimension):
+                raise ValueError(f"{ADAPTER_FILE} of {version_id} is {W.shape}, the query vectors are "
+                                 f"{self.dimension}-d")
             adapter = QueryAdapter(version_id, manifest.corpus_id, W)
             log.info("vector leg: query adapter of %s loaded", version_id)
         self._remember(version_id, adapter)

@@ -26,7 +26,7 @@ from services.retriever import convert
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
-from services.retriever.embedder import Embedder
+from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.fusion import Fused, fuse
 from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
@@ -99,7 +99,7 @@ class RetrieverCore:
             settings.endpoints.feedback, settings.retrieval.impression_timeout_s
         )
         self.adapters = QueryAdapters(
-            settings.registry_path if settings.retrieval.follow_model_adapter else None,
+            settings.registry_path if settings.retrieval.follow_model_adapter else None, DIMENSION,
             settings.retrieval.adapter_refresh_s,
         )
         self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking)
@@ -167,12 +167,7 @@ class RetrieverCore:
         if mode not in ("local", "learning"):
             return None
         model = request.model or (reranking.reranker_local_model if mode == "local" else "champion")
-        adapter = self.adapters.for_search(model, request.corpus_id)
-        if adapter is not None and adapter.W.shape[0] != self.embedder.dimension:
-            log.warning("vector leg uses the base query tower: %s's adapter is %s-d, the embedder %d-d",
-                        adapter.version_id, adapter.W.shape[0], self.embedder.dimension)
-            return None
-        return adapter
+        return self.adapters.for_search(model, request.corpus_id)
 
     def validate(self, request: SearchQuery) -> tuple[Corpus, int, int, FusionSettings, RerankingSettings]:
         if not request.query or not request.query.strip():

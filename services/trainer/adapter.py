@@ -31,6 +31,7 @@ import numpy as np
 
 from services.common.config import FusionSettings, Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.engine.pooling import adapt_queries
 from services.evaluation import metrics as ir
 from services.reranker.combine import Legs
 from services.retriever.fusion import fuse
@@ -85,12 +86,6 @@ def query_encoder(settings: Settings, training: TrainingSettings):
 
     return Embedder.from_data_dir(settings.data_path, settings.engine, training.adapter_query_max_length,
                                   settings.retrieval.embed_batch_size)
-
-
-def adapt(queries: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """normalize(q + q W), exactly as OnnxBiEncoder serves an adapter."""
-    q = queries + queries @ W
-    return (q / np.clip(np.linalg.norm(q, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
 
 
 # -- feedback ------------------------------------------------------------------------------------
@@ -283,7 +278,7 @@ def run_adapter(
                             f"the starting adapter is {W0.shape}, the corpus vectors are {docs.shape[1]}-d")
 
     def dev_eval(W: np.ndarray) -> float:
-        return cosine_ndcg(adapt(base_q[dev_rows], W), docs, feedback, dev_rows)
+        return cosine_ndcg(adapt_queries(base_q[dev_rows], W), docs, feedback, dev_rows)
 
     metric(0, 0.0, "max_steps", float(training.adapter_epochs))
     epochs = float(training.adapter_epochs)
@@ -296,7 +291,7 @@ def run_adapter(
     )
     # The head is chosen on dev feedback; with too few queries for a dev split, on the training queries.
     chosen_on = dev_rows or train_rows
-    adapted = adapt(base_q[chosen_on], W)
+    adapted = adapt_queries(base_q[chosen_on], W)
     pools, base_pools = {}, {}
     window = training.eval_rerank_depth
     for j, row in enumerate(chosen_on):

@@ -34,6 +34,7 @@ import numpy as np
 from prometheus_client import Gauge
 
 from services.common.config import Settings
+from services.engine.pooling import adapt_queries
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import Legs, final_scores
@@ -136,7 +137,7 @@ class Evaluator:
     def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet,
                          lists: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
         """The lists the retriever serves while this version's adapter embeds its vector leg's queries."""
-        from services.trainer.adapter import adapt, adapted_candidates, champion_adapter, corpus_vectors, query_encoder
+        from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
 
         W = champion_adapter(folder)
         if W is None:
@@ -144,7 +145,7 @@ class Evaluator:
         ids, docs = corpus_vectors(self.settings, data)
         known = set(ids)
         qids = sorted(lists)
-        queries = adapt(query_encoder(self.settings, self.training).encode([es.queries[q] for q in qids]), W)
+        queries = adapt_queries(query_encoder(self.settings, self.training).encode([es.queries[q] for q in qids]), W)
         depth = self.training.eval_depth
         return {qid: adapted_candidates([c for c in lists[qid] if c.doc_id in known], q, docs, ids, depth,
                                         self.settings.fusion)
