@@ -87,6 +87,7 @@ class Demo:
         self.out_dir = self.data_dir / "demo" / self.corpus_id
         self.users_split = self._users_split()
         self.outcome = DemoOutcome()
+        self._trainer_stub: trainer_pb2_grpc.TrainerStub | None = None  # one channel, once the stack is up
 
     def _users_split(self) -> str:
         """The split simulated users ask; the reported split must be another one."""
@@ -171,7 +172,7 @@ class Demo:
         }
 
     def _trainer(self) -> trainer_pb2_grpc.TrainerStub:
-        if getattr(self, "_trainer_stub", None) is None:
+        if self._trainer_stub is None:
             self._trainer_stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(self.stack.target("trainer")))
         return self._trainer_stub
 
