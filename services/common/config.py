@@ -289,7 +289,11 @@ class TrainingSettings(_Group):
     random_negative_share: float = Field(
         0.34, ge=0, le=1, description="Mining: share of each triplet's negatives drawn at random from the corpus"
     )
-    train_split: str = Field("train", description="Qrels split mined by default (qrels source and bootstrap)")
+    train_split: str = Field(
+        "train",
+        description="Qrels split mined by default (qrels source and bootstrap), minus the eval holdout. "
+        "'train@0.25' = a seeded 25% of those queries (the demo leaves the rest to its simulated users)",
+    )
     # evaluation
     eval_split: str = Field(
         "test",
@@ -366,10 +370,17 @@ class DemoSettings(_Group):
     noise: float = Field(0.0, ge=0, le=0.9, description="Share of random clicks and wrong thumbs (0.3 = noisy run)")
     rerank_topn: int = Field(100, ge=1, description="Fused candidates the reranker sees in the demo")
     train_split: str = Field(
-        "auto", description="Qrels split simulated users ask (minus the held-out eval queries); auto = train, else dev"
+        "auto", description="Qrels split the bootstrap learns from and simulated users ask (minus the held-out eval "
+        "queries); auto = train, else dev"
     )
     eval_share: float = Field(
         0.2, gt=0, lt=1, description="The trainer's frozen evaluation set: this seeded share of the users' split"
+    )
+    labelled_share: float = Field(
+        0.25, gt=0, le=1,
+        description="Share of the users' split (minus the eval holdout) whose labels the bootstrap v0 learns from; "
+        "simulated users ask the other queries, so their clicks teach what labels did not (1 = users ask the "
+        "labelled queries again)",
     )
     test_split: str = Field("test", description="Qrels split reported; no training or selection step sees it")
     bootstrap: bool = Field(True, description="Make (or reuse) a bootstrap v0 and put it through the gate")

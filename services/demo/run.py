@@ -1,7 +1,8 @@
 """`feedrank demo` / `make demo`: the whole learning loop on a real benchmark, measured on unseen queries.
 
-dataset -> ingest -> services up -> v0 bootstrap through the gate -> test metrics (bm25, dense, fused, +v0)
--> simulated users on train queries (gRPC Search + Feedback) -> Kafka -> trainer event store
+dataset -> ingest -> services up -> v0 bootstrap (labels of a share of the train queries) through the gate
+-> test metrics (bm25, dense, fused, +v0)
+-> simulated users on the other train queries (gRPC Search + Feedback) -> Kafka -> trainer event store
 -> mine -> train -> evaluate vs champion on held-out train queries -> gate -> hot-swap under load
 -> test metrics again (no training step ever saw the test queries) -> table, JSON, Markdown, PNG.
 
@@ -88,6 +89,8 @@ class Demo:
         self.users_split = self._users_split()
         self.outcome = DemoOutcome()
         self._trainer_stub: trainer_pb2_grpc.TrainerStub | None = None  # one channel, once the stack is up
+        self.v0: str | None = None  # the bootstrap version (none with demo.bootstrap off)
+        self.learned = ""  # the feedback run's version
 
     def _users_split(self) -> str:
         """The split simulated users ask; the reported split must be another one."""
@@ -117,8 +120,8 @@ class Demo:
             meter = RankingMeter(stack.target("retriever"), self.corpus_id, queries, test)
             try:
                 self._measure_baselines(meter)
-                train_queries = self._simulation_queries(queries)
-                stats = self._simulate_and_learn(train_queries, queries)
+                asked, labelled = self._simulation_queries(queries)
+                stats = self._simulate_and_learn(asked, queries)
                 self._measure_learned(meter)
             finally:
                 meter.close()
@@ -126,6 +129,7 @@ class Demo:
             "sessions": stats.sessions, "clicks": stats.clicks, "ratings": stats.ratings,
             "failed_searches": stats.searches_failed, "failed_feedback": stats.feedback_failed,
             "errors": stats.errors[:10], "noise": self.noise,
+            "queries_asked": len(asked), "queries_labelled_for_v0": len(labelled),
         }
         self._write_report()
         return self.outcome
@@ -154,10 +158,14 @@ class Demo:
         return s.replace(
             reranking=s.reranking.model_copy(update={"reranker_mode": "learning", "tribrid_reranker_topn": d.rerank_topn}),
             training=s.training.model_copy(update={"eval_split": f"{self.users_split}@{d.eval_share:g}",
-                                                   "train_split": self.users_split,
+                                                   "train_split": self._labelled_split(),
                                                    "eval_rerank_depth": d.rerank_topn}),
             engine=s.engine.model_copy(update={"watch_interval_s": 1.0}),
         )
+
+    def _labelled_split(self) -> str:
+        share = self.demo.labelled_share
+        return self.users_split if share >= 1 else f"{self.users_split}@{share:g}"
 
     def _service_env(self) -> dict[str, str]:
         loop = self._loop_settings()
@@ -166,6 +174,7 @@ class Demo:
             "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(loop.reranking.tribrid_reranker_topn),
             "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(loop.training.eval_rerank_depth),
             "FEEDRANK_TRAINING__EVAL_SPLIT": loop.training.eval_split,
+            "FEEDRANK_TRAINING__TRAIN_SPLIT": loop.training.train_split,
             "FEEDRANK_TRAINING__SEED": str(loop.training.seed),
             "FEEDRANK_ENGINE__WATCH_INTERVAL_S": str(loop.engine.watch_interval_s),
             "FEEDRANK_LOG_LEVEL": "WARNING",
@@ -202,25 +211,29 @@ class Demo:
             legs = meter.legs(progress=lambda: bar.advance(task))
             self.outcome.rows.update(legs.rows)
             self._version("fused order", "none", self.outcome.rows["fused"])
-            if getattr(self, "v0", None):
+            if self.v0:
                 task = bar.add_task("test queries: fused + v0", total=len(meter.queries))
                 row, _, version = meter.served(self.v0, progress=lambda: bar.advance(task))
                 self.outcome.rows["fused+v0"] = row
                 promoted = any(d.get("promoted") for d in self.outcome.decisions if d["step"] == "bootstrap")
                 self._version("v0 (bootstrap)", version, row, promoted)
 
-    def _simulation_queries(self, queries: dict[str, str]) -> dict[str, dict[str, int]]:
-        """Train queries users may ask: the trainer's held-out evaluation queries are excluded."""
-        from services.trainer.corpus import CorpusData, eval_holdout
+    def _simulation_queries(self, queries: dict[str, str]) -> tuple[dict[str, dict[str, int]], set[str]]:
+        """(qrels of the queries users ask, the queries whose labels the bootstrap learned from).
 
-        train = beir.load_qrels(self._dataset(), self.users_split)
+        Users ask the users' split minus the trainer's held-out evaluation queries and, unless
+        labelled_share is 1, minus the labelled ones: they bring queries v0 never saw."""
+        from services.trainer.corpus import CorpusData, train_queries
+
         settings = self._loop_settings()
         data = CorpusData(settings, self.corpus_id)
         try:
-            frozen = eval_holdout(settings, data)
+            minable, _ = train_queries(settings, data, self.users_split)
+            labelled, _ = train_queries(settings, data, settings.training.train_split)
         finally:
             data.close()
-        return {q: rel for q, rel in train.items() if q not in frozen and q in queries}
+        asked = set(minable) - (set() if self.demo.labelled_share >= 1 else set(labelled))
+        return {q: rel for q, rel in minable.items() if q in asked and q in queries}, set(labelled)
 
     def _simulate_and_learn(self, train_qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> SimulationStats:
         sessions = self.demo.quick_sessions if self.quick else self.demo.sessions

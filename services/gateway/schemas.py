@@ -120,7 +120,7 @@ class MineBody(_Body):
 class TrainBody(_Body):
     corpus_id: Text
     start_from: Text = Field("champion", description='"champion" or "base"')
-    triplet_files: list[Text] = Field(default_factory=list, description="Empty = every mined file of the corpus")
+    triplet_files: list[Text] = Field(default_factory=list, description="Empty = the newest mined file of each source")
     overrides: dict[Text, Text] = Field(default_factory=dict, description='training.* settings, e.g. {"epochs": "2"}')
 
 

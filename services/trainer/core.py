@@ -23,7 +23,7 @@ from services.events.store import EventStore
 from services.registry.store import Registry, open_registry
 from services.trainer.adapter import champion_adapter, run_adapter
 from services.trainer.candidates import CandidateSource, open_candidates
-from services.trainer.corpus import CorpusData, frozen_texts, normalize_query
+from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, parse_split
 from services.trainer.evaluation import Evaluator
 from services.trainer.gate import Gate, ModelPublisher
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
@@ -335,10 +335,11 @@ class TrainerCore:
                 # Answer-selection sets are other corpora: the adapter learns this corpus's query vectors only.
                 missing.append(f"{source}: not used by the query-adapter recipe (its documents are not in {corpus_id})")
             elif source == "qrels":
-                if training.train_split in splits:
+                split, _ = parse_split(training.train_split, "training.train_split")
+                if split in splits:
                     usable.append(source)
                 else:
-                    missing.append(f"qrels: {corpus_id} has no qrels/{training.train_split}.tsv")
+                    missing.append(f"qrels: {corpus_id} has no qrels/{split}.tsv")
             elif self.miner.answer_set_path(source).is_file():
                 usable.append(source)
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,11 +129,11 @@ class EvalSet:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def parse_eval_split(value: str) -> tuple[str, float | None]:
+def parse_split(value: str, field: str) -> tuple[str, float | None]:
     """'test' -> ('test', None); 'train@0.2' -> ('train', 0.2): a seeded share of that split's queries."""
     split, sep, share = value.partition("@")
     if not split or "/" in split:
-        raise invalid("training.eval_split", f"{value!r} is not a split name or 'split@share'")
+        raise invalid(field, f"{value!r} is not a split name or 'split@share'")
     if not sep:
         return split, None
     try:
@@ -140,15 +141,15 @@ def parse_eval_split(value: str) -> tuple[str, float | None]:
     except ValueError:
         fraction = -1.0
     if not 0 < fraction < 1:
-        raise invalid("training.eval_split", f"{value!r}: the share after '@' must be a number between 0 and 1")
+        raise invalid(field, f"{value!r}: the share after '@' must be a number between 0 and 1")
     return split, fraction
 
 
-def holdout_ids(qids: list[str], share: float, seed: int) -> set[str]:
-    """A seeded share of the query ids (at least one): the same ids for the same split, share and seed."""
+def seeded_share(qids: Iterable[str], share: float, salt: str) -> set[str]:
+    """A seeded share of the query ids (at least one): the same ids for the same ids, share and salt."""
     ordered = sorted(qids)
     n = max(1, round(len(ordered) * share)) if ordered else 0
-    return set(random.Random(f"eval-holdout:{seed}").sample(ordered, n))
+    return set(random.Random(salt).sample(ordered, n))
 
 
 def eval_holdout(settings: Settings, data: CorpusData) -> set[str]:
@@ -180,7 +181,7 @@ def eval_set(settings: Settings, data: CorpusData, *, sample: bool = True) -> Ev
                 qrels[f"golden-{i}"] = rel
         name = f"golden:{Path(training.eval_golden).name}"
     else:
-        split, share = parse_eval_split(training.eval_split)
+        split, share = parse_split(training.eval_split, "training.eval_split")
         if split not in data.splits():
             raise FeedrankError(
                 ErrorKind.FAILED_PRECONDITION,
@@ -190,7 +191,7 @@ def eval_set(settings: Settings, data: CorpusData, *, sample: bool = True) -> Ev
         all_queries = data.queries()
         qrels = {q: r for q, r in data.qrels(split).items() if q in all_queries and any(g > 0 for g in r.values())}
         if share is not None:
-            keep = holdout_ids(sorted(qrels), share, training.seed)
+            keep = seeded_share(qrels, share, f"eval-holdout:{training.seed}")
             qrels = {q: r for q, r in qrels.items() if q in keep}
         queries = {q: all_queries[q] for q in qrels}
         name = f"qrels:{training.eval_split}"
@@ -211,3 +212,33 @@ def frozen_texts(settings: Settings, data: CorpusData) -> set[str]:
         if err.kind == ErrorKind.FAILED_PRECONDITION:
             return set()  # no eval set declared: nothing to keep apart
         raise
+
+
+def train_queries(settings: Settings, data: CorpusData, spec: str,
+                  field: str = "training.train_split") -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+    """(qrels of the queries mining may learn from, why the others were skipped) for qrels split `spec`:
+    'train', or 'train@0.25' for a seeded share of them. Only queries with a judged relevant document,
+    outside the frozen evaluation set; the demo's simulated users ask the split's other queries."""
+    split, share = parse_split(spec, field)
+    training = settings.training
+    if not training.eval_golden:
+        eval_split, eval_share = parse_split(training.eval_split, "training.eval_split")
+        if split == eval_split and eval_share is None:
+            raise invalid(field, f"{split!r} is the frozen evaluation split; it is never mined")
+    queries, frozen, frozen_text = data.queries(), eval_holdout(settings, data), frozen_texts(settings, data)
+    skipped: dict[str, int] = {}
+    minable = {}
+    for qid, rel in sorted(data.qrels(split).items()):
+        if qid not in queries or not any(g > 0 for g in rel.values()):
+            reason = "no_positive"
+        elif qid in frozen or normalize_query(queries[qid]) in frozen_text:
+            reason = "eval_query"
+        else:
+            minable[qid] = rel
+            continue
+        skipped[reason] = skipped.get(reason, 0) + 1
+    if share is not None:
+        keep = seeded_share(minable, share, f"labelled:{training.seed}")
+        skipped["outside_share"] = len(minable) - len(keep)
+        minable = {q: r for q, r in minable.items() if q in keep}
+    return minable, skipped

@@ -39,8 +39,8 @@ from services.trainer.corpus import (
     frozen_texts,
     load_golden,
     normalize_query,
-    parse_eval_split,
     path_matches,
+    train_queries,
 )
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class Miner:
                 elif source == "golden":
                     triplets, skipped = self._from_golden(data, Path(golden_path), skip, rng)
                 elif source == "qrels":
-                    triplets, skipped = self._from_qrels(data, qrels_split or self.training.train_split, skip, rng)
+                    triplets, skipped = self._from_qrels(data, qrels_split, rng)
                 else:
                     triplets, skipped = self._from_answer_set(source, skip, rng)
                 if limit_per_source and len(triplets) > limit_per_source:
@@ -268,28 +268,18 @@ class Miner:
             items.append((g.query, positives, cands, lambda d, g=g: any(path_matches(d, p) for p in g.expect_paths)))
         return self._with_hard_negatives(data, items, "golden", rng), dict(skipped)
 
-    def _from_qrels(self, data: CorpusData, split: str, skip: set[str], rng: random.Random):
-        eval_split, share = (None, None) if self.training.eval_golden else parse_eval_split(self.training.eval_split)
-        if split == eval_split and share is None:
-            raise invalid("qrels_split", f"{split!r} is the frozen evaluation split; it is never mined")
+    def _from_qrels(self, data: CorpusData, qrels_split: str, rng: random.Random):
+        """qrels_split: the Mine request's split, else training.train_split (either may be 'split@share')."""
         queries = data.queries()
-        qrels = data.qrels(split)
-        # The whole eval split, or only its holdout when eval_split is 'split@share'.
-        eval_ids = eval_holdout(self.settings, data)
-        skipped: dict[str, int] = defaultdict(int)
+        qrels, skipped = train_queries(self.settings, data, qrels_split or self.training.train_split,
+                                       "qrels_split" if qrels_split else "training.train_split")
         items = []
-        for qid in sorted(qrels):
-            positives = sorted(d for d, g in qrels[qid].items() if g > 0)
-            if qid not in queries or not positives:
-                skipped["no_positive"] += 1
-                continue
-            if qid in eval_ids or normalize_query(queries[qid]) in skip:
-                skipped["eval_query"] += 1
-                continue
+        for qid, rel in qrels.items():
+            positives = sorted(d for d, g in rel.items() if g > 0)
             cands = self.candidates.candidates(data.corpus_id, queries[qid], self.training.hard_negative_depth)
             # Documents judged non-relevant (grade 0) stay eligible: they are the surest hard negatives.
             items.append((queries[qid], positives, cands, set(positives).__contains__))
-        return self._with_hard_negatives(data, items, "qrels", rng), dict(skipped)
+        return self._with_hard_negatives(data, items, "qrels", rng), skipped
 
     def _with_hard_negatives(self, data: CorpusData, items, source: str, rng: random.Random) -> list[Triplet]:
         """items: (query, positive ids, fused candidates, never_a_negative(doc_id))."""
@@ -375,7 +365,13 @@ def load_triplets(paths: Iterable[Path]) -> list[Triplet]:
 
 
 def corpus_triplet_files(settings: Settings, corpus_id: str) -> list[Path]:
-    return sorted(triplets_dir(settings, corpus_id).glob("*.jsonl"))
+    """The corpus's training set: the newest file of each source. A mining run reads its whole source again
+    (the entire event log, the whole split), so older files of that source would count events twice."""
+    newest: dict[str, Path] = {}
+    for path in sorted(triplets_dir(settings, corpus_id).glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
+        source = path.stem.rsplit("-", 3)[0]  # <source>-<mining run: mYYYYmmdd-HHMMSS-hex>
+        newest[source] = path
+    return sorted(newest.values())
 
 
 def _now() -> str:

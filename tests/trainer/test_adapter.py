@@ -125,6 +125,12 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         mined = core.mine("partners", ["qrels"])
         assert mined.counts == {"qrels": 36 * 5} and mined.skipped == {"qrels.eval_query": 12}
         assert not {normalize_query(t.query) for t in load_triplets(mined.files)} & holdout_texts  # never mined
+        half = core.mine("partners", ["qrels"], qrels_split="train@0.5")  # labels of a seeded half only
+        assert half.counts == {"qrels": 18 * 5}
+        assert half.skipped == {"qrels.eval_query": 12, "qrels.outside_share": 18}
+        labelled = {t.query for t in load_triplets(half.files)}
+        assert labelled < {t.query for t in load_triplets(mined.files)}
+        assert labelled == {t.query for t in load_triplets(core.mine("partners", ["qrels"], qrels_split="train@0.5").files)}
 
         run_id = core.train("partners", "base", mined.files)
         record = core.wait(run_id, timeout_s=300)
@@ -262,17 +268,17 @@ def test_dev_split_follows_the_query_text_not_its_row():
     assert split_queries(texts[:3], 0.2, seed=13)[1] == []  # too few to hold any out
 
 
-def test_list_overrides_and_eval_split_validation():
+def test_list_overrides_and_split_validation():
     from services.common.config import TrainingSettings
     from services.common.errors import ErrorKind, FeedrankError
-    from services.trainer.corpus import parse_eval_split
+    from services.trainer.corpus import parse_split
     from services.trainer.training import apply_overrides
 
     changed = apply_overrides(TrainingSettings(), {"blend_depths": "10, 30", "blend_weights": "0,0.5",
                                                    "recipe": "cross-encoder"})
     assert changed.blend_depths == [10, 30] and changed.blend_weights == [0.0, 0.5] and changed.recipe == "cross-encoder"
-    assert parse_eval_split("test") == ("test", None) and parse_eval_split("train@0.2") == ("train", 0.2)
+    assert parse_split("test", "f") == ("test", None) and parse_split("train@0.2", "f") == ("train", 0.2)
     for bad in ("train@", "train@1.5", "train@x", "@0.2"):
         with pytest.raises(FeedrankError) as err:
-            parse_eval_split(bad)
+            parse_split(bad, "training.eval_split")
         assert err.value.kind == ErrorKind.INVALID_ARGUMENT and err.value.field == "training.eval_split"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.candidates import TRAINER_SESSION, FileCandidates
-from services.trainer.mining import Miner, judge_log, load_triplets
+from services.trainer.mining import Miner, corpus_triplet_files, judge_log, load_triplets
 from tests.trainer.conftest import TEST_Q, build_corpus, make_settings
 
 _seq = iter(range(10**6))
@@ -169,8 +170,10 @@ def test_golden_and_sources_never_overwritten(settings, data_dir):
     assert len(first.files) == 2 and len(second.files) == 1 and not set(first.files) & set(second.files)
     for path in first.files:  # the first run's files are untouched
         assert load_triplets([path])
+    # Each mining run re-reads its whole source: a run trains on the newest file of each.
+    assert corpus_triplet_files(settings, "tiny") == sorted(Path(f) for f in [second.files[0], first.files[1]])
     with pytest.raises(FileExistsError):
-        Miner._write(__import__("pathlib").Path(first.files[0]), [])
+        Miner._write(Path(first.files[0]), [])
 
 
 def test_bad_requests_name_the_field(settings):
