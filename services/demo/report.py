@@ -64,7 +64,7 @@ def plot(path: Path, versions: list[dict], losses: list[dict], rows: dict[str, d
     left.tick_params(axis="x", rotation=20)
     for run in losses:
         steps = [p["step"] for p in run["points"]]
-        right.plot(steps, [p["value"] for p in run["points"]], label=run["run_id"][:12])
+        right.plot(steps, [p["value"] for p in run["points"]], label=f"{run['step']} run {run['run_id']}")
     right.set_title("training loss")
     right.set_xlabel("step")
     if losses:

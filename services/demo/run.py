@@ -202,6 +202,7 @@ class Demo:
         decision = result["decision"]
         self.outcome.decisions.append({"step": "bootstrap", **decision})
         self.v0 = result["version_id"]
+        self._record_loss("bootstrap", result["run_id"])
         console.print(f"v0 {self.v0}: {'promoted' if decision.get('promoted') else 'kept out'} "
                       f"({decision.get('reason', '')})")
 
@@ -273,14 +274,8 @@ class Demo:
         console.print(f"mined {dict(mined.triplets_by_source)} triplets from the events")
         run_id = trainer.Train(trainer_pb2.TrainRequest(corpus_id=self.corpus_id, start_from="champion"),
                                timeout=60).run_id
-        points = []
-        with console.status(f"training run {run_id}") as status:
-            for metric in trainer.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), timeout=3600):
-                if metric.name == "loss":
-                    points.append({"step": metric.step, "value": metric.value})
-                    status.update(f"training run {run_id}: step {metric.step} loss {metric.value:.4f}")
+        self._record_loss("feedback", run_id)
         run = trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=30)
-        self.outcome.training_loss.append({"run_id": run_id, "points": points})
         if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
             raise FeedrankError(ErrorKind.INTERNAL, f"training run {run_id} ended {trainer_pb2.RunStatus.Name(run.status)}: {run.error}")
         with console.status("gate: challenger vs champion on the held-out evaluation queries"):
@@ -292,6 +287,17 @@ class Demo:
         self.learned = run.version_id
         if decision.promoted:
             self._wait_for_swap(run.version_id)
+
+    def _record_loss(self, step: str, run_id: str) -> None:
+        """The run's loss per step, for the report's plot; follows a running run until it ends."""
+        points = []
+        stream = self._trainer().StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), timeout=3600)
+        with console.status(f"training run {run_id}") as status:
+            for metric in stream:
+                if metric.name == "loss":
+                    points.append({"step": metric.step, "value": metric.value})
+                    status.update(f"training run {run_id}: step {metric.step} loss {metric.value:.4f}")
+        self.outcome.training_loss.append({"step": step, "run_id": run_id, "points": points})
 
     def _wait_for_swap(self, version_id: str, timeout_s: float = 120) -> None:
         channel = grpc.insecure_channel(self.stack.target("reranker"))

@@ -35,7 +35,6 @@ from services.events.store import EventStore, StoredEvent
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
 from services.trainer.corpus import (
     CorpusData,
-    eval_holdout,
     frozen_texts,
     load_golden,
     normalize_query,

@@ -48,6 +48,9 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
     # Not one simulated search or feedback call failed, through training, the gate and the swap.
     assert simulation["failed_searches"] == 0 and simulation["failed_feedback"] == 0, simulation["errors"]
     assert simulation["sessions"] >= 1000 and simulation["clicks"] > 0
+    # v0 learned from the labels of some train queries; the users asked the others.
+    assert simulation["queries_labelled_for_v0"] > 0 and simulation["queries_asked"] > 0, simulation
+    assert {run["step"] for run in result["training_loss"] if run["points"]} == {"bootstrap", "feedback"}
     # Every gate decision was made on held-out train queries, never on the reported test split.
     recorded = (tmp_path / "data" / "trainer" / "decisions.jsonl").read_text().splitlines()
     assert recorded
