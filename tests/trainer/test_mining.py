@@ -12,7 +12,7 @@ from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.candidates import TRAINER_SESSION, FileCandidates
 from services.trainer.mining import Miner, corpus_triplet_files, judge_log, load_triplets
-from tests.trainer.conftest import TEST_Q, build_corpus, make_settings
+from tests.trainer.conftest import TEST_Q, TRAIN_Q, build_corpus, make_settings
 
 _seq = iter(range(10**6))
 
@@ -172,6 +172,12 @@ def test_golden_and_sources_never_overwritten(settings, data_dir):
         assert load_triplets([path])
     # Each mining run re-reads its whole source: a run trains on the newest file of each.
     assert corpus_triplet_files(settings, "tiny") == sorted(Path(f) for f in [second.files[0], first.files[1]])
+    other = data_dir / "golden-more.json"  # another golden file is another source: both train
+    other.write_text(json.dumps([{"q": TRAIN_Q["tr-owls"], "repo": "tiny", "expect_paths": ["owls-0"]}]))
+    third = miner.mine("tiny", ["golden"], golden_path=str(other))
+    share = miner.mine("tiny", ["qrels"], qrels_split="train@0.5")  # a share re-reads its split: replaces it
+    assert corpus_triplet_files(settings, "tiny") == sorted(
+        Path(f) for f in [second.files[0], third.files[0], share.files[0]])
     with pytest.raises(FileExistsError):
         Miner._write(Path(first.files[0]), [])
 
