@@ -5,12 +5,17 @@ STAMP := .venv/.installed
 
 .PHONY: setup protos protos-check test bench load demo clean k8s-check
 
-$(STAMP): pyproject.toml
+# The serving packages at the images' pins (deploy/docker), so the suite tests what the images run and a
+# new upstream release cannot change a clean checkout's result; tests/deploy/test_images.py keeps them equal.
+SERVING_PINS := deploy/docker/requirements-serving.txt
+ONNXRUNTIME := onnxruntime==1.31.1
+
+$(STAMP): pyproject.toml $(SERVING_PINS)
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: it comes from the local CPU build, not a multi-GB CUDA download.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -c $(SERVING_PINS) -e '.[dev]' '$(ONNXRUNTIME)'
 	# Debian's Chromium for the console's browser tests (they skip, saying why, where apt cannot install it).
 	bash tools/install_chromium.sh || echo "chromium not installed: the browser tests will be skipped"
 	touch $(STAMP)
