@@ -367,21 +367,21 @@ def corpus_triplet_files(settings: Settings, corpus_id: str) -> list[Path]:
     """The corpus's training set: the newest file of each source. A mining run reads its whole source again
     (the entire event log, the whole split, the whole golden file), so an older file of that source would
     count its data twice. Each golden file and each qrels split is a source of its own."""
-    directory = triplets_dir(settings, corpus_id)
     newest: dict[str, Path] = {}
-    for path in sorted(directory.glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
-        source = path.stem.rsplit("-", 3)[0]  # <source>-<mining run: mYYYYmmdd-HHMMSS-hex>
-        newest[_source_key(directory, source, path.stem[len(source) + 1:])] = path
+    for path in sorted(triplets_dir(settings, corpus_id).glob("*.jsonl"), key=lambda p: (p.stat().st_mtime, p.name)):
+        newest[_source_read(path)] = path
     return sorted(newest.values())
 
 
-def _source_key(directory: Path, source: str, mining_run_id: str) -> str:
-    """What a mining run of `source` read, from its manifest: 'golden:<file>', 'qrels:<split>' (a share of
-    a split re-reads that split), or the source name."""
+def _source_read(triplet_file: Path) -> str:
+    """What the mining run that wrote `<source>-<run: mYYYYmmdd-HHMMSS-hex>.jsonl` read, from its manifest:
+    'golden:<file>', 'qrels:<split>' (a share of a split re-reads that split), or the source name."""
+    source = triplet_file.stem.rsplit("-", 3)[0]
     if source not in ("golden", "qrels"):
         return source
+    mining_run_id = triplet_file.stem[len(source) + 1:]
     try:
-        manifest = json.loads((directory / f"{mining_run_id}.mining.json").read_text())
+        manifest = json.loads((triplet_file.parent / f"{mining_run_id}.mining.json").read_text())
     except (OSError, ValueError):
         return f"{source}:{mining_run_id}"  # origin unknown: never let it replace another file
     if source == "golden":
