@@ -15,12 +15,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+from services.common.errors import invalid
 
 
 class _Group(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def validated(group: str, cls: type, base: Any, changes: dict[str, Any]) -> Any:
+    """`base` with `changes` applied, checked like the config; a bad value names its field (`group.name`)."""
+    try:
+        return cls(**{**base.model_dump(), **changes})
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "?"
+        raise invalid(f"{group}.{name}", first["msg"]) from err
 
 
 class EndpointSettings(_Group):

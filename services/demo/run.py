@@ -23,7 +23,7 @@ import grpc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.common.config import DemoSettings, Settings
+from services.common.config import DemoSettings, Settings, validated
 from services.common.errors import ErrorKind, FeedrankError
 from services.demo import report
 from services.demo.measure import RankingMeter
@@ -78,9 +78,10 @@ def subset_dataset(source: Path, dest: Path, max_docs: int, seed: int) -> Path:
 class Demo:
     def __init__(self, settings: Settings, dataset: Path, *, quick: bool, noise: float | None = None):
         self.settings = settings
-        self.demo: DemoSettings = settings.demo
+        overrides = {} if noise is None else {"noise": noise}
+        self.demo: DemoSettings = validated("demo", DemoSettings, settings.demo, overrides)
         self.quick = quick
-        self.noise = self.demo.noise if noise is None else noise
+        self.noise = self.demo.noise
         self.source = Path(dataset).resolve()
         beir.check_dataset(self.source)
         self.corpus_id = self.source.name + ("-quick" if quick else "")

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from services.common.config import EngineSettings
-from services.common.errors import ErrorKind, FeedrankError
+from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.export import export_bi_encoder, export_cross_encoder
-from services.registry.store import Manifest, Registry
+from services.registry.store import Manifest, Registry, check_alias
 from services.reranker.scorer import load_scorer
 
 
@@ -20,6 +20,11 @@ def import_model(
     max_length: int | None = None, reason: str = "import", manifest_fields: dict[str, Any] | None = None,
 ) -> Manifest:
     """A cross-encoder folder as a new version."""
+    # Checked before the export, which takes a while, and before publishing, which cannot be undone.
+    if alias:
+        check_alias(alias)
+    if max_length is not None and max_length < 1:
+        raise invalid("max_length", f"must be at least 1 token, got {max_length}")
     with tempfile.TemporaryDirectory(prefix="feedrank-export-") as tmp:
         fields = export_cross_encoder(source, Path(tmp), max_length=max_length, trust_remote_code=engine.trust_remote_code)
         return _publish(registry, Path(tmp), {**fields, **(manifest_fields or {})}, engine, alias, reason)

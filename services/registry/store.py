@@ -33,6 +33,11 @@ ALIASES = ("champion", "challenger")
 _VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+def check_alias(alias: str) -> None:
+    if alias not in ALIASES:
+        raise invalid("alias", f"must be one of {', '.join(ALIASES)}")
+
+
 @dataclass(frozen=True)
 class Manifest:
     version_id: str
@@ -180,8 +185,7 @@ class FileRegistry(Registry):
             return {}
 
     def set_alias(self, alias: str, version_id: str | None, reason: str) -> None:
-        if alias not in ALIASES:
-            raise invalid("alias", f"must be one of {', '.join(ALIASES)}")
+        check_alias(alias)
         if version_id is not None:
             self.manifest(version_id)
         current = self.aliases()

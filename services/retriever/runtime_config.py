@@ -13,9 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from services.common.config import FusionSettings, RerankingSettings
+from services.common.config import FusionSettings, RerankingSettings, validated
 from services.common.errors import invalid
 
 # The reranking fields a client may change at run time (the seed's PATCH /config/reranking).
@@ -29,15 +27,6 @@ RERANKING_FIELDS = (
     "reranker_timeout",
 )
 FUSION_FIELDS = tuple(FusionSettings.model_fields)
-
-
-def validated(group: str, cls: type, base: Any, changes: dict[str, Any]) -> Any:
-    try:
-        return cls(**{**base.model_dump(), **changes})
-    except ValidationError as err:
-        first = err.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "?"
-        raise invalid(f"{group}.{name}", first["msg"]) from err
 
 
 class RuntimeConfig:

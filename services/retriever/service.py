@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 
-from services.common.config import FusionSettings, RerankingSettings, Settings
+from services.common.config import FusionSettings, RerankingSettings, Settings, validated
 from services.common.errors import invalid
 from services.evaluation import beir
 from services.evaluation.beir import Doc
@@ -30,7 +30,7 @@ from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.fusion import Fused, fuse
 from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
-from services.retriever.runtime_config import RuntimeConfig, validated
+from services.retriever.runtime_config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 

@@ -64,3 +64,18 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
         assert result["swap"]["version_id"] == decisions[-1]["version_id"]
     for name in ("demo.json", "demo.md", "demo.png"):
         assert (tmp_path / "data" / "demo" / "scifact-quick" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("noise", "dataset", "field"), [
+    (2.0, SCIFACT, "demo.noise"),  # the CLI's --noise is checked like FEEDRANK_DEMO__NOISE
+    (-0.1, SCIFACT, "demo.noise"),
+    (None, REPO / "no-such-dataset", "dataset"),
+])
+def test_bad_demo_input_is_refused_naming_the_field(tmp_path, noise, dataset, field):
+    from services.common.config import Settings
+    from services.common.errors import ErrorKind, FeedrankError
+    from services.demo.run import Demo
+
+    with pytest.raises(FeedrankError) as refused:
+        Demo(Settings(data_dir=str(tmp_path)), dataset, quick=True, noise=noise)
+    assert (refused.value.kind, refused.value.field) == (ErrorKind.INVALID_ARGUMENT, field)

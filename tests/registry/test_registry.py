@@ -96,5 +96,10 @@ def test_cli_import_and_list(tmp_path, monkeypatch, hf_models):
         assert "champion" in listed.output
         bad = runner.invoke(app, ["model", "import", str(tmp_path)])
         assert bad.exit_code == 2 and "not a Hugging Face model folder" in " ".join(bad.output.split())
+        # Refused before the export and before anything is published.
+        for args, field in ((["--alias", "nightly"], "alias"), (["--max-length", "-3"], "max_length")):
+            bad = runner.invoke(app, ["model", "import", str(hf_models[0]), *args])
+            assert bad.exit_code == 2 and f"error: {field}:" in bad.output, bad.output
+        assert len(registry.versions()) == 1
     finally:
         get_settings.cache_clear()
