@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from services.common.errors import invalid
@@ -129,6 +129,18 @@ class RetrievalSettings(_Group):
     opensearch_timeout_s: float = Field(30.0, gt=0, description="OpenSearch request timeout")
     qdrant_url: str = Field("http://127.0.0.1:6333", description="Qdrant URL (vector_backend=qdrant)")
     qdrant_collection_prefix: str = Field("feedrank-", description="Qdrant collection name = prefix + corpus id")
+    qdrant_api_key: str = Field(
+        "", description="Qdrant API key sent with every request; empty = none. Serving retrievers get the server's "
+        "read-only key, ingest its read-write key (deploy/k8s)"
+    )
+    opensearch_username: str = Field(
+        "", description="OpenSearch basic-auth user (security plugin on); empty = no auth. Serving retrievers use a "
+        "user with read access to the feedrank indexes, ingest one with write access"
+    )
+    opensearch_password: str = Field("", description="Password of retrieval.opensearch_username")
+    opensearch_ca_file: str = Field(
+        "", description="PEM CA bundle that verifies OpenSearch's HTTPS certificate; empty = the system CAs"
+    )
     bm25_k1: float = Field(
         0.9, gt=0, description="BM25 k1 (OpenSearch index similarity; tantivy's BM25 is fixed at k1=1.2)"
     )
@@ -176,6 +188,12 @@ class RetrievalSettings(_Group):
     repo_window_overlap: int = Field(10, ge=0, description="Lines shared by consecutive line-window chunks")
     repo_max_file_bytes: int = Field(1_000_000, ge=1, description="Source files larger than this are skipped")
 
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> RetrievalSettings:
+        if bool(self.opensearch_username) != bool(self.opensearch_password):
+            raise ValueError("opensearch_username and opensearch_password are set together or not at all")
+        return self
+
 
 class KafkaTopics(_Group):
     feedback: str = Field("feedrank.feedback.v1", description="Feedback events topic")
@@ -199,6 +217,25 @@ class KafkaSettings(_Group):
     )
     linger_ms: int = Field(5, ge=0, description="Producer waits this long to fill a batch")
     connect_timeout_ms: int = Field(2000, ge=100, description="How long one attempt to reach the broker waits")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients reach the brokers: SASL_SSL = SASL login over TLS (deploy/k8s), "
+        "PLAINTEXT = neither (the development broker)"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (security_protocol SASL_*)"
+    )
+    sasl_username: str = Field("", description="SASL user (security_protocol SASL_*)")
+    sasl_password: str = Field("", description="SASL password (security_protocol SASL_*)")
+    ssl_cafile: str = Field(
+        "", description="PEM CA bundle that verifies the brokers' certificates (security_protocol *SSL); "
+        "empty = the system CAs"
+    )
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        return self
 
 
 class FeedbackSettings(_Group):

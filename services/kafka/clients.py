@@ -25,6 +25,17 @@ def _servers(kafka: KafkaSettings) -> list[str]:
     return [s.strip() for s in kafka.bootstrap_servers.split(",") if s.strip()]
 
 
+def security_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """How every client authenticates and encrypts (kafka.security_protocol and its companions)."""
+    config: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    if kafka.security_protocol.startswith("SASL_"):
+        config.update(sasl_mechanism=kafka.sasl_mechanism, sasl_plain_username=kafka.sasl_username,
+                      sasl_plain_password=kafka.sasl_password)
+    if kafka.security_protocol.endswith("SSL") and kafka.ssl_cafile:
+        config["ssl_cafile"] = kafka.ssl_cafile
+    return config
+
+
 def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
     """KafkaProducer keyword arguments: acks=all, retries, no idempotence."""
     config: dict[str, Any] = {
@@ -45,6 +56,7 @@ def producer_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
         # only caps how long a sending thread can be held.
         "max_block_ms": kafka.connect_timeout_ms,
         "bootstrap_timeout_ms": kafka.connect_timeout_ms,
+        **security_config(kafka),
     }
     config.update(overrides)
     return config
@@ -74,6 +86,7 @@ def consumer_config(
         # Tansu's read_committed is not atomic; feedrank writes no transactions, so read everything.
         "isolation_level": "read_uncommitted",
         "bootstrap_timeout_ms": kafka.connect_timeout_ms,
+        **security_config(kafka),
     }
     config.update(overrides)
     return config
@@ -84,6 +97,7 @@ def admin_config(kafka: KafkaSettings, **overrides: Any) -> dict[str, Any]:
         "bootstrap_servers": _servers(kafka),
         "request_timeout_ms": kafka.request_timeout_ms,
         "bootstrap_timeout_ms": kafka.connect_timeout_ms,
+        **security_config(kafka),
     }
     config.update(overrides)
     return config

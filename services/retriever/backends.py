@@ -95,17 +95,10 @@ class Corpora:
             from services.retriever.lexical.tantivy_index import TantivyIndex
 
             return TantivyIndex(root / "lexical")
-        from services.retriever.lexical.opensearch_index import OpenSearchIndex
+        from services.retriever.lexical.opensearch_index import OpenSearchIndex, connect
 
         if self._opensearch is None:
-            from opensearchpy import OpenSearch
-
-            self._opensearch = OpenSearch(
-                hosts=[s.opensearch_url],
-                timeout=s.opensearch_timeout_s,
-                retry_on_timeout=True,
-                max_retries=s.opensearch_bulk_retries,
-            )
+            self._opensearch = connect(s)
         index = (s.opensearch_index_prefix + corpus_id).lower()
         return OpenSearchIndex(self._opensearch, index, k1=s.bm25_k1, b=s.bm25_b, retries=s.opensearch_bulk_retries)
 
@@ -115,12 +108,10 @@ class Corpora:
             from services.retriever.vector.edge import EdgeIndex
 
             return EdgeIndex(root / "vectors", DIMENSION, read_only=self.read_only)
-        from services.retriever.vector.qdrant import QdrantIndex
+        from services.retriever.vector.qdrant import QdrantIndex, connect
 
         if self._qdrant is None:
-            from qdrant_client import QdrantClient
-
-            self._qdrant = QdrantClient(url=s.qdrant_url)
+            self._qdrant = connect(s)
         return QdrantIndex(self._qdrant, s.qdrant_collection_prefix + corpus_id, DIMENSION)
 
     def document_count(self, corpus_id: str) -> int:

@@ -9,8 +9,27 @@ from __future__ import annotations
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError
 
+from services.common.config import RetrievalSettings
 from services.evaluation.beir import Doc
 from services.retriever.lexical.base import Hits
+
+
+def connect(settings: RetrievalSettings) -> OpenSearch:
+    """A client for retrieval.opensearch_url: basic auth when a user is configured, and HTTPS verified
+    against retrieval.opensearch_ca_file when given (the system CAs otherwise)."""
+    options: dict = {}
+    if settings.opensearch_username:
+        options["http_auth"] = (settings.opensearch_username, settings.opensearch_password)
+    if settings.opensearch_ca_file:
+        options["ca_certs"] = settings.opensearch_ca_file
+    return OpenSearch(
+        hosts=[settings.opensearch_url],
+        timeout=settings.opensearch_timeout_s,
+        retry_on_timeout=True,
+        max_retries=settings.opensearch_bulk_retries,
+        verify_certs=True,
+        **options,
+    )
 
 
 def index_body(k1: float, b: float) -> dict:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from services.common.config import RetrievalSettings
 from services.retriever.vector.base import Hits, point_id
 
 _UPSERT_BATCH = 256
+
+
+def connect(settings: RetrievalSettings) -> QdrantClient:
+    """A client for retrieval.qdrant_url that sends retrieval.qdrant_api_key (the `api-key` header) when set."""
+    return QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None)
 
 
 class QdrantIndex:
