@@ -176,6 +176,10 @@ class RetrievalSettings(_Group):
     adapter_refresh_s: float = Field(
         1.0, gt=0, description="How long the retriever trusts an alias target before reading the registry again"
     )
+    config_refresh_s: float = Field(
+        1.0, ge=0, description="How often a replica rereads the runtime config that UpdateConfig on any replica "
+        "writes ($FEEDRANK_DATA_DIR/retriever/config.json): the longest a replica serves an older fusion/reranking"
+    )
     impression_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of searches logged as impressions")
     impression_timeout_s: float = Field(
         0.5, gt=0, description="Deadline of the fire-and-forget impression call to the feedback service"

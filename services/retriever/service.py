@@ -102,7 +102,8 @@ class RetrieverCore:
             settings.registry_path if settings.retrieval.follow_model_adapter else None, DIMENSION,
             settings.retrieval.adapter_refresh_s,
         )
-        self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking)
+        self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking,
+                                    refresh_s=settings.retrieval.config_refresh_s)
         self._rng = rng or random.Random()
 
     # -- embedder ---------------------------------------------------------------------------
