@@ -1,4 +1,4 @@
-"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target) and
+"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target; `train --offline` trains here) and
 `feedrank model bootstrap` (offline: trains in this process on the data dir)."""
 
 from __future__ import annotations
@@ -104,9 +104,17 @@ def train(
     triplets: list[Path] = typer.Option([], "--triplets", help="Triplet files (default: the newest file of each source)"),
     set_: list[str] = typer.Option([], "--set", help="training.* override, e.g. --set epochs=2"),
     follow: bool = typer.Option(True, help="Show a progress bar until the run ends"),
+    offline: bool = typer.Option(
+        False, "--offline",
+        help="Train in this process on the data dir (no trainer service; the GPU training Job) and register the "
+        "version as challenger in the registry; `feedrank promote` then gates it",
+    ),
     target: Optional[str] = TargetOpt,
 ) -> None:
-    """Start a training run (returns at once with its id; --follow streams its progress)."""
+    """Start a training run (returns at once with its id; --follow streams its progress).
+
+    With --offline the run happens here, in the foreground, on the data dir's mined triplets.
+    """
     overrides = {}
     for item in set_:
         key, sep, value = item.partition("=")
@@ -114,6 +122,9 @@ def train(
             console.print(f"[red]--set wants key=value, got {item!r}[/red]")
             raise typer.Exit(2)
         overrides[key.strip()] = value.strip()
+    if offline:
+        _train_offline(corpus_id, start_from, [str(p.resolve()) for p in triplets], overrides)
+        return
     response = _call(target, "Train", trainer_pb2.TrainRequest(
         corpus_id=corpus_id, start_from=start_from, triplet_files=[str(p.resolve()) for p in triplets],
         overrides=overrides))
@@ -123,6 +134,29 @@ def train(
         _print_run(run)
         if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
             raise typer.Exit(1)
+
+
+def _train_offline(corpus_id: str, start_from: str, triplets: list[str], overrides: dict[str, str]) -> None:
+    from services.trainer.core import TrainerCore
+
+    settings = get_settings()
+    core = TrainerCore(settings, recover_runs=False)
+    try:
+        run_id = core.train(corpus_id, start_from, triplets, overrides)
+        console.print(f"run [bold]{run_id}[/bold] training in this process")
+        record = core.wait(run_id)
+    except FeedrankError as err:
+        console.print(f"[red]train failed:[/red] {err}")
+        raise typer.Exit(2) from err
+    finally:
+        core.close()
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(record.metrics.items()))
+    console.print(f"run {run_id}: {record.status}" + (f", version [bold]{record.version_id}[/bold] is the challenger"
+                                                      if record.version_id else f": {record.error}"))
+    if metrics:
+        console.print(metrics)
+    if record.status != "succeeded":
+        raise typer.Exit(1)
 
 
 @runs_app.command("list")

@@ -55,7 +55,7 @@ class _RunLog(logging.Handler):
 class TrainerCore:
     def __init__(self, settings: Settings, *, registry: Registry | None = None,
                  candidates: CandidateSource | None = None, publisher: ModelPublisher | None = None,
-                 events: EventStore | None = None):
+                 events: EventStore | None = None, recover_runs: bool = True):
         self.settings = settings
         self.registry = registry or open_registry(settings.registry_path)
         self.candidates = candidates or open_candidates(settings)
@@ -71,7 +71,9 @@ class TrainerCore:
         self._futures: dict[str, concurrent.futures.Future] = {}
         self._stop = threading.Event()
         self._loop: threading.Thread | None = None
-        self.interrupted = self.runs.recover()
+        # An offline trainer next to the service (`feedrank train --offline`, the GPU Job) must not mark
+        # the service's runs interrupted: only the service recovers runs.
+        self.interrupted = self.runs.recover() if recover_runs else []
         if self.interrupted:
             log.warning("runs interrupted by a restart", extra={"fields": {"runs": self.interrupted}})
 

@@ -238,7 +238,7 @@ def test_every_pod_is_locked_down(overlays, overlay):
     assert {"feedrank-retriever", "feedrank-reranker", "feedrank-feedback", "feedrank-gateway"} <= budgets
 
 
-def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_with_torchrun(overlays, tmp_path, monkeypatch):
+def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_offline_on_one(overlays, tmp_path, monkeypatch):
     gpu = workloads(overlays["gpu"])
     reranker = pod_spec(gpu["reranker"])
     container = reranker["containers"][0]
@@ -258,11 +258,16 @@ def test_gpu_overlay_puts_the_reranker_on_a_gpu_and_trains_with_torchrun(overlay
     job = gpu["trainer-job"]
     assert job["spec"]["suspend"] is True
     train = pod_spec(job)["containers"][0]
-    gpus = train["resources"]["limits"]["nvidia.com/gpu"]
-    assert train["command"] == ["torchrun"] and f"--nproc_per_node={gpus}" in train["args"]
-    assert train["args"][-2:] == ["feedrank", "train"] and gpus > 1
+    # One process on one GPU: the offline entry point (tests/deploy/test_train_job.py runs it).
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert train["command"] == ["feedrank"] and train["args"][:2] == ["train", "--offline"]
+    job_env = {e["name"]: e.get("value") for e in train["env"]}
+    assert job_env["FEEDRANK_TRAINING__DEVICE"] == "cuda"
     volumes = {v["name"]: v for v in pod_spec(job)["volumes"]}
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    # The Job never opens a SQLite event store on the shared network volume.
+    job_mounts = {m["mountPath"]: m["name"] for m in train["volumeMounts"]}
+    assert "emptyDir" in volumes[job_mounts[str(store_path(settings).parent)]]
     claims = {v["persistentVolumeClaim"]["claimName"] for v in volumes.values() if "persistentVolumeClaim" in v}
     trainer_claims = {
         v["persistentVolumeClaim"]["claimName"] for v in pod_spec(gpu["trainer"])["volumes"] if "persistentVolumeClaim" in v
