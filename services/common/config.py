@@ -49,6 +49,11 @@ class EndpointSettings(_Group):
     )
     grace_seconds: float = Field(10.0, description="SIGTERM drain time for in-flight calls")
     admin_token: str = Field("", description="Bearer token admin RPCs and routes require; empty = none")
+    read_token: str = Field(
+        "",
+        description="Bearer token Search, Rerank, feedback and the other reading calls require (the admin token "
+        "is accepted too); empty = reading calls are open. Health checks and reflection never need a token",
+    )
 
 
 class RerankingSettings(_Group):
@@ -254,6 +259,12 @@ class FeedbackSettings(_Group):
     max_id_chars: int = Field(256, ge=8, description="Longest event_id, query_id, session_id or doc_id")
     drain_batch: int = Field(500, ge=1, description="Spooled events sent to Kafka per drain round")
     retry_interval_s: float = Field(1.0, gt=0, description="Pause between attempts to reach a down broker")
+    signing_key: str = Field(
+        "", description="HMAC key the retriever signs query_ids with and the feedback service verifies them with; "
+        "empty = a random key made once in $FEEDRANK_DATA_DIR/feedback-signing.key (mode 0600), which only "
+        "services sharing that data dir share: multi-host deployments must set this on every retriever and "
+        "feedback replica",
+    )
 
 
 class TrainingSettings(_Group):

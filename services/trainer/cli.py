@@ -1,5 +1,5 @@
-"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target; `train --offline` trains here) and
-`feedrank model bootstrap` (offline: trains in this process on the data dir)."""
+"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target) and
+`feedrank model bootstrap`, `feedrank train --offline` (offline: train in this process on the data dir)."""
 
 from __future__ import annotations
 
