@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 CHECK = ROOT / "tools" / "k8s_check.sh"
 GRPC_SERVICES = {"retriever": 50051, "reranker": 50052, "feedback": 50053, "trainer": 50054}
-FEEDRANK_APPS = {*GRPC_SERVICES, "gateway", "trainer-job"}
+FEEDRANK_APPS = {*GRPC_SERVICES, "gateway", "trainer-job", "ingest"}
 
 pytestmark = pytest.mark.skipif(
     not (VENV_BIN / "kubectl").exists() or not (VENV_BIN / "kubernetes-validate").exists(),
@@ -38,14 +38,17 @@ def run_check(*steps: str, env: dict[str, str] | None = None, timeout: float = 3
     )
 
 
-def render(path: Path) -> list[dict]:
-    out = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(path)], capture_output=True, text=True, check=True)
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+def render_overlays(out: Path) -> dict[str, list[dict]]:
+    """The overlays as the render step of tools/k8s_check.sh leaves them (the gpu overlay with placeholder
+    secrets when its secrets.env, kept out of git, is absent)."""
+    result = run_check("render", env={"K8S_OUT": str(out)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {name: [d for d in yaml.safe_load_all((out / f"{name}.yaml").read_text()) if d] for name in ("dev", "gpu")}
 
 
 @pytest.fixture(scope="module")
-def overlays() -> dict[str, list[dict]]:
-    return {name: render(ROOT / "deploy" / "k8s" / "overlays" / name) for name in ("dev", "gpu")}
+def overlays(tmp_path_factory) -> dict[str, list[dict]]:
+    return render_overlays(tmp_path_factory.mktemp("rendered"))
 
 
 def workloads(docs: list[dict]) -> dict[str, dict]:
@@ -94,7 +97,8 @@ def test_overlays_validate_strictly_and_strimzi_and_yamllint_pass(tmp_path):
 
 def _copy_manifests(tmp_path: Path) -> Path:
     copy = tmp_path / "k8s"
-    shutil.copytree(ROOT / "deploy" / "k8s", copy)
+    # A developer's real production values never leave deploy/.
+    shutil.copytree(ROOT / "deploy" / "k8s", copy, ignore=shutil.ignore_patterns("secrets.env"))
     return copy
 
 
@@ -299,11 +303,15 @@ def _selects(selector: dict, labels: dict) -> bool:
     return True
 
 
+# Labels of the namespaces in the flows: "apps" is one an operator opened to feedrank's gRPC clients.
+NAMESPACE_LABELS = {"apps": {"feedrank.io/clients": "true"}}
+
+
 def _peer_matches(peer: dict, labels: dict, namespace: str) -> bool:
     if "ipBlock" in peer:
         return False  # in-cluster pods are reached by selector, never by the internet rule
     if "namespaceSelector" in peer:
-        ns_labels = {"kubernetes.io/metadata.name": namespace}
+        ns_labels = {"kubernetes.io/metadata.name": namespace, **NAMESPACE_LABELS.get(namespace, {})}
         if not _selects(peer["namespaceSelector"], ns_labels):
             return False
     elif namespace != NAMESPACE:
@@ -351,6 +359,8 @@ FLOWS_ALLOWED = [
     ("retriever", NAMESPACE, "qdrant", 6333),
     ("trainer", NAMESPACE, "retriever", 50051),
     ("qdrant", NAMESPACE, "qdrant", 6335),
+    ("ingest", NAMESPACE, "opensearch", 9200),
+    ("ingest", NAMESPACE, "qdrant", 6333),
     ("prometheus", "monitoring", "reranker", 51052),
 ]
 FLOWS_DENIED = [
@@ -362,6 +372,11 @@ FLOWS_DENIED = [
     ("client", "apps", "opensearch", 9200),
     ("prometheus", "elsewhere", "reranker", 51052),
     ("retriever", NAMESPACE, "reranker", 51052),
+    # A pod carrying a feedrank label is not admitted from a namespace nobody opened to feedrank.
+    ("client", "elsewhere", "retriever", 50051),
+    ("retriever", "elsewhere", "reranker", 50052),
+    ("ingest", NAMESPACE, "retriever", 50051),
+    ("trainer-job", NAMESPACE, "opensearch", 9200),
 ]
 KAFKA_CLIENTS = {"reranker", "feedback", "trainer"}
 
@@ -384,7 +399,141 @@ def test_only_kafka_clients_reach_kafka(overlays):
     for app, app_labels in labels.items():
         if app in ("kafka", "client", "stranger", "prometheus"):
             continue
-        egress = _allowed(policies, "Egress", app_labels, KAFKA_LABELS, NAMESPACE, 9092)
+        egress = _allowed(policies, "Egress", app_labels, KAFKA_LABELS, NAMESPACE, 9093)
         assert egress == (app in KAFKA_CLIENTS), app
         # Strimzi builds the listener's ingress policy from networkPolicyPeers: the same label.
         assert (app_labels.get("feedrank.io/kafka-client") == "true") == (app in KAFKA_CLIENTS), app
+
+
+def test_every_rule_that_admits_pods_names_their_namespace(overlays):
+    for policy in (d for d in overlays["gpu"] if d["kind"] == "NetworkPolicy"):
+        for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", []):
+            for peer in rule.get("from", []) + rule.get("to", []):
+                if "ipBlock" in peer:
+                    continue
+                assert peer.get("namespaceSelector"), (policy["metadata"]["name"], peer)
+                assert peer["namespaceSelector"].get("matchLabels"), (policy["metadata"]["name"], peer)
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _secret_key(entry: dict) -> str:
+    ref = entry["valueFrom"]["secretKeyRef"]
+    assert ref["name"].startswith("feedrank-secrets")
+    return ref["key"]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "gpu"])
+def test_services_bind_every_interface_with_both_tokens(overlays, overlay):
+    apps = workloads(overlays[overlay])
+    for app in [*GRPC_SERVICES, "gateway"]:
+        env = _env(pod_spec(apps[app])["containers"][0])
+        assert env["FEEDRANK_ENDPOINTS__BIND_HOST"]["value"] == "0.0.0.0", app
+        assert _secret_key(env["FEEDRANK_ENDPOINTS__ADMIN_TOKEN"]) == "FEEDRANK_ENDPOINTS__ADMIN_TOKEN", app
+        assert _secret_key(env["FEEDRANK_ENDPOINTS__READ_TOKEN"]) == "FEEDRANK_ENDPOINTS__READ_TOKEN", app
+    for app in ("retriever", "feedback"):  # the retriever signs query_ids, the feedback service verifies them
+        env = _env(pod_spec(apps[app])["containers"][0])
+        assert _secret_key(env["FEEDRANK_FEEDBACK__SIGNING_KEY"]) == "FEEDRANK_FEEDBACK__SIGNING_KEY", app
+
+
+def test_the_retriever_reads_and_only_ingest_writes_the_engines(overlays, tmp_path, monkeypatch):
+    docs = overlays["gpu"]
+    apps = workloads(docs)
+    retriever, ingest = (_env(pod_spec(apps[a])["containers"][0]) for a in ("retriever", "ingest"))
+    assert _secret_key(retriever["FEEDRANK_RETRIEVAL__QDRANT_API_KEY"]) == "QDRANT_READ_ONLY_API_KEY"
+    assert _secret_key(ingest["FEEDRANK_RETRIEVAL__QDRANT_API_KEY"]) == "QDRANT_API_KEY"
+    # Qdrant takes both keys from those Secret keys (files its start script exports).
+    qdrant = pod_spec(apps["qdrant"])
+    keys = next(v for v in qdrant["volumes"] if v["name"] == "keys")["secret"]
+    assert keys["secretName"].startswith("feedrank-secrets")
+    assert {i["key"] for i in keys["items"]} == {"QDRANT_API_KEY", "QDRANT_READ_ONLY_API_KEY"}
+    script = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("feedrank-qdrant"))
+    assert "QDRANT__SERVICE__READ_ONLY_API_KEY" in script["data"]["initialize.sh"]
+
+    # OpenSearch: each service's user holds its own role; the read role grants no write action.
+    security = next(d for d in docs if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"].startswith("feedrank-opensearch-security"))["data"]
+    mapping = yaml.safe_load(security["roles_mapping.yml"])
+    roles = yaml.safe_load(security["roles.yml"])
+    users = {}
+    for app, env in (("retriever", retriever), ("ingest", ingest)):
+        user = env["FEEDRANK_RETRIEVAL__OPENSEARCH_USERNAME"]["value"]
+        users[app] = [role for role, m in mapping.items() if user in (m or {}).get("users", [])]
+        assert f"{user}:" in security["internal_users.sh"] and user in security["internal_users.sh"]
+    assert users == {"retriever": ["feedrank_read"], "ingest": ["feedrank_write"]}
+    read_actions = {a for p in roles["feedrank_read"]["index_permissions"] for a in p["allowed_actions"]}
+    assert read_actions <= {"read", "indices:admin/get"} and not roles["feedrank_read"]["cluster_permissions"]
+    assert _secret_key(retriever["FEEDRANK_RETRIEVAL__OPENSEARCH_PASSWORD"]) == "OPENSEARCH_RETRIEVER_PASSWORD"
+    assert _secret_key(ingest["FEEDRANK_RETRIEVAL__OPENSEARCH_PASSWORD"]) == "OPENSEARCH_INGEST_PASSWORD"
+    opensearch = pod_spec(apps["opensearch"])["containers"][0]
+    assert "DISABLE_SECURITY_PLUGIN" not in _env(opensearch)
+    assert _env(opensearch)["plugins.security.ssl.http.enabled"]["value"] == "true"
+
+    # The settings these pods run with: HTTPS verified against the mounted CA, credentials complete.
+    config = settings_file(docs, tmp_path)
+    for app in ("retriever", "ingest"):
+        container = pod_spec(apps[app])["containers"][0]
+        env = {k: e.get("value", "from-the-secret") for k, e in _env(container).items() if k.startswith("FEEDRANK_R")}
+        settings = load_settings(monkeypatch, config, env)
+        assert settings.retrieval.opensearch_url.startswith("https://")
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert str(Path(settings.retrieval.opensearch_ca_file).parent) in mounts, app
+        assert settings.retrieval.qdrant_api_key and settings.retrieval.opensearch_password, app
+
+
+def test_kafka_clients_log_in_with_scram_over_tls(overlays, tmp_path, monkeypatch):
+    docs = overlays["gpu"]
+    config = settings_file(docs, tmp_path)
+    for app in KAFKA_CLIENTS:
+        container = pod_spec(workloads(docs)[app])["containers"][0]
+        env = {k: e.get("value", "from-the-secret") for k, e in _env(container).items() if k.startswith("FEEDRANK_KAFKA")}
+        kafka = load_settings(monkeypatch, config, env).kafka
+        assert (kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username) == (
+            "SASL_SSL", "SCRAM-SHA-512", f"feedrank-{app}")
+        assert _env(container)["FEEDRANK_KAFKA__SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": f"feedrank-{app}", "key": "password"}
+        assert str(Path(kafka.ssl_cafile).parent) in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+# -- secrets fail the render when empty ------------------------------------------------------------
+
+
+def test_an_empty_secret_value_fails_the_render_naming_the_key(tmp_path):
+    copy = _copy_manifests(tmp_path)
+    gpu = copy / "overlays" / "gpu"
+    values = (gpu / "secrets.env.example").read_text().replace("QDRANT_API_KEY=\n", "QDRANT_API_KEY=set\n")
+    # Every value filled but the read-only Qdrant key.
+    lines = [line if line.startswith(("#", "QDRANT_READ_ONLY_API_KEY", "COHERE", "VOYAGE", "JINA")) or not line
+             else line + ("" if line.endswith("set") else "value") for line in values.splitlines()]
+    (gpu / "secrets.env").write_text("\n".join(lines) + "\n")
+    result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode != 0
+    assert "Secret feedrank-secrets" in result.stderr and "key QDRANT_READ_ONLY_API_KEY is empty" in result.stderr
+    assert "StatefulSet/feedrank-qdrant" in result.stderr and "CronJob" not in result.stderr
+
+    (gpu / "secrets.env").write_text("\n".join(lines).replace("QDRANT_READ_ONLY_API_KEY=", "QDRANT_READ_ONLY_API_KEY=x") + "\n")
+    result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode == 0, result.stderr
+    assert "every Secret key the pods read is set" in result.stdout and "placeholder" not in result.stderr
+
+
+def test_the_dev_overlay_without_a_value_fails_too(tmp_path):
+    copy = _copy_manifests(tmp_path)
+    dev = copy / "overlays" / "dev" / "kustomization.yaml"
+    dev.write_text(dev.read_text().replace("      - OPENSEARCH_INGEST_PASSWORD=dev-opensearch-ingest\n", ""))
+    result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
+    assert result.returncode != 0
+    assert "key OPENSEARCH_INGEST_PASSWORD is empty (needed by CronJob/feedrank-ingest)" in result.stderr
+
+
+def test_the_gpu_overlay_does_not_render_without_its_secrets_file(tmp_path):
+    copy = _copy_manifests(tmp_path)
+    assert not (copy / "overlays" / "gpu" / "secrets.env").exists()
+    out = subprocess.run([str(VENV_BIN / "kubectl"), "kustomize", str(copy / "overlays" / "gpu")],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "secrets.env" in out.stderr

@@ -13,21 +13,22 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from services.registry.store import FileRegistry
 from services.trainer.core import TrainerCore
 from services.trainer.runs import RunStore
-from tests.deploy.test_k8s import pod_spec, render, workloads
+from tests.deploy.test_k8s import pod_spec, render_overlays, workloads
 from tests.trainer.conftest import REPO, build_corpus, make_settings, training_env
 
 pytestmark = pytest.mark.skipif(not (REPO / ".venv" / "bin" / "kubectl").exists(), reason="kubectl not in .venv")
 
 
-def job_command(corpus_id: str) -> tuple[list[str], dict[str, str]]:
+def job_command(out: Path, corpus_id: str) -> tuple[list[str], dict[str, str]]:
     """(argv, FEEDRANK_* env) of the Job's container, with TRAIN_CORPUS_ID set to `corpus_id`."""
-    job = workloads(render(REPO / "deploy" / "k8s" / "overlays" / "gpu"))["trainer-job"]
+    job = workloads(render_overlays(out)["gpu"])["trainer-job"]
     container = pod_spec(job)["containers"][0]
     env = {e["name"]: e.get("value", "") for e in container["env"] if "valueFrom" not in e}
     env["TRAIN_CORPUS_ID"] = corpus_id
@@ -35,7 +36,7 @@ def job_command(corpus_id: str) -> tuple[list[str], dict[str, str]]:
     return argv, {k: v for k, v in env.items() if k.startswith("FEEDRANK_") and k != "FEEDRANK_CONFIG"}
 
 
-def test_the_training_job_trains_offline_and_registers_a_challenger(data_dir):
+def test_the_training_job_trains_offline_and_registers_a_challenger(data_dir, tmp_path):
     build_corpus(data_dir, "tiny")
     core = TrainerCore(make_settings(data_dir))
     try:
@@ -44,7 +45,7 @@ def test_the_training_job_trains_offline_and_registers_a_challenger(data_dir):
         core.close()
     assert mined.files
 
-    argv, job_env = job_command("tiny")
+    argv, job_env = job_command(tmp_path / "rendered", "tiny")
     assert argv[0] == "feedrank" and job_env["FEEDRANK_TRAINING__DEVICE"] == "cuda"
     env = {**os.environ, **training_env(data_dir), **job_env,
            # The differences from the pod, named: CPU here, two steps, the test's own data dir.
@@ -69,8 +70,8 @@ def test_the_training_job_trains_offline_and_registers_a_challenger(data_dir):
     assert f"version {run.version_id} is the challenger" in " ".join(result.stdout.split())
 
 
-def test_the_job_without_a_corpus_fails_naming_it(data_dir):
-    argv, job_env = job_command("")
+def test_the_job_without_a_corpus_fails_naming_it(data_dir, tmp_path):
+    argv, job_env = job_command(tmp_path / "rendered", "")
     env = {**os.environ, **job_env, "FEEDRANK_DATA_DIR": str(data_dir), "FEEDRANK_TRAINING__DEVICE": "cpu",
            "FEEDRANK_LOG_JSON": "false"}
     env.pop("FEEDRANK_CONFIG", None)
