@@ -503,20 +503,30 @@ def test_kafka_clients_log_in_with_scram_over_tls(overlays, tmp_path, monkeypatc
 # -- secrets fail the render when empty ------------------------------------------------------------
 
 
+def _secrets_env(example: str, empty: str) -> str:
+    """secrets.env from its example: every key filled but the optional cloud keys and `empty`."""
+    lines = []
+    for line in example.splitlines():
+        key = line.partition("=")[0]
+        filled = line and not line.startswith("#") and key != empty and not key.endswith(("COHERE_API_KEY",
+                                                                                          "VOYAGE_API_KEY",
+                                                                                          "JINA_API_KEY"))
+        lines.append(f"{key}=value-of-{key.lower()}" if filled else line)
+    return "\n".join(lines) + "\n"
+
+
 def test_an_empty_secret_value_fails_the_render_naming_the_key(tmp_path):
     copy = _copy_manifests(tmp_path)
     gpu = copy / "overlays" / "gpu"
-    values = (gpu / "secrets.env.example").read_text().replace("QDRANT_API_KEY=\n", "QDRANT_API_KEY=set\n")
-    # Every value filled but the read-only Qdrant key.
-    lines = [line if line.startswith(("#", "QDRANT_READ_ONLY_API_KEY", "COHERE", "VOYAGE", "JINA")) or not line
-             else line + ("" if line.endswith("set") else "value") for line in values.splitlines()]
-    (gpu / "secrets.env").write_text("\n".join(lines) + "\n")
+    example = (gpu / "secrets.env.example").read_text()
+    (gpu / "secrets.env").write_text(_secrets_env(example, empty="QDRANT_READ_ONLY_API_KEY"))
     result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
     assert result.returncode != 0
     assert "Secret feedrank-secrets" in result.stderr and "key QDRANT_READ_ONLY_API_KEY is empty" in result.stderr
-    assert "StatefulSet/feedrank-qdrant" in result.stderr and "CronJob" not in result.stderr
+    assert "StatefulSet/feedrank-qdrant" in result.stderr and "Deployment/feedrank-retriever" in result.stderr
 
-    (gpu / "secrets.env").write_text("\n".join(lines).replace("QDRANT_READ_ONLY_API_KEY=", "QDRANT_READ_ONLY_API_KEY=x") + "\n")
+    # Every value given: the overlay renders from the real file, no placeholder involved.
+    (gpu / "secrets.env").write_text(_secrets_env(example, empty=""))
     result = run_check("render", env={"K8S_DIR": str(copy), "K8S_OUT": str(tmp_path / "out")})
     assert result.returncode == 0, result.stderr
     assert "every Secret key the pods read is set" in result.stdout and "placeholder" not in result.stderr
