@@ -51,22 +51,25 @@ class RuntimeConfig:
         self._refresh_s = refresh_s
         self._lock = threading.Lock()
         self._generation = -1
-        self._fusion, self._reranking = fusion, reranking
+        self._pair = (fusion, reranking)
         saved = self._read()
         if saved is not None:
             # At start a bad file is an error to fix, not something to serve around.
             self._install(saved, self._build(saved))
         self._checked_at = time.monotonic()
 
+    def current(self) -> tuple[FusionSettings, RerankingSettings]:
+        """The pair in force, both of one generation (a search must not mix two)."""
+        self._refresh()
+        return self._pair
+
     @property
     def fusion(self) -> FusionSettings:
-        self._refresh()
-        return self._fusion
+        return self.current()[0]
 
     @property
     def reranking(self) -> RerankingSettings:
-        self._refresh()
-        return self._reranking
+        return self.current()[1]
 
     @property
     def generation(self) -> int:
@@ -135,7 +138,7 @@ class RuntimeConfig:
 
     def _install(self, saved: dict[str, Any], built: tuple[FusionSettings, RerankingSettings]) -> None:
         self._generation = int(saved.get("generation", 0))
-        self._fusion, self._reranking = built
+        self._pair = built  # one assignment: readers see the old pair or the new one
 
     def _write(self, saved: dict[str, Any]) -> None:
         tmp = self.path.with_name(f".config.{uuid.uuid4().hex[:8]}.tmp")

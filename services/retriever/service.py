@@ -184,10 +184,10 @@ class RetrieverCore:
             raise invalid("rerank_mode", f"must be none, local, learning or cloud, got {request.rerank_mode!r}")
         check_corpus_id(request.corpus_id)
         corpus = self.corpora.get(request.corpus_id)
-        fusion = self.config.fusion
+        fusion, reranking = self.config.current()
         if request.fusion:
             fusion = validated("fusion", FusionSettings, fusion, request.fusion)
-        return corpus, top_k, candidate_k, fusion, self.config.reranking
+        return corpus, top_k, candidate_k, fusion, reranking
 
     async def search(self, request: SearchQuery) -> SearchOutcome:
         started = time.perf_counter()
@@ -268,7 +268,7 @@ class RetrieverCore:
 
     # -- config -----------------------------------------------------------------------------
     def get_config(self) -> tuple[FusionSettings, RerankingSettings]:
-        return self.config.fusion, self.config.reranking
+        return self.config.current()
 
     def update_config(self, fusion: dict, reranking: dict) -> tuple[FusionSettings, RerankingSettings]:
         return self.config.update(fusion, reranking)
