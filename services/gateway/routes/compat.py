@@ -14,7 +14,7 @@ from fastapi import APIRouter
 
 from services.common.errors import invalid
 from services.gateway import schemas
-from services.gateway.app import BackendsDep
+from services.gateway.deps import BackendsDep
 from services.proto.feedrank.v1 import reranker_pb2
 
 router = APIRouter(tags=["compatible rerank"])

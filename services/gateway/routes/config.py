@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.gateway import convert, schemas
-from services.gateway.app import AdminDep, BackendsDep
+from services.gateway.deps import AdminDep, BackendsDep
 from services.proto.feedrank.v1 import retriever_pb2
 
 router = APIRouter(tags=["config"])

@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from services.common.errors import FeedrankError, invalid, not_found
 from services.gateway import convert, schemas
-from services.gateway.app import AdminDep, BackendsDep, SettingsDep
+from services.gateway.deps import AdminDep, BackendsDep, SettingsDep
 from services.proto.feedrank.v1 import reranker_pb2, trainer_pb2
 
 router = APIRouter(tags=["reranker"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from services.gateway import convert, schemas
-from services.gateway.app import BackendsDep, SettingsDep, rate_limited
+from services.gateway.deps import BackendsDep, SettingsDep, rate_limited
 from services.proto.feedrank.v1 import feedback_pb2, retriever_pb2
 
 router = APIRouter(tags=["search"])

@@ -1,0 +1,43 @@
+"""The routes' FastAPI dependencies: the app's backends and settings, the admin check, the telemetry limit.
+
+They read `request.app.state`, which `app.create_app` fills; routes import them from here, not from the app.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from services.common.config import Settings
+from services.common.errors import ErrorKind, FeedrankError
+from services.gateway.backends import Backends
+
+
+def backends(request: Request) -> Backends:
+    return request.app.state.backends
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def admin(request: Request) -> str | None:
+    """Checks the bearer token of an admin route; returns the header to pass on to the service."""
+    token = request.app.state.settings.endpoints.admin_token
+    header = request.headers.get("authorization")
+    if token and not (header and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())):
+        raise FeedrankError(ErrorKind.UNAUTHENTICATED, "this route needs Authorization: Bearer <admin token>")
+    return header
+
+
+def rate_limited(request: Request) -> None:
+    client = request.client.host if request.client else "unknown"
+    if not request.app.state.telemetry_limiter.allow(client):
+        raise FeedrankError(ErrorKind.RESOURCE_EXHAUSTED, f"telemetry rate limit exceeded for {client}")
+
+
+BackendsDep = Annotated[Backends, Depends(backends)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+AdminDep = Annotated[str | None, Depends(admin)]
