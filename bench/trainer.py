@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.common.config import EndpointSettings, Settings, TrainingSettings  # noqa: E402
-from services.evaluation.beir import Doc  # noqa: E402
+from services.common.documents import Doc  # noqa: E402
 from services.events.store import EventStore  # noqa: E402
 from services.proto.feedrank.v1 import feedback_pb2  # noqa: E402
 from services.retriever.corpus import DocStore  # noqa: E402

@@ -5,17 +5,10 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.documents import Doc
 from services.common.errors import invalid
-
-
-@dataclass(frozen=True)
-class Doc:
-    id: str
-    title: str
-    text: str
 
 
 def check_dataset(path: Path) -> None:

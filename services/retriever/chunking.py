@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from services.common.config import RetrievalSettings
+from services.common.documents import Doc
 from services.common.errors import invalid
-from services.evaluation.beir import Doc
 
 SKIP_DIRS = {
     "node_modules", "vendor", "third_party", "third-party", "site-packages", "dist", "build", "target",

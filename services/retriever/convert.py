@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from services.common.config import FusionSettings, RerankingSettings
+from services.common.documents import Doc
 from services.common.errors import invalid
-from services.evaluation.beir import Doc
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, reranker_pb2, retriever_pb2
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from services.common.documents import Doc
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.evaluation.beir import Doc
 
 _CORPUS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from services.common.documents import Doc
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.evaluation import beir
-from services.evaluation.beir import Doc
 from services.retriever.backends import Corpus
 from services.retriever.corpus import batched, doc_sha, read_manifest, write_manifest
 from services.retriever.embedder import Embedder

@@ -19,17 +19,17 @@ from pathlib import Path
 import grpc
 
 from services.common.config import FusionSettings, RerankingSettings, Settings, validated
+from services.common.documents import Doc
 from services.common.errors import invalid
 from services.evaluation import beir
-from services.evaluation.beir import Doc
 from services.retriever import convert
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
 from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.fusion import Fused, fuse
-from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
+from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.runtime_config import RuntimeConfig
 
 log = logging.getLogger(__name__)

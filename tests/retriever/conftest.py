@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from services.common.config import EngineSettings
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, reranker_pb2, reranker_pb2_grpc
 from tests.conftest import free_port
 

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from tests.retriever.conftest import DOCS
 
 

@@ -243,7 +243,7 @@ def test_list_corpora_and_side_by_side_corpora(data, embedder):
 
 
 def test_reingest_updates_and_deletes_are_seen_by_search(data, embedder):
-    from services.evaluation.beir import Doc
+    from services.common.documents import Doc
 
     from services.retriever.corpus import read_manifest
 

@@ -120,7 +120,7 @@ def test_edge_shard_held_by_another_process_is_a_clear_error(tmp_path, vectors):
 
 
 def test_doc_store_keeps_a_copy_of_each_vector(tmp_path):
-    from services.evaluation.beir import Doc
+    from services.common.documents import Doc
     from services.retriever.corpus import DocStore
 
     store = DocStore(tmp_path / "docs.sqlite")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.common.config import EndpointSettings, Settings, TrainingSettings
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from services.retriever.corpus import DocStore
 from tests.conftest import ServiceProcess
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from services.common.config import EndpointSettings, EngineSettings, Settings
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from services.retriever.corpus import DocStore
 from services.retriever.ingest import embed_text
 from services.trainer.core import TrainerCore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 
 Hits = list[tuple[str, float]]  # (doc_id, score), best first
 

@@ -10,7 +10,7 @@ from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError
 
 from services.common.config import RetrievalSettings
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from services.retriever.lexical.base import Hits
 
 

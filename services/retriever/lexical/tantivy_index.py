@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tantivy
 
-from services.evaluation.beir import Doc
+from services.common.documents import Doc
 from services.retriever.lexical.base import Hits
 
 ANALYZER = "en_stem_stop"
