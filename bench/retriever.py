@@ -53,7 +53,8 @@ def summary(ms: list[float]) -> dict:
 
 
 async def in_process_latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
-    from services.retriever.service import RetrieverCore, SearchQuery
+    from services.retriever.domain import SearchQuery
+    from services.retriever.service import RetrieverCore
 
     core = RetrieverCore(settings)
     try:

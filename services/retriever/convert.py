@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,10 +11,8 @@ from services.common.config import FusionSettings, RerankingSettings
 from services.common.documents import Doc
 from services.common.errors import invalid
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, reranker_pb2, retriever_pb2
-
-if TYPE_CHECKING:
-    from services.retriever.fusion import Fused
-    from services.retriever.service import Hit, SearchOutcome, SearchQuery
+from services.retriever.domain import Hit, SearchOutcome, SearchQuery
+from services.retriever.fusion import Fused
 
 _METHODS = {
     retriever_pb2.FUSION_METHOD_RRF: "rrf",
@@ -140,8 +137,6 @@ def config_message(fusion: FusionSettings, reranking: RerankingSettings) -> retr
 
 
 def search_query(msg: retriever_pb2.SearchRequest) -> SearchQuery:
-    from services.retriever.service import SearchQuery
-
     if msg.top_k < 0:
         raise invalid("top_k", f"must be between 1 and the configured maximum, got {msg.top_k}")
     if msg.candidate_k < 0:

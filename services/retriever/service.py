@@ -13,7 +13,6 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -26,6 +25,7 @@ from services.retriever import convert
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
+from services.retriever.domain import Hit, Legs, SearchOutcome, SearchQuery
 from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.fusion import Fused, fuse
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
@@ -33,50 +33,6 @@ from services.retriever.query_adapter import QueryAdapter, QueryAdapters
 from services.retriever.runtime_config import RuntimeConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    corpus_id: str
-    query: str
-    top_k: int = 0  # 0 = configured default
-    candidate_k: int = 0  # 0 = configured default
-    fusion: dict = field(default_factory=dict)  # per-request overrides of FusionSettings fields
-    rerank_mode: str | None = None  # "none" skips the reranker
-    session_id: str = ""
-    model: str = ""  # reranker alias or version id
-
-
-@dataclass
-class Hit:
-    doc_id: str
-    title: str
-    snippet: str
-    fused: Fused
-    rerank_score: float = 0.0
-    rank: int = 0
-
-
-@dataclass
-class SearchOutcome:
-    query_id: str
-    hits: list[Hit]
-    model_version: str
-    reranked: bool
-    degraded_reason: str
-    lexical_ms: float
-    vector_ms: float
-    rerank_ms: float
-    total_ms: float
-    query_adapter_version: str = ""
-
-
-@dataclass
-class Legs:
-    lexical: list[tuple[str, float]]
-    vector: list[tuple[str, float]]
-    lexical_ms: float
-    vector_ms: float
 
 
 class RetrieverCore:

@@ -257,7 +257,7 @@ def test_reingest_updates_and_deletes_are_seen_by_search(data, embedder):
     assert (report.updated, report.deleted, report.documents) == (1, 2, 10)
 
     async def search(query):
-        from services.retriever.service import SearchQuery
+        from services.retriever.domain import SearchQuery
 
         outcome = await core.search(SearchQuery("tiny", query, top_k=3, rerank_mode="none"))
         await core.aclose()

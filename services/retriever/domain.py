@@ -1,0 +1,54 @@
+"""The retriever's domain objects: a search request, its hits and outcome, and the two legs' raw results.
+
+`service.py` (the core) produces them and `convert.py` maps them to protobuf; both import them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.retriever.fusion import Fused
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    corpus_id: str
+    query: str
+    top_k: int = 0  # 0 = configured default
+    candidate_k: int = 0  # 0 = configured default
+    fusion: dict = field(default_factory=dict)  # per-request overrides of FusionSettings fields
+    rerank_mode: str | None = None  # "none" skips the reranker
+    session_id: str = ""
+    model: str = ""  # reranker alias or version id
+
+
+@dataclass
+class Hit:
+    doc_id: str
+    title: str
+    snippet: str
+    fused: Fused
+    rerank_score: float = 0.0
+    rank: int = 0
+
+
+@dataclass
+class SearchOutcome:
+    query_id: str
+    hits: list[Hit]
+    model_version: str
+    reranked: bool
+    degraded_reason: str
+    lexical_ms: float
+    vector_ms: float
+    rerank_ms: float
+    total_ms: float
+    query_adapter_version: str = ""
+
+
+@dataclass
+class Legs:
+    lexical: list[tuple[str, float]]
+    vector: list[tuple[str, float]]
+    lexical_ms: float
+    vector_ms: float
