@@ -1,1 +1,1 @@
-"""IR evaluation: metrics (pure numpy), BEIR loading, and the retriever's eval runner."""
+"""IR evaluation: metrics (pure numpy) and BEIR loading; the retriever's eval runner is services/retriever/evaluation.py."""

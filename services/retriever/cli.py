@@ -183,7 +183,7 @@ def eval_cmd(
 ) -> None:
     """nDCG@10, MRR@10, Recall@100, Hit@1/3/5/10 of bm25, dense, each fusion and fused+rerank (offline on the data dir;
     the rerank row needs a running reranker)."""
-    from services.evaluation.runner import evaluate_corpus, write_report
+    from services.retriever.evaluation import evaluate_corpus, write_report
     from services.retriever.service import open_offline
 
     settings = get_settings()

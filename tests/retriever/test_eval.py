@@ -10,7 +10,7 @@ import pytest
 
 from services.common.config import EndpointSettings, Settings
 from services.common.errors import FeedrankError
-from services.evaluation.runner import FUSIONS, evaluate_corpus, write_report
+from services.retriever.evaluation import FUSIONS, evaluate_corpus, write_report
 from services.proto.feedrank.v1 import reranker_pb2_grpc
 from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS, ReversingReranker, start_stub_server

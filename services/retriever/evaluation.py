@@ -18,6 +18,8 @@ import grpc
 
 from services.common.errors import invalid
 from services.evaluation import beir, metrics
+from services.retriever import convert
+from services.retriever.domain import Hit
 from services.retriever.fusion import fuse
 
 FUSIONS = {
@@ -115,14 +117,10 @@ def _p50(values: list[float]) -> float:
 
 async def _rerank_runs(core, corpus, queries, fused_lists) -> tuple[dict | None, str]:
     """Rerank each query's fused top N; (None, why) when no reranker answers."""
-    from services.retriever.service import Hit
-
     reranking = core.config.reranking
     topn = reranking.tribrid_reranker_topn
     if reranking.reranker_mode == "none" or topn == 0:
         return None, "fused+rerank skipped: reranking.reranker_mode is none"
-    from services.retriever import convert
-
     run: dict[str, dict[str, float]] = {}
     model_version = ""
     try:
