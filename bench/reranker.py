@@ -181,7 +181,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def score_drift(registry: FileRegistry, pairs) -> dict:
-    from services.reranker.scorer import OnnxCrossEncoder
+    from services.engine.scorer import OnnxCrossEncoder
 
     version = registry.resolve("champion")
     folder, manifest = registry.local_path(version), registry.manifest(version)
@@ -213,7 +213,7 @@ def batch_curve(registry: FileRegistry, sizes=(1, 2, 4, 8, 16, 32, 64), seconds:
     The most dynamic batching can add is the best of these over size 1: on a CPU the model saturates
     the cores at a handful of pairs, so merging requests pays little beyond that (on a GPU it pays far more).
     """
-    from services.reranker.scorer import OnnxCrossEncoder
+    from services.engine.scorer import OnnxCrossEncoder
 
     version = registry.resolve("champion")
     scorer = OnnxCrossEncoder(registry.local_path(version), registry.manifest(version), EngineSettings())

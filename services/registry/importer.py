@@ -11,8 +11,8 @@ import numpy as np
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.export import export_bi_encoder, export_cross_encoder
+from services.engine.scorer import load_scorer
 from services.registry.store import Manifest, Registry, check_alias
-from services.reranker.scorer import load_scorer
 
 
 def import_model(

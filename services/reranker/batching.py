@@ -20,7 +20,7 @@ from prometheus_client import Gauge, Histogram
 
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
-from services.reranker.scorer import Scorer
+from services.engine.scorer import Scorer
 
 BATCH_PAIRS = Histogram(
     "feedrank_rerank_batch_pairs", "Pairs per forward pass", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)

@@ -18,8 +18,8 @@ from prometheus_client import Counter, Info
 
 from services.common.config import EngineSettings
 from services.common.errors import FeedrankError, invalid
+from services.engine.scorer import Scorer, load_scorer
 from services.registry.store import ALIASES, Manifest, Registry, check_version_id
-from services.reranker.scorer import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from prometheus_client import Gauge
 
 from services.common.config import Settings
 from services.engine.pooling import adapt_queries
+from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import Legs, final_scores
-from services.reranker.scorer import Scorer, load_scorer
 from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from services.common.config import EngineSettings
+from services.engine.scorer import OnnxBiEncoder
 from services.registry.importer import import_bi_encoder
 from services.registry.store import FileRegistry
 from services.reranker.combine import blend, fused_signal
 from services.reranker.core import Document, RerankQuery
-from services.reranker.scorer import OnnxBiEncoder
 from tests.reranker.conftest import base_model_dir, scifact_pairs
 
 

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 
 from services.common.config import EngineSettings
+from services.engine.scorer import OnnxCrossEncoder
 from services.reranker.batching import Batcher
-from services.reranker.scorer import OnnxCrossEncoder
 from tests.reranker.conftest import scifact_pairs
 
 

@@ -13,10 +13,10 @@ import numpy as np
 from tokenizers import Encoding
 
 from services.common.config import EngineSettings
+from services.engine.manifest import Manifest
 from services.engine.pooling import adapt_queries, mean_pool_normalize
 from services.engine.session import OnnxModel, load_model
 from services.engine.tokenize import TextTokenizer, pad
-from services.registry.store import Manifest
 
 
 class Scorer(abc.ABC):
