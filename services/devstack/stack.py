@@ -19,8 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError
+from services.devstack.broker import DevKafka, free_ports
 from services.kafka.clients import ensure_topics
-from services.kafka.launcher import DevKafka, free_ports
 
 SERVICES = ("reranker", "feedback", "trainer", "retriever")  # start order: dependencies first
 WITH_GATEWAY = (*SERVICES, "gateway")  # the HTTP face comes last: it only calls the others

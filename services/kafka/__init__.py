@@ -1,23 +1,16 @@
-"""Kafka plumbing shared by feedback, the event store's consumer, the trainer and `feedrank up`.
+"""Kafka plumbing shared by feedback, the event store's consumer and the trainer.
 
 - `clients`: producer/consumer/admin config builders from `KafkaSettings`, plus topic creation.
-- `launcher`: starts the development broker (Tansu, memory or s3 storage) and its object store
-  (SeaweedFS) as child processes on free loopback ports.
 
-The client code is plain Kafka: production points `kafka.bootstrap_servers` at Apache Kafka.
+The client code is plain Kafka: production points `kafka.bootstrap_servers` at Apache Kafka. The development
+broker (Tansu and SeaweedFS as child processes) is dev tooling: services/devstack/broker.py.
 """
 
 from services.kafka.clients import admin_config, consumer_config, ensure_topics, producer_config
-from services.kafka.launcher import DevKafka, SeaweedS3, TansuBroker, tansu_binary, weed_binary
 
 __all__ = [
-    "DevKafka",
-    "SeaweedS3",
-    "TansuBroker",
     "admin_config",
     "consumer_config",
     "ensure_topics",
     "producer_config",
-    "tansu_binary",
-    "weed_binary",
 ]

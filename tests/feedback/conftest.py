@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.kafka.launcher import DevKafka
+from services.devstack.broker import DevKafka
 from tests.conftest import free_port
 from tests.feedback.helpers import FeedbackProcess, ServiceProcess
 

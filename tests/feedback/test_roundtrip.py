@@ -15,8 +15,8 @@ from services.events.store import EventStore
 from kafka import KafkaProducer
 from prometheus_client import REGISTRY
 
+from services.devstack.broker import TansuBroker
 from services.kafka.clients import ensure_topics, producer_config
-from services.kafka.launcher import TansuBroker
 from services.proto.feedrank.v1 import feedback_pb2
 from tests.conftest import free_port
 from tests.feedback.conftest import service_env

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from services.common.config import Settings
+from services.devstack.broker import DevKafka
 from services.events.store import EventStore
-from services.kafka.launcher import DevKafka
 from tests.conftest import free_port
 from tests.feedback.helpers import ServiceProcess, wait_until
 from tests.reranker.conftest import RerankerProcess, hf_models, registry_template  # noqa: F401 (fixtures)

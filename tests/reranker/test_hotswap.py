@@ -101,7 +101,7 @@ def test_model_published_event_triggers_the_swap(reranker_process, registry, tmp
 
     from services.common.config import KafkaSettings
     from services.kafka.clients import ensure_topics, producer_config
-    from services.kafka.launcher import DevKafka
+    from services.devstack.broker import DevKafka
     from services.proto.feedrank.v1 import feedback_pb2
 
     other = [m.version_id for m in registry.versions()][1]

@@ -16,8 +16,8 @@ import grpc
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from services.devstack.broker import DevKafka
 from services.kafka.clients import consumer_config, ensure_topics, producer_config
-from services.kafka.launcher import DevKafka
 from services.proto.feedrank.v1 import (
     feedback_pb2,
     reranker_pb2,
