@@ -57,7 +57,8 @@ def import_edges(root: Path, package: str = "services") -> tuple[set[str], list[
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative: from the module's package, one level up per extra dot
-                    anchor = module.split(".")[: len(module.split(".")) - node.level + (1 if is_package else 0)]
+                    parts = module.split(".")
+                    anchor = parts[: len(parts) - node.level + (1 if is_package else 0)]
                     base = ".".join([*anchor, base] if base else anchor)
                 names = [f"{base}.{alias.name}" for alias in node.names]
             else:
@@ -164,7 +165,8 @@ def test_no_import_cycle_between_packages():
 def test_nothing_imports_upward():
     _, edges = import_edges(ROOT)
     wrong = upward(edges, LAYERS)
-    assert not wrong, "imports that run upward (LAYERS in tests/test_imports.py):\n" + "\n".join(f"  {e}" for e in wrong)
+    listed = "\n".join(f"  {e}" for e in wrong)
+    assert not wrong, f"imports that run upward (LAYERS in tests/test_imports.py):\n{listed}"
 
 
 # -- the checks themselves, on tiny synthetic trees -----------------------------------------
@@ -188,7 +190,8 @@ def test_imports_inside_functions_and_type_checking_blocks_close_a_cycle(tmp_pat
     root = _tree(tmp_path, {
         "services/__init__.py": "",
         "services/common/__init__.py": "",
-        "services/common/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from services.common.b import B\n",
+        "services/common/a.py": (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from services.common.b import B\n"),
         "services/common/b.py": "def f():\n    from services.common import a\n",
         "services/common/c.py": "from . import b\n",
     })

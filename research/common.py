@@ -1,7 +1,7 @@
 """Shared plumbing for the learning experiments: data loading, the two legs, RRF fusion, metrics.
 
 Everything expensive (BM25 score matrices, base corpus/query embeddings) is cached under
-bench/learning/cache/<corpus>/ so that each experiment only pays for what it trains.
+research/cache/<corpus>/ so that each experiment only pays for what it trains.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
-DATA = Path(os.environ.get("FEEDRANK_DATA_DIR", HERE.parents[1] / ".." / "shared" / "data")).resolve()
+DATA = Path(os.environ.get("FEEDRANK_DATA_DIR", HERE.parent / ".." / "shared" / "data")).resolve()
 RRF_K = 60
 DEPTH = 100
 

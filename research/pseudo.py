@@ -3,7 +3,7 @@
 One pseudo-query per document: its title, or for untitled passages its first sentence. The pair
 (pseudo-query, its document) is a click the corpus gives for free. Embeddings cached under cache/<corpus>/.
 
-  python bench/learning/pseudo.py scifact msmarco_dl19_subset5k
+  python -m research.pseudo scifact msmarco_dl19_subset5k
 """
 
 import json
@@ -12,7 +12,7 @@ import sys
 import time
 
 import numpy as np
-from common import CACHE, encode, load_corpus, load_st
+from research.common import CACHE, encode, load_corpus, load_st
 
 
 def pseudo_queries(c) -> list[tuple[str, int]]:

@@ -27,8 +27,8 @@ Entry points for the trainer:
   run_recipe(...)        all of the above for one corpus and one set of feedback queries
 
 CLI:
-  python bench/learning/recipe.py --corpus scifact [--noise 0.3]
-  python bench/learning/recipe.py --corpus msmarco_dl19_subset5k --cv 2     # no train split: 2-fold over its queries
+  python -m research.recipe --corpus scifact [--noise 0.3]
+  python -m research.recipe --corpus msmarco_dl19_subset5k --cv 2     # no train split: 2-fold over its queries
 """
 
 from __future__ import annotations
@@ -36,15 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (
+from research.common import (
     CACHE,
     Corpus,
     base_model_dir,
@@ -57,6 +54,7 @@ from common import (
     run_from_scores,
     topk,
 )
+from research.pseudo import cached_pseudo
 
 DEPTHS = (20, 30, 50, 100)
 HEAD_DEPTH = 30  # candidates the linear head scores (the blend head picks its own depth from DEPTHS)
@@ -408,8 +406,6 @@ def main(argv=None):
     bm, de, qe, fused = legs(c)
     pseudo = None
     if a.pseudo:
-        from pseudo import cached_pseudo
-
         pseudo = cached_pseudo(c)
     kw = {"epochs": a.epochs, "lr": a.lr, "weight_decay": a.weight_decay, "scale": a.scale,
           "min_grade": a.min_grade, "pseudo": pseudo, "pseudo_max": a.pseudo, "min_dev_queries": a.min_dev_queries}

@@ -7,21 +7,19 @@ queries' feedback (the train queries' tuned cosines are fitted to those very que
 combiner to trust the tuned cosine too much). Reported: 5-fold CV on dev vs the simple blend, and test.
 The served version of this idea (features from LegScores only) is recipe.leg_features / select_head.
 
-  python bench/learning/combine.py --W bench/learning/cache/scifact/<recipe tag>_W.npy [--noise 0.3]
+  python -m research.combine --W research/cache/scifact/<recipe tag>_W.npy [--noise 0.3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, dev_split, load_corpus, ndcg_at_10, run_from_scores, topk
-from recipe import (
+from research.common import CACHE, dev_split, load_corpus, ndcg_at_10, run_from_scores, topk
+from research.recipe import (
     adapt,
     blend_rerank,
     evaluate,
