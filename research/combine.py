@@ -20,7 +20,6 @@ import numpy as np
 
 from research.common import CACHE, dev_split, load_corpus, ndcg_at_10, run_from_scores, topk
 from research.recipe import (
-    adapt,
     blend_rerank,
     evaluate,
     feedback_pairs,
@@ -29,6 +28,7 @@ from research.recipe import (
     pairs_as_qrels,
     select_blend,
 )
+from services.engine.pooling import adapt_queries
 
 
 def rank_rr(x: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def main(argv=None):
     c = load_corpus(a.corpus)
     bm, de, qe, fused = legs(c)
     dn = qe @ de.T
-    cos = adapt(qe, np.load(a.W)) @ de.T
+    cos = adapt_queries(qe, np.load(a.W)) @ de.T
     qi = c.qindex()
     _, dv = dev_split(list(c.qrels["train"]))
     dev_pairs = feedback_pairs(c, dv, c.qrels["train"], noise=a.noise, fused=fused, seed=a.seed + 1)

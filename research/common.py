@@ -1,4 +1,4 @@
-"""Shared plumbing for the learning experiments: data loading, the two legs, RRF fusion, metrics.
+"""Shared plumbing for the learning experiments: data loading, the two legs, RRF and nDCG (the product's).
 
 Everything expensive (BM25 score matrices, base corpus/query embeddings) is cached under
 research/cache/<corpus>/ so that each experiment only pays for what it trains.
@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from services.evaluation import metrics
+from services.retriever import fusion
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -156,12 +159,13 @@ def topk(scores: np.ndarray, k: int = DEPTH) -> np.ndarray:
     return idx[row, np.argsort(-scores[row, idx], axis=1)]
 
 
-def rrf(*rankings: np.ndarray, k: int = RRF_K, n_docs: int) -> np.ndarray:
-    """RRF score matrix from top-k index lists (0 for docs absent from every list)."""
-    out = np.zeros((rankings[0].shape[0], n_docs), dtype=np.float32)
-    row = np.arange(out.shape[0])[:, None]
-    for r in rankings:
-        out[row, r] += 1.0 / (k + 1 + np.arange(r.shape[1]))[None, :]
+def rrf(lexical: np.ndarray, vector: np.ndarray, k: int = RRF_K, *, n_docs: int) -> np.ndarray:
+    """RRF score matrix from each leg's top-k index lists (0 for docs absent from both): the product's RRF
+    (services/retriever/fusion.py) applied row by row."""
+    out = np.zeros((lexical.shape[0], n_docs), dtype=np.float32)
+    for row, (lex, vec) in enumerate(zip(lexical, vector)):
+        scores = fusion.rrf([(int(j), 0.0) for j in lex], [(int(j), 0.0) for j in vec], k)
+        out[row, list(scores)] = list(scores.values())
     return out
 
 
@@ -172,17 +176,9 @@ def run_from_scores(c: Corpus, qids: list[str], scores: np.ndarray, k: int = 100
 
 
 def ndcg_at_10(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> float:
-    """Mean nDCG@10 with linear gains (trec_eval / ranx 'ndcg'), over the queries that have qrels."""
-    vals = []
-    for q, rel in qrels.items():
-        if not any(g > 0 for g in rel.values()):
-            continue
-        ranked = sorted(run.get(q, {}).items(), key=lambda kv: (-kv[1], kv[0]))[:10]
-        dcg = sum(rel.get(d, 0) / np.log2(i + 2) for i, (d, _) in enumerate(ranked))
-        ideal = sorted((g for g in rel.values() if g > 0), reverse=True)[:10]
-        idcg = sum(g / np.log2(i + 2) for i, g in enumerate(ideal))
-        vals.append(dcg / idcg)
-    return float(np.mean(vals))
+    """Mean nDCG@10 (services/evaluation/metrics.py) over the queries that have a relevant document."""
+    judged = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
+    return metrics.evaluate(run, judged, ["ndcg@10"])["ndcg@10"]
 
 
 def ranx_ndcg(run, qrels) -> float:

@@ -20,7 +20,7 @@ Why this shape (numbers in bench/learning.md):
 Entry points for the trainer:
   feedback_pairs(...)    simulated clicks from qrels (optionally corrupted)
   train_adapter(...)     -> W (numpy, 384 x 384) and the training history
-  adapt(...)             adapted, normalized query embeddings
+  adapt_queries(...)     adapted, normalized query embeddings (services/engine/pooling.py)
   select_blend(...)      -> (depth, weight, dev nDCG@10)
   blend_rerank(...)      final score matrix
   export_model(...)      a SentenceTransformer directory (base + Dense + Normalize) for ONNX export
@@ -55,6 +55,7 @@ from research.common import (
     topk,
 )
 from research.pseudo import cached_pseudo
+from services.engine.pooling import adapt_queries
 
 DEPTHS = (20, 30, 50, 100)
 HEAD_DEPTH = 30  # candidates the linear head scores (the blend head picks its own depth from DEPTHS)
@@ -93,11 +94,6 @@ def pairs_as_qrels(c: Corpus, pairs) -> dict[str, dict[str, int]]:
 
 
 # ---------------------------------------------------------------- training
-
-def adapt(query_emb: np.ndarray, W: np.ndarray) -> np.ndarray:
-    q = query_emb + query_emb @ W
-    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
-
 
 def train_adapter(query_emb: np.ndarray, pairs: list[tuple[int, list[int]]], doc_emb: np.ndarray, *,
                   epochs: int = 100, lr: float = 1e-3, weight_decay: float = 0.01, scale: float = 20.0,
@@ -315,10 +311,10 @@ class RecipeResult:
     seconds: float
 
     def scores(self, fused: np.ndarray, query_emb: np.ndarray, doc_emb: np.ndarray) -> np.ndarray:
-        return blend_rerank(fused, adapt(query_emb, self.W) @ doc_emb.T, self.depth, self.weight)
+        return blend_rerank(fused, adapt_queries(query_emb, self.W) @ doc_emb.T, self.depth, self.weight)
 
     def served_scores(self, lex: np.ndarray, query_emb: np.ndarray, doc_emb: np.ndarray) -> np.ndarray:
-        vec = adapt(query_emb, self.W) @ doc_emb.T
+        vec = adapt_queries(query_emb, self.W) @ doc_emb.T
         fused, top, feats = leg_features(lex, vec, HEAD_DEPTH)
         return self.head.rerank(fused, vec, top, feats)
 
@@ -349,12 +345,12 @@ def run_recipe(c: Corpus, qids: list[str], qrels, bm, de, qe, fused, *, noise: f
     dev_rows = [c.qindex()[q] for q in dev_q]
 
     def dev_eval(W):
-        cos = adapt(qe[dev_rows], W) @ de.T
+        cos = adapt_queries(qe[dev_rows], W) @ de.T
         return ndcg_at_10(run_from_scores(c, dev_q, cos), dev_rel)
 
     log(f"{c.name}: {len(pairs)} feedback queries, {len(dev_q)} dev queries, noise {noise}")
     W, hist = train_adapter(train_q, pairs, de, dev_eval=dev_eval, log=log, **train_kw)
-    cos = adapt(qe[dev_rows], W) @ de.T
+    cos = adapt_queries(qe[dev_rows], W) @ de.T
     depth, w, dev_v = select_blend(c, fused[dev_rows], cos, dev_q, dev_rel)
     log(f"blend chosen on dev: depth {depth} weight {w} dev nDCG@10 {dev_v:.4f}")
     fused_a, top, feats = leg_features(bm[dev_rows], cos, HEAD_DEPTH)
@@ -417,7 +413,7 @@ def main(argv=None):
         fb_q = fb_q[:max(1, round(len(fb_q) * a.feedback_frac))]
         r = run_recipe(c, fb_q, c.qrels["train"], bm, de, qe, fused, noise=a.noise, seed=a.seed, **kw)
         final = r.scores(fused, qe, de)
-        cos = adapt(qe, r.W) @ de.T
+        cos = adapt_queries(qe, r.W) @ de.T
         seen = {d for q in c.qrels["train"].values() for d in q}
         unseen_q = [q for q, rel in test.items() if not (set(rel) & seen)]
         res |= {
@@ -449,7 +445,7 @@ def main(argv=None):
             r = run_recipe(c, train_q, test, bm, de, qe, fused, noise=a.noise, seed=a.seed, **kw)
             rows = [c.qindex()[q] for q in folds[k]]
             final[rows] = r.scores(fused[rows], qe[rows], de)
-            dense_only[rows] = adapt(qe[rows], r.W) @ de.T
+            dense_only[rows] = adapt_queries(qe[rows], r.W) @ de.T
             served[rows] = r.served_scores(bm[rows], qe[rows], de)
             res[f"fold{k}"] = {"depth": r.depth, "weight": r.weight, "dev": r.dev_ndcg,
                                "test_fused": evaluate(c, fused, test, folds[k]),

@@ -1,6 +1,6 @@
 """Serving cost of the recipe on this CPU: one adapted query embedding + the head over 30-100 candidates,
 and (for comparison) what a reranker would pay if it had to embed the candidate documents itself.
-Also checks that export_model reproduces adapt() exactly.
+Also checks that export_model reproduces adapt_queries() exactly.
 
   python -m research.speed research/cache/scifact/<tag>_W.npy
 """
@@ -12,7 +12,8 @@ import time
 
 import numpy as np
 from research.common import cached_embeddings, encode, load_corpus, load_st
-from research.recipe import HEAD_DEPTH, adapt, export_model, leg_features
+from research.recipe import HEAD_DEPTH, export_model, leg_features
+from services.engine.pooling import adapt_queries
 
 
 def main():
@@ -23,7 +24,8 @@ def main():
         export_model(W, tmp)
         m = load_st(tmp, 256)
         got = encode(m, c.query_texts[:64])
-        print("export_model max |diff| vs adapt():", float(np.abs(got - adapt(qe[:64], W)).max()))
+        diff = float(np.abs(got - adapt_queries(qe[:64], W)).max())
+        print("export_model max |diff| vs adapt_queries():", diff)
         lat = []
         for q in c.query_texts[100:150]:
             t = time.perf_counter()
@@ -31,7 +33,7 @@ def main():
             lat.append(time.perf_counter() - t)
         print(f"adapted query embedding (torch, 1 query): p50 {1e3 * statistics.median(lat):.1f} ms")
     bm = np.load(CACHE / "scifact" / "bm25.npy")
-    vec = adapt(qe[:50], W) @ de.T
+    vec = adapt_queries(qe[:50], W) @ de.T
     t = time.perf_counter()
     leg_features(bm[:50], vec, HEAD_DEPTH)
     print(f"legs features + fusion for 50 queries over the full corpus (bench only; the service gets them): "

@@ -7,7 +7,6 @@ import json
 
 from research.common import dev_split, load_corpus, ndcg_at_10, run_from_scores
 from research.recipe import (
-    adapt,
     blend_rerank,
     evaluate,
     feedback_pairs,
@@ -16,6 +15,7 @@ from research.recipe import (
     select_blend,
     train_adapter,
 )
+from services.engine.pooling import adapt_queries
 
 
 def main():
@@ -28,13 +28,13 @@ def main():
     rows = [c.qindex()[q] for q in dev_q]
 
     def dev_eval(W):
-        return ndcg_at_10(run_from_scores(c, dev_q, adapt(qe[rows], W) @ de.T), dev_rel)
+        return ndcg_at_10(run_from_scores(c, dev_q, adapt_queries(qe[rows], W) @ de.T), dev_rel)
 
     for lr, wd, scale, epochs in [(1e-3, 0.0, 20, 100), (1e-3, 0.01, 20, 100), (3e-3, 0.0, 20, 100),
                                   (1e-3, 0.0, 40, 100), (3e-4, 0.01, 20, 200)]:
         W, hist = train_adapter(qe, pairs, de, epochs=epochs, lr=lr, weight_decay=wd, scale=scale,
                                 dev_eval=dev_eval, log=lambda *_: None)
-        cos = adapt(qe, W) @ de.T
+        cos = adapt_queries(qe, W) @ de.T
         d, w, v = select_blend(c, fused[rows], cos[rows], dev_q, dev_rel)
         best = max(hist, key=lambda h: h.get("dev", -1))
         print(json.dumps({"lr": lr, "wd": wd, "scale": scale, "epochs": epochs, "best_epoch": best["epoch"],
