@@ -80,6 +80,14 @@ class RerankingSettings(_Group):
     reranker_timeout: float = Field(10.0, gt=0, description="Seconds a rerank call (local or cloud) may take")
     max_documents: int = Field(1000, ge=1, description="Most documents one Rerank request may carry")
     max_text_bytes: int = Field(65536, ge=1, description="Largest query or document text, in UTF-8 bytes")
+    model_map: dict[str, str] = Field(
+        {"default": ""},
+        description="The drop-in rerank routes' (Cohere, Jina, Voyage, Mixedbread) `model` names -> the alias or "
+        'version id that serves them ("" = what the reranker serves by default: the champion, or '
+        "reranker_local_model in local mode). A name listed here is mapped; else a feedrank alias or registry "
+        'version id is served as named; else the "default" entry; with no "default", the name is refused '
+        "naming `model`. So rerank-v3.5, jina-reranker-v2-base-multilingual, ... work with the default map",
+    )
 
 
 class EngineSettings(_Group):

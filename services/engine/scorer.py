@@ -40,6 +40,10 @@ class Scorer(abc.ABC):
     @abc.abstractmethod
     def score(self, items: list) -> np.ndarray: ...
 
+    @abc.abstractmethod
+    def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
+        """Each document cut to its first `max_tokens` tokens of this version's document tokenizer."""
+
     def warmup(self) -> float:
         """Score a smoke pair; a version that cannot is never swapped in."""
         value = float(self.score(self.prepare("smoke test query", ["a short smoke test document"]))[0])
@@ -61,6 +65,9 @@ class OnnxCrossEncoder(Scorer):
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
         return self.tokenizer.pair_lengths(query, texts)
+
+    def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
+        return self.tokenizer.heads(texts, max_tokens)
 
     def score(self, encodings: list[Encoding]) -> np.ndarray:
         logits = self.model.run(pad(encodings).feeds).astype(np.float32).reshape(-1)
@@ -119,6 +126,9 @@ class OnnxBiEncoder(Scorer):
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.doc_tokenizer.encode_untruncated(texts)]
+
+    def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
+        return self.doc_tokenizer.heads(texts, max_tokens)
 
     def score(self, items: list[BiEncoderItem]) -> np.ndarray:
         queries: dict[tuple[int, ...], int] = {}

@@ -50,6 +50,14 @@ class TextTokenizer:
     def encode_untruncated(self, texts: list[str]) -> list[Encoding]:
         return self._untruncated.encode_batch(texts)
 
+    def heads(self, texts: list[str], max_tokens: int) -> list[str]:
+        """Each text cut after its first `max_tokens` tokens (special tokens not counted), at the
+        character where that token ends, so the cut text tokenizes back to the same head."""
+        out = []
+        for text, enc in zip(texts, self._untruncated.encode_batch(texts, add_special_tokens=False)):
+            out.append(text if len(enc.ids) <= max_tokens else text[: enc.offsets[max_tokens - 1][1]])
+        return out
+
 
 def pad(encodings: list[Encoding]) -> Batch:
     width = max(len(e.ids) for e in encodings)

@@ -5,16 +5,19 @@ turned into `FeedrankError` by `Backends.call`, request-body validation is turne
 and the gateway's own refusals (token, rate limit) raise one. The body's shape follows the route's
 dialect, so drop-in clients parse errors the way they expect:
 
-| kind                | feedrank (default) | Cohere `/v2/rerank` | TEI `/rerank`                  |
-|---------------------|--------------------|---------------------|--------------------------------|
-| invalid_argument    | 422                | 400                 | 413 `validation` (422 for a body that does not parse) |
-| not_found           | 404                | 404                 | 424 `backend`                  |
-| failed_precondition | 409                | 409                 | 424 `backend`                  |
-| unauthenticated     | 401                | 401                 | 401                            |
-| resource_exhausted  | 429                | 429                 | 429 `overloaded`               |
-| unavailable         | 503                | 503                 | 503 `unhealthy`                |
-| deadline_exceeded   | 504                | 504                 | 424 `backend`                  |
-| cancelled, internal | 502                | 502                 | 424 `backend`                  |
+| kind                | feedrank (default) | Cohere `/v2/rerank`, `/v1/rerank` | TEI `/rerank`                  |
+|---------------------|--------------------|-----------------------------------|--------------------------------|
+| invalid_argument    | 422                | 400 (422 for a body that does not parse) | 413 `validation` (422 for a body that does not parse) |
+| not_found           | 404                | 404                               | 424 `backend`                  |
+| failed_precondition | 409                | 409                               | 424 `backend`                  |
+| unauthenticated     | 401                | 401                               | 401                            |
+| resource_exhausted  | 429                | 429                               | 429 `overloaded`               |
+| unavailable         | 503                | 503                               | 503 `unhealthy`                |
+| deadline_exceeded   | 504                | 504                               | 424 `backend`                  |
+| cancelled, internal | 502                | 502                               | 424 `backend`                  |
+
+Cohere's body is `{"message": ...}`; Jina's, Voyage's and Mixedbread's (`/v1/rerank`, `/v1/reranking`)
+is FastAPI's `{"detail": ...}`.
 
 FAILED_PRECONDITION is 409 Conflict: the request is well formed but the state of the system
 refuses it (a run that is not finished, a promotion the gate or the registry refuses), which is a
@@ -54,10 +57,11 @@ _TEI = {
 # Routes whose clients expect another API's error body; everything else gets feedrank's.
 COHERE_PATHS = frozenset({"/v2/rerank"})
 TEI_PATHS = frozenset({"/rerank"})
+V1_RERANK_PATHS = frozenset({"/v1/rerank", "/v1/reranking"})
 
 
 class BodyInvalid(FeedrankError):
-    """A request body that did not match the route's schema (TEI answers these with 422, not 413)."""
+    """A request body that did not match the route's schema (TEI and the rerank APIs answer these with 422)."""
 
 
 def field_of(loc: tuple | list) -> str:
@@ -76,8 +80,10 @@ def render(request: Request, err: FeedrankError, headers: dict[str, str] | None 
             status = 422
         return JSONResponse({"error": str(err), "error_type": error_type}, status_code=status, headers=headers)
     status = STATUS[err.kind]
-    if path in COHERE_PATHS:
-        return JSONResponse({"message": str(err)}, status_code=400 if status == 422 else status, headers=headers)
+    if path in COHERE_PATHS or path in V1_RERANK_PATHS:
+        status = 400 if status == 422 and not isinstance(err, BodyInvalid) else status
+        body = {"message": str(err)} if path in COHERE_PATHS else {"detail": str(err)}
+        return JSONResponse(body, status_code=status, headers=headers)
     body = {"error": {"code": err.kind.value, "message": err.message, "field": err.field}}
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -6,9 +6,11 @@ decided by the service behind the route, whose INVALID_ARGUMENT names the field.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from services.reranker import MIN_TOKENS_PER_DOC
 
 INT32 = 2**31 - 1
 INT64 = 2**63 - 1
@@ -163,11 +165,12 @@ class CohereRerankBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: Text = Field(description='Reranker alias or version id ("champion", "challenger", ...)')
+    model: Text = Field(description="Any name: reranking.model_map says which alias or version serves it")
     query: Text
     documents: list[Text]
     top_n: Count | None = None
-    max_tokens_per_doc: Count | None = Field(None, description="Accepted; long pairs are cut to the model's length")
+    max_tokens_per_doc: Annotated[int, Field(ge=MIN_TOKENS_PER_DOC, le=INT32)] | None = Field(
+        None, description="Each document is cut to its first N tokens before scoring (at least 16)")
     priority: Int32 | None = None
 
 
@@ -199,3 +202,23 @@ class TeiRank(BaseModel):
     index: int
     score: float
     text: str | None = None
+
+
+class V1RerankBody(BaseModel):
+    """The `/v1/rerank` request of Jina (`documents`, `top_n`, `return_documents`), Voyage (`documents`, `top_k`,
+    `return_documents`, `truncation`) and Mixedbread (`input`, `top_k`, `return_input`, `rank_fields`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: Text = Field("", description="Any name: reranking.model_map says which alias or version serves it")
+    query: Text
+    documents: list[Text | dict[str, Any]] | None = Field(
+        None, description='Jina, Voyage: strings, or Jina\'s {"text": ...} objects')
+    input: list[Text | dict[str, Any]] | None = Field(None, description="Mixedbread: strings or objects")
+    top_n: Count | None = Field(None, description="Jina: results to return; empty = all")
+    top_k: Annotated[int, Field(ge=-1, le=INT32)] | None = Field(
+        None, description="Voyage, Mixedbread: results to return; empty (or Mixedbread's -1) = all")
+    return_documents: bool | None = Field(None, description="Jina (default true), Voyage (default false)")
+    return_input: bool = Field(False, description="Mixedbread: echo each result's input")
+    rank_fields: list[Text] | None = Field(None, description="Mixedbread: the object keys whose values are ranked")
+    truncation: bool | None = Field(None, description="Voyage: false refuses documents over the model's length")

@@ -205,6 +205,14 @@ def new_version_id() -> str:
     return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
+_GENERATED_VERSION_ID = re.compile(r"^v\d{8}-\d{6}-[0-9a-f]{6}$")
+
+
+def is_generated_version_id(name: str) -> bool:
+    """Whether `name` has the shape new_version_id() gives (other APIs' model names never do)."""
+    return bool(_GENERATED_VERSION_ID.match(name))
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

@@ -15,6 +15,7 @@ from services import __version__
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.session import choose_providers
+from services.reranker import MIN_TOKENS_PER_DOC
 from services.reranker.batching import Batcher
 from services.reranker.cache import ResultCache, cache_key
 from services.reranker.cloud import CloudReranker
@@ -43,6 +44,7 @@ class RerankQuery:
     model: str = ""
     truncate: bool = True
     return_text: bool = False
+    max_tokens_per_doc: int = 0  # > 0: documents are cut to this many tokens before scoring
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,8 @@ class RerankerCore:
                 raise invalid(f"documents[{i}].text", f"longer than {limits.max_text_bytes} bytes")
         if request.top_n < 0:
             raise invalid("top_n", "must be >= 0")
+        if request.max_tokens_per_doc and request.max_tokens_per_doc < MIN_TOKENS_PER_DOC:
+            raise invalid("max_tokens_per_doc", f"must be at least {MIN_TOKENS_PER_DOC} (0 = no limit)")
         if request.model and request.model not in ("champion", "challenger") and self.mode in ("none", "cloud"):
             raise invalid("model", f"mode {self.mode} serves no model versions")
 
@@ -145,6 +149,8 @@ class RerankerCore:
         self, loaded: LoadedVersion, request: RerankQuery, texts: list[str], deadline: float | None
     ) -> tuple[np.ndarray, Timings, bool]:
         scorer = loaded.scorer
+        if request.max_tokens_per_doc:
+            texts = await asyncio.to_thread(scorer.document_heads, texts, request.max_tokens_per_doc)
         key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate)
         hit = self.cache.get(key)
         if hit is not None:

@@ -22,6 +22,7 @@ def to_query(request: reranker_pb2.RerankRequest) -> RerankQuery:
         model=request.model,
         truncate=request.truncate,
         return_text=request.return_text,
+        max_tokens_per_doc=request.max_tokens_per_doc,
     )
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from services.proto.feedrank.v1 import common_pb2 as feedrank_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x65\x64rank/v1/reranker.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"c\n\x0eRerankDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x04legs\x18\x03 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x11\n\tembedding\x18\x04 \x03(\x02\"\x93\x01\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.feedrank.v1.RerankDocument\x12\r\n\x05top_n\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08truncate\x18\x05 \x01(\x08\x12\x13\n\x0breturn_text\x18\x06 \x01(\x08\"F\n\x0cRerankResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xad\x01\n\x0eRerankResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.feedrank.v1.RerankResult\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0bmodel_alias\x18\x03 \x01(\t\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.feedrank.v1.Timings\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x0c\n\x04mode\x18\x06 \x01(\t\"\x18\n\x16GetRerankerInfoRequest\"\xec\x01\n\x10ModelVersionInfo\x12\x12\n\nversion_id\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x11\n\tloaded_at\x18\x06 \x01(\t\x12;\n\x07metrics\x18\x07 \x03(\x0b\x32*.feedrank.v1.ModelVersionInfo.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x0e\x42\x61tchingLimits\x12\x17\n\x0fmax_batch_pairs\x18\x01 \x01(\x05\x12\x18\n\x10max_batch_tokens\x18\x02 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x03 \x01(\x01\x12\x17\n\x0fmax_queue_pairs\x18\x04 \x01(\x05\x12\x15\n\rmax_documents\x18\x05 \x01(\x05\x12\x16\n\x0emax_text_bytes\x18\x06 \x01(\x05\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\"_\n\nCloudUsage\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62illed_units\x18\x03 \x01(\x03\x12\x1a\n\x12\x65stimated_cost_usd\x18\x04 \x01(\x01\"\xa4\x03\n\x0cRerankerInfo\x12\x15\n\rbuild_version\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\x12-\n\x06loaded\x18\x05 \x03(\x0b\x32\x1d.feedrank.v1.ModelVersionInfo\x12\x37\n\x07\x61liases\x18\x06 \x03(\x0b\x32&.feedrank.v1.RerankerInfo.AliasesEntry\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.feedrank.v1.BatchingLimits\x12\x16\n\x0elast_reload_at\x18\x08 \x01(\t\x12\x19\n\x11last_reload_error\x18\t \x01(\t\x12\x12\n\nswap_count\x18\n \x01(\x03\x12,\n\x0b\x63loud_usage\x18\x0b \x03(\x0b\x32\x17.feedrank.v1.CloudUsage\x12\x11\n\tprecision\x18\x0c \x01(\t\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x98\x01\n\x08Reranker\x12\x41\n\x06Rerank\x12\x1a.feedrank.v1.RerankRequest\x1a\x1b.feedrank.v1.RerankResponse\x12I\n\x07GetInfo\x12#.feedrank.v1.GetRerankerInfoRequest\x1a\x19.feedrank.v1.RerankerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x65\x64rank/v1/reranker.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"c\n\x0eRerankDocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x04legs\x18\x03 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x11\n\tembedding\x18\x04 \x03(\x02\"\xaf\x01\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12.\n\tdocuments\x18\x02 \x03(\x0b\x32\x1b.feedrank.v1.RerankDocument\x12\r\n\x05top_n\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x10\n\x08truncate\x18\x05 \x01(\x08\x12\x13\n\x0breturn_text\x18\x06 \x01(\x08\x12\x1a\n\x12max_tokens_per_doc\x18\x07 \x01(\x05\"F\n\x0cRerankResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x0c\n\x04text\x18\x04 \x01(\t\"\xad\x01\n\x0eRerankResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.feedrank.v1.RerankResult\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x13\n\x0bmodel_alias\x18\x03 \x01(\t\x12%\n\x07timings\x18\x04 \x01(\x0b\x32\x14.feedrank.v1.Timings\x12\x0e\n\x06\x63\x61\x63hed\x18\x05 \x01(\x08\x12\x0c\n\x04mode\x18\x06 \x01(\t\"\x18\n\x16GetRerankerInfoRequest\"\xec\x01\n\x10ModelVersionInfo\x12\x12\n\nversion_id\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x11\n\tloaded_at\x18\x06 \x01(\t\x12;\n\x07metrics\x18\x07 \x03(\x0b\x32*.feedrank.v1.ModelVersionInfo.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb1\x01\n\x0e\x42\x61tchingLimits\x12\x17\n\x0fmax_batch_pairs\x18\x01 \x01(\x05\x12\x18\n\x10max_batch_tokens\x18\x02 \x01(\x05\x12\x13\n\x0bmax_wait_ms\x18\x03 \x01(\x01\x12\x17\n\x0fmax_queue_pairs\x18\x04 \x01(\x05\x12\x15\n\rmax_documents\x18\x05 \x01(\x05\x12\x16\n\x0emax_text_bytes\x18\x06 \x01(\x05\x12\x0f\n\x07\x65nabled\x18\x07 \x01(\x08\"_\n\nCloudUsage\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62illed_units\x18\x03 \x01(\x03\x12\x1a\n\x12\x65stimated_cost_usd\x18\x04 \x01(\x01\"\xa4\x03\n\x0cRerankerInfo\x12\x15\n\rbuild_version\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x11\n\tproviders\x18\x04 \x03(\t\x12-\n\x06loaded\x18\x05 \x03(\x0b\x32\x1d.feedrank.v1.ModelVersionInfo\x12\x37\n\x07\x61liases\x18\x06 \x03(\x0b\x32&.feedrank.v1.RerankerInfo.AliasesEntry\x12+\n\x06limits\x18\x07 \x01(\x0b\x32\x1b.feedrank.v1.BatchingLimits\x12\x16\n\x0elast_reload_at\x18\x08 \x01(\t\x12\x19\n\x11last_reload_error\x18\t \x01(\t\x12\x12\n\nswap_count\x18\n \x01(\x03\x12,\n\x0b\x63loud_usage\x18\x0b \x03(\x0b\x32\x17.feedrank.v1.CloudUsage\x12\x11\n\tprecision\x18\x0c \x01(\t\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x98\x01\n\x08Reranker\x12\x41\n\x06Rerank\x12\x1a.feedrank.v1.RerankRequest\x1a\x1b.feedrank.v1.RerankResponse\x12I\n\x07GetInfo\x12#.feedrank.v1.GetRerankerInfoRequest\x1a\x19.feedrank.v1.RerankerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,25 +39,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RERANKDOCUMENT']._serialized_start=69
   _globals['_RERANKDOCUMENT']._serialized_end=168
   _globals['_RERANKREQUEST']._serialized_start=171
-  _globals['_RERANKREQUEST']._serialized_end=318
-  _globals['_RERANKRESULT']._serialized_start=320
-  _globals['_RERANKRESULT']._serialized_end=390
-  _globals['_RERANKRESPONSE']._serialized_start=393
-  _globals['_RERANKRESPONSE']._serialized_end=566
-  _globals['_GETRERANKERINFOREQUEST']._serialized_start=568
-  _globals['_GETRERANKERINFOREQUEST']._serialized_end=592
-  _globals['_MODELVERSIONINFO']._serialized_start=595
-  _globals['_MODELVERSIONINFO']._serialized_end=831
-  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_start=785
-  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_end=831
-  _globals['_BATCHINGLIMITS']._serialized_start=834
-  _globals['_BATCHINGLIMITS']._serialized_end=1011
-  _globals['_CLOUDUSAGE']._serialized_start=1013
-  _globals['_CLOUDUSAGE']._serialized_end=1108
-  _globals['_RERANKERINFO']._serialized_start=1111
-  _globals['_RERANKERINFO']._serialized_end=1531
-  _globals['_RERANKERINFO_ALIASESENTRY']._serialized_start=1485
-  _globals['_RERANKERINFO_ALIASESENTRY']._serialized_end=1531
-  _globals['_RERANKER']._serialized_start=1534
-  _globals['_RERANKER']._serialized_end=1686
+  _globals['_RERANKREQUEST']._serialized_end=346
+  _globals['_RERANKRESULT']._serialized_start=348
+  _globals['_RERANKRESULT']._serialized_end=418
+  _globals['_RERANKRESPONSE']._serialized_start=421
+  _globals['_RERANKRESPONSE']._serialized_end=594
+  _globals['_GETRERANKERINFOREQUEST']._serialized_start=596
+  _globals['_GETRERANKERINFOREQUEST']._serialized_end=620
+  _globals['_MODELVERSIONINFO']._serialized_start=623
+  _globals['_MODELVERSIONINFO']._serialized_end=859
+  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_start=813
+  _globals['_MODELVERSIONINFO_METRICSENTRY']._serialized_end=859
+  _globals['_BATCHINGLIMITS']._serialized_start=862
+  _globals['_BATCHINGLIMITS']._serialized_end=1039
+  _globals['_CLOUDUSAGE']._serialized_start=1041
+  _globals['_CLOUDUSAGE']._serialized_end=1136
+  _globals['_RERANKERINFO']._serialized_start=1139
+  _globals['_RERANKERINFO']._serialized_end=1559
+  _globals['_RERANKERINFO_ALIASESENTRY']._serialized_start=1513
+  _globals['_RERANKERINFO_ALIASESENTRY']._serialized_end=1559
+  _globals['_RERANKER']._serialized_start=1562
+  _globals['_RERANKER']._serialized_end=1714
 # @@protoc_insertion_point(module_scope)

@@ -20,20 +20,22 @@ class RerankDocument(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "documents", "top_n", "model", "truncate", "return_text")
+    __slots__ = ("query", "documents", "top_n", "model", "truncate", "return_text", "max_tokens_per_doc")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     TOP_N_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     RETURN_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
     query: str
     documents: _containers.RepeatedCompositeFieldContainer[RerankDocument]
     top_n: int
     model: str
     truncate: bool
     return_text: bool
-    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[RerankDocument, _Mapping]]] = ..., top_n: _Optional[int] = ..., model: _Optional[str] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ...) -> None: ...
+    max_tokens_per_doc: int
+    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[RerankDocument, _Mapping]]] = ..., top_n: _Optional[int] = ..., model: _Optional[str] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., max_tokens_per_doc: _Optional[int] = ...) -> None: ...
 
 class RerankResult(_message.Message):
     __slots__ = ("index", "id", "score", "text")
