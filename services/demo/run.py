@@ -21,10 +21,10 @@ from pathlib import Path
 
 import grpc
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.common.config import DemoSettings, Settings, validated
 from services.common.errors import ErrorKind, FeedrankError
+from services.common.progress import progress, status
 from services.demo import report
 from services.demo.measure import RankingMeter
 from services.demo.simulate import ClickModel, SimulationStats, UserSimulator
@@ -44,11 +44,6 @@ class DemoOutcome:
     simulation: dict = field(default_factory=dict)
     swap: dict = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
 
 
 def subset_dataset(source: Path, dest: Path, max_docs: int, seed: int) -> Path:
@@ -146,7 +141,7 @@ class Demo:
         from services.retriever.service import open_offline
 
         total = count_lines(dataset / "corpus.jsonl")
-        with open_offline(self.settings) as core, _progress() as bar:
+        with open_offline(self.settings) as core, progress(console) as bar:
             task = bar.add_task(f"ingest {self.corpus_id} (unchanged documents are skipped)", total=total)
             report_ = core.ingest_beir(self.corpus_id, dataset, progress=lambda n: bar.advance(task, n))
         console.print(f"corpus {self.corpus_id}: {report_.documents} documents "
@@ -196,7 +191,7 @@ class Demo:
         core = TrainerCore(loop.replace(endpoints=loop.endpoints.model_copy(
             update={"retriever": self.stack.target("retriever")})))
         try:
-            with console.status("bootstrap v0 (no feedback; cached after the first run)"):
+            with status(console, "bootstrap v0 (no feedback; cached after the first run)"):
                 result = core.bootstrap(self.corpus_id)
         finally:
             core.close()
@@ -208,7 +203,7 @@ class Demo:
                       f"({decision.get('reason', '')})")
 
     def _measure_baselines(self, meter: RankingMeter) -> None:
-        with _progress() as bar:
+        with progress(console) as bar:
             task = bar.add_task("test queries: bm25, dense, fused", total=len(meter.queries))
             legs = meter.legs(progress=lambda: bar.advance(task))
             self.outcome.rows.update(legs.rows)
@@ -246,7 +241,7 @@ class Demo:
         stats = SimulationStats()
         already = self._feedback_events()  # a resumed run finds earlier sessions' events in the store
         try:
-            with _progress() as bar:
+            with progress(console) as bar:
                 task = bar.add_task(f"simulated users (noise {self.noise:.0%})", total=sessions)
                 simulator.run(sessions, stats, on_session=lambda s: bar.advance(task))
             self._wait_for_events(already + stats.clicks + stats.ratings)
@@ -262,7 +257,7 @@ class Demo:
 
     def _wait_for_events(self, wanted: int, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
-        with console.status(f"waiting for the clicks and ratings to reach the trainer through Kafka ({wanted} in all)"):
+        with status(console, f"waiting for the clicks and ratings to reach the trainer through Kafka ({wanted} in all)"):
             while time.monotonic() < deadline:
                 if self._feedback_events() >= wanted:
                     return
@@ -279,7 +274,7 @@ class Demo:
         run = trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=30)
         if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
             raise FeedrankError(ErrorKind.INTERNAL, f"training run {run_id} ended {trainer_pb2.RunStatus.Name(run.status)}: {run.error}")
-        with console.status("gate: challenger vs champion on the held-out evaluation queries"):
+        with status(console, "gate: challenger vs champion on the held-out evaluation queries"):
             decision = trainer.Promote(trainer_pb2.PromoteRequest(corpus_id=self.corpus_id, version_id=run.version_id),
                                        timeout=1800)
         self.outcome.decisions.append({"step": "feedback", "version_id": run.version_id, "promoted": decision.promoted,
@@ -293,18 +288,21 @@ class Demo:
         """The run's loss per step, for the report's plot; follows a running run until it ends."""
         points = []
         stream = self._trainer().StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), timeout=3600)
-        with console.status(f"training run {run_id}") as status:
+        with progress(console) as bar:
+            task = bar.add_task(f"training run {run_id}", total=None)
             for metric in stream:
-                if metric.name == "loss":
+                if metric.name == "max_steps":
+                    bar.update(task, total=metric.value)
+                elif metric.name == "loss":
                     points.append({"step": metric.step, "value": metric.value})
-                    status.update(f"training run {run_id}: step {metric.step} loss {metric.value:.4f}")
+                    bar.update(task, completed=metric.step, description=f"training run {run_id}: loss {metric.value:.4f}")
         self.outcome.training_loss.append({"step": step, "run_id": run_id, "points": points})
 
     def _wait_for_swap(self, version_id: str, timeout_s: float = 120) -> None:
         channel = grpc.insecure_channel(self.stack.target("reranker"))
         stub = reranker_pb2_grpc.RerankerStub(channel)
         started = time.monotonic()
-        with console.status("waiting for the reranker to hot-swap the new champion"):
+        with status(console, "waiting for the reranker to hot-swap the new champion"):
             while time.monotonic() - started < timeout_s:
                 info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=10)
                 if info.aliases.get("champion") == version_id:
@@ -318,7 +316,7 @@ class Demo:
 
     def _measure_learned(self, meter: RankingMeter) -> None:
         """What users get after the loop: the champion the gate left in place, and the run's own version."""
-        with _progress() as bar:
+        with progress(console) as bar:
             task = bar.add_task("test queries: fused + champion after learning", total=len(meter.queries))
             row, _, served = meter.served("champion", progress=lambda: bar.advance(task))
         self.outcome.rows["fused+learned"] = {**row, "version_id": served}
@@ -326,7 +324,7 @@ class Demo:
         if promoted:
             self._version("learned (champion)", served, row, True)
             return
-        with _progress() as bar:
+        with progress(console) as bar:
             task = bar.add_task("test queries: the refused version", total=len(meter.queries))
             refused, _, version = meter.served(self.learned, progress=lambda: bar.advance(task))
         self.outcome.rows["refused by the gate"] = {**refused, "version_id": version}

@@ -14,11 +14,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from services.common.config import get_settings
 from services.common.errors import FeedrankError, invalid
+from services.common.progress import progress, status
 
 console = Console()
 
@@ -26,13 +26,6 @@ console = Console()
 def _fail(err: FeedrankError) -> None:
     console.print(f"[red]error[/red] {err}")
     raise typer.Exit(2)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def ingest(
@@ -77,7 +70,7 @@ def _ingest_dataset(core, corpus_id: str, dataset: str, prune: bool, settings):
         path = download_dataset(dataset, settings.retrieval.dataset_url, settings.data_path / "datasets")
     beir.check_dataset(path)
     total = count_lines(path / "corpus.jsonl")
-    with _progress() as bar:
+    with progress(console) as bar:
         task = bar.add_task(f"ingest {corpus_id}", total=total)
         return core.ingest_beir(corpus_id, path, prune=prune, progress=lambda n: bar.advance(task, n))
 
@@ -86,7 +79,7 @@ def _ingest_repo(core, corpus_id: str, repo: Path, prune: bool, settings):
     from services.retriever.chunking import chunk_repo
 
     chunks = list(chunk_repo(repo, settings.retrieval))
-    with _progress() as bar:
+    with progress(console) as bar:
         task = bar.add_task(f"ingest {corpus_id}", total=len(chunks))
         return core.ingest(corpus_id, chunks, prune=prune, source=str(repo.resolve()),
                            progress=lambda n: bar.advance(task, n))
@@ -188,7 +181,7 @@ def eval_cmd(
 
     settings = get_settings()
     try:
-        with open_offline(settings) as core:
+        with open_offline(settings) as core, status(console, f"evaluating {corpus_id} on its {split} queries"):
             result = evaluate_corpus(core, corpus_id, split, depth=depth, rerank=rerank)
     except FeedrankError as err:
         _fail(err)

@@ -10,11 +10,12 @@ from typing import Optional
 import grpc
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.common.config import get_settings
 from services.common.errors import FeedrankError
+from services.common.progress import progress, status
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
 from services.trainer.runs import RunRecord, diff
 
@@ -44,9 +45,9 @@ def _follow(target: Optional[str], run_id: str) -> trainer_pb2.Run:
     """A progress bar over the run's streamed metrics until it ends."""
     token = get_settings().endpoints.admin_token
     metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(_target(target)) as channel, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total}"),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+    with grpc.insecure_channel(_target(target)) as channel, progress(
+        console, TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total}"),
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
     ) as bar:
         task = bar.add_task(run_id, total=None, info="queued")
         stub = trainer_pb2_grpc.TrainerStub(channel)
@@ -89,9 +90,10 @@ def mine(
     target: Optional[str] = TargetOpt,
 ) -> None:
     """Mine triplets from events, a golden file or qrels (one new file per source)."""
-    response = _call(target, "Mine", trainer_pb2.MineRequest(
-        corpus_id=corpus_id, sources=source, golden_path=str(golden.resolve()) if golden else "",
-        qrels_split=qrels_split))
+    with status(console, f"mining {corpus_id} ({', '.join(source)})"):
+        response = _call(target, "Mine", trainer_pb2.MineRequest(
+            corpus_id=corpus_id, sources=source, golden_path=str(golden.resolve()) if golden else "",
+            qrels_split=qrels_split))
     console.print(f"mining run [bold]{response.mining_run_id}[/bold]: "
                   + ", ".join(f"{k}: {v}" for k, v in response.triplets_by_source.items()))
     for f in response.files:
@@ -212,8 +214,9 @@ def evaluate(
     target: Optional[str] = TargetOpt,
 ) -> None:
     """Champion vs challenger on the corpus's frozen evaluation set, with the paired test."""
-    r = _call(target, "Evaluate", trainer_pb2.EvaluateRequest(corpus_id=corpus_id, challenger=challenger,
-                                                              champion=champion))
+    with status(console, f"evaluating on {corpus_id}'s frozen evaluation set"):
+        r = _call(target, "Evaluate", trainer_pb2.EvaluateRequest(corpus_id=corpus_id, challenger=challenger,
+                                                                  champion=champion))
     table = Table("metric", "champion", "challenger", title=f"evaluation {r.eval_id}")
     for key in sorted(r.champion_metrics):
         table.add_row(key, f"{r.champion_metrics[key]:.4f}", f"{r.challenger_metrics[key]:.4f}")
@@ -236,8 +239,10 @@ def promote(
     target: Optional[str] = TargetOpt,
 ) -> None:
     """Run the gate; on pass flip champion and publish the model-published event."""
-    _print_decision(_call(target, "Promote", trainer_pb2.PromoteRequest(corpus_id=corpus_id, version_id=version,
-                                                                        force=force)))
+    with status(console, f"gate on {corpus_id}" if not force else f"promoting on {corpus_id} (forced)"):
+        decision = _call(target, "Promote", trainer_pb2.PromoteRequest(corpus_id=corpus_id, version_id=version,
+                                                                       force=force))
+    _print_decision(decision)
 
 
 def rollback(corpus_id: str = typer.Option("global", "--corpus-id", help="Kafka key of the event"),
@@ -260,8 +265,8 @@ def bootstrap(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to 
     settings = get_settings()
     core = TrainerCore(settings, publisher=ModelPublisher(settings.kafka))
     try:
-        with console.status("mining bootstrap data, then training (this takes minutes on a CPU)") as status:
-            result = core.bootstrap(corpus_id, on_run=lambda run_id: status.update(f"training run {run_id}"))
+        with status(console, "mining bootstrap data, then training (this takes minutes on a CPU)") as shown:
+            result = core.bootstrap(corpus_id, on_run=lambda run_id: shown.update(f"training run {run_id}"))
     except FeedrankError as err:
         console.print(f"[red]bootstrap failed:[/red] {err}")
         raise typer.Exit(2) from err
