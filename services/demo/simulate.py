@@ -15,9 +15,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import grpc
-
-from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
+from services.client import Click, Feedrank, Rating, Retry, SearchResults
+from services.common.errors import FeedrankError
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,12 @@ class UserSimulator:
         self.top_k = top_k
         self.timeout_s = timeout_s
         self.rng = random.Random(model.seed)
-        self._retriever_channel = grpc.insecure_channel(retriever_target)
-        self._feedback_channel = grpc.insecure_channel(feedback_target)
-        self.search = retriever_pb2_grpc.RetrieverStub(self._retriever_channel).Search
-        self.record = feedback_pb2_grpc.FeedbackStub(self._feedback_channel).Record
+        # No retries: a call that fails is counted, as a user would see it.
+        self.client = Feedrank(retriever_target, feedback_target, timeout_s=timeout_s, retry=Retry(attempts=1),
+                               source="simulator")
 
     def close(self) -> None:
-        self._retriever_channel.close()
-        self._feedback_channel.close()
+        self.client.close()
 
     def run(self, sessions: int, stats: SimulationStats | None = None,
             on_session: Callable[[SimulationStats], None] | None = None) -> SimulationStats:
@@ -87,52 +84,40 @@ class UserSimulator:
         stats.sessions += 1
         t0 = time.perf_counter()
         try:
-            response = self.search(
-                retriever_pb2.SearchRequest(corpus_id=self.corpus_id, query=self.queries[qid], top_k=self.top_k,
-                                            session_id=session_id),
-                timeout=self.timeout_s,
-            )
-        except grpc.RpcError as err:
+            response = self.client.search(self.corpus_id, self.queries[qid], top_k=self.top_k, session_id=session_id)
+        except FeedrankError as err:
             stats.searches_failed += 1
-            stats.errors.append(f"search {err.code().name}: {err.details()}")
+            stats.errors.append(f"search {err.kind.name}: {err}")
             return
         stats.latencies_ms.append((time.perf_counter() - t0) * 1000)
         stats.model_versions[response.model_version] = stats.model_versions.get(response.model_version, 0) + 1
-        events = self._behave(qid, session_id, response)
+        events = self._behave(qid, response)
         if not events:
             return
         try:
-            self.record(feedback_pb2.RecordRequest(events=events), timeout=self.timeout_s)
-        except grpc.RpcError as err:
+            response.feedback(*events)
+        except FeedrankError as err:
             stats.feedback_failed += 1
-            stats.errors.append(f"feedback {err.code().name}: {err.details()}")
+            stats.errors.append(f"feedback {err.kind.name}: {err}")
             return
-        stats.clicks += sum(1 for e in events if e.WhichOneof("kind") == "click")
-        stats.ratings += sum(1 for e in events if e.WhichOneof("kind") == "rating")
+        stats.clicks += sum(1 for e in events if isinstance(e, Click))
+        stats.ratings += sum(1 for e in events if isinstance(e, Rating))
 
-    def _behave(self, qid: str, session_id: str, response) -> list[feedback_pb2.FeedbackEvent]:
+    def _behave(self, qid: str, response: SearchResults) -> list[Click | Rating]:
         m, rng = self.model, self.rng
         relevant = self.qrels.get(qid, {})
-        events: list[feedback_pb2.FeedbackEvent] = []
-        now_ms = int(time.time() * 1000)
-        for result in response.results:
+        events: list[Click | Rating] = []
+        for result in response.hits:
             if rng.random() > (1.0 / result.rank) ** m.examination_decay:
                 continue
             is_relevant = relevant.get(result.doc_id, 0) > 0
             if rng.random() >= (m.click_relevant if is_relevant else m.click_noise):
                 continue
             dwell = rng.randint(30_000, 180_000) if is_relevant else rng.randint(1_000, 8_000)
-            events.append(self._event(response.query_id, session_id, now_ms,
-                                      click=feedback_pb2.Click(doc_id=result.doc_id, rank=result.rank, dwell_ms=dwell)))
+            events.append(Click(result.doc_id, dwell))
             if rng.random() < m.thumbs_rate:
                 happy = is_relevant != (rng.random() < m.wrong_thumbs)
-                events.append(self._event(response.query_id, session_id, now_ms, rating=feedback_pb2.Rating(
-                    doc_id=result.doc_id, rating=5 if happy else 1, rank=result.rank)))
+                events.append(Rating(result.doc_id, 5 if happy else 1))
             if is_relevant and rng.random() < m.stop_after_relevant:
                 break
         return events
-
-    @staticmethod
-    def _event(query_id: str, session_id: str, now_ms: int, **kind) -> feedback_pb2.FeedbackEvent:
-        return feedback_pb2.FeedbackEvent(event_id=uuid.uuid4().hex, query_id=query_id, session_id=session_id,
-                                          timestamp_ms=now_ms, source="simulator", **kind)

@@ -1,4 +1,4 @@
-"""gRPC clients of the four services, and the one place a gRPC failure becomes a FeedrankError.
+"""gRPC clients of the four services; a gRPC failure comes out as a FeedrankError (common/rpc_errors.py).
 
 Every call carries a deadline (gateway.* timeouts) and, when the caller sent one, its
 `Authorization` header as the `authorization` metadata the services' admin guard checks.
@@ -6,56 +6,19 @@ Every call carries a deadline (gateway.* timeouts) and, when the caller sent one
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from services.common.config import Settings
-from services.common.errors import ErrorKind, FeedrankError
+from services.common.rpc_errors import Rename, from_rpc_error
 from services.proto.feedrank.v1 import (
     feedback_pb2_grpc,
     reranker_pb2_grpc,
     retriever_pb2_grpc,
     trainer_pb2_grpc,
 )
-
-_KIND = {
-    grpc.StatusCode.INVALID_ARGUMENT: ErrorKind.INVALID_ARGUMENT,
-    grpc.StatusCode.OUT_OF_RANGE: ErrorKind.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND: ErrorKind.NOT_FOUND,
-    grpc.StatusCode.FAILED_PRECONDITION: ErrorKind.FAILED_PRECONDITION,
-    grpc.StatusCode.ALREADY_EXISTS: ErrorKind.FAILED_PRECONDITION,
-    grpc.StatusCode.ABORTED: ErrorKind.FAILED_PRECONDITION,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorKind.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.UNAVAILABLE: ErrorKind.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: ErrorKind.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED: ErrorKind.CANCELLED,
-    grpc.StatusCode.UNAUTHENTICATED: ErrorKind.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED: ErrorKind.UNAUTHENTICATED,
-}
-# The services' edge writes INVALID_ARGUMENT details as "field: message" (FeedrankError.__str__).
-_FIELD = re.compile(r"^([A-Za-z_][\w.\[\]@-]*): (.+)$", re.DOTALL)
-
-Rename = Callable[[str], str]
-
-
-def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, service: str, rename: Rename | None = None
-                   ) -> FeedrankError:
-    code = err.code()
-    details = err.details() or code.name.lower()
-    kind = _KIND.get(code, ErrorKind.INTERNAL)
-    field = None
-    if kind in (ErrorKind.INVALID_ARGUMENT, ErrorKind.NOT_FOUND):
-        match = _FIELD.match(details)
-        if match:
-            field, details = match.group(1), match.group(2)
-            field = rename(field) if rename else field
-    elif kind in (ErrorKind.UNAVAILABLE, ErrorKind.DEADLINE_EXCEEDED, ErrorKind.INTERNAL):
-        details = f"{service}: {details}"  # the operator needs to know which upstream failed
-    return FeedrankError(kind, details, field)
-
 
 class Backends:
     """Channels to the services, opened on first use, closed with the app."""

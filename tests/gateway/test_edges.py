@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from services.common.config import EndpointSettings, GatewaySettings, Settings
 from services.common.errors import ErrorKind
 from services.gateway.app import create_app
-from services.gateway.backends import from_rpc_error
+from services.common.rpc_errors import from_rpc_error
 from services.gateway.ratelimit import RateLimiter
 from tests.gateway.conftest import CORPUS
 
