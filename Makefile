@@ -24,12 +24,15 @@ setup: $(STAMP)
 
 protos: $(STAMP)
 	$(PY) tools/gen_protos.py
+	$(PY) tools/gen_api_docs.py
 
 protos-check: $(STAMP)
 	$(PY) tools/gen_protos.py --check
+	$(PY) tools/gen_api_docs.py --check
 
 test: $(STAMP)
 	$(PY) tools/gen_protos.py --check
+	$(PY) tools/gen_api_docs.py --check
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
