@@ -16,6 +16,8 @@ import json
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,17 @@ from services.evaluation import beir
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 console = Console()
+
+
+@contextmanager
+def _started(stack: LocalStack) -> Iterator[LocalStack]:
+    """The stack, started under a progress status (it takes tens of seconds on a small machine), stopped after."""
+    with status(console, "starting the broker and the services"):
+        stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @dataclass
@@ -110,7 +123,7 @@ class Demo:
         self._ingest(dataset)
         queries = beir.load_queries(dataset)
         test = beir.load_qrels(dataset, self.demo.test_split)
-        with LocalStack(self.data_dir, env=self._service_env()) as stack:
+        with _started(LocalStack(self.data_dir, env=self._service_env())) as stack:
             self.stack = stack
             self._bootstrap()
             meter = RankingMeter(stack.target("retriever"), self.corpus_id, queries, test)
@@ -266,7 +279,8 @@ class Demo:
 
     def _learn(self) -> None:
         trainer = self._trainer()
-        mined = trainer.Mine(trainer_pb2.MineRequest(corpus_id=self.corpus_id, sources=["events"]), timeout=600)
+        with status(console, "mining triplets from the events"):
+            mined = trainer.Mine(trainer_pb2.MineRequest(corpus_id=self.corpus_id, sources=["events"]), timeout=600)
         console.print(f"mined {dict(mined.triplets_by_source)} triplets from the events")
         run_id = trainer.Train(trainer_pb2.TrainRequest(corpus_id=self.corpus_id, start_from="champion"),
                                timeout=60).run_id
