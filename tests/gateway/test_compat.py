@@ -142,3 +142,13 @@ def test_tei_errors(client):
     malformed = client.post("/rerank", json={"query": QUERY})
     assert malformed.status_code == 422
     assert malformed.json()["error_type"] == "validation" and "texts" in malformed.json()["error"]
+
+
+def test_rerank_rpc_refuses_max_tokens_per_doc_below_16_naming_it(stack):
+    with grpc.insecure_channel(f"127.0.0.1:{stack.services['reranker'].port}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            reranker_pb2_grpc.RerankerStub(channel).Rerank(reranker_pb2.RerankRequest(
+                query=QUERY, max_tokens_per_doc=8, documents=[reranker_pb2.RerankDocument(id="0", text=TEXTS[0])]),
+                timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith("max_tokens_per_doc:")

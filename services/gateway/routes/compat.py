@@ -18,6 +18,7 @@ from fastapi import APIRouter
 
 from services.common.config import Settings
 from services.common.errors import invalid
+from services.common.rpc_errors import Rename
 from services.gateway import schemas
 from services.gateway.backends import Backends
 from services.gateway.deps import BackendsDep, SettingsDep
@@ -44,7 +45,8 @@ def served_model(name: str, settings: Settings) -> str:
 
 
 async def _rerank(b: Backends, settings: Settings, model: str, query: str, texts: list[str], *, top_n: int = 0,
-                  truncate: bool = True, max_tokens_per_doc: int = 0, rename=None) -> reranker_pb2.RerankResponse:
+                  truncate: bool = True, max_tokens_per_doc: int = 0,
+                  rename: Rename | None = None) -> reranker_pb2.RerankResponse:
     request = reranker_pb2.RerankRequest(
         query=query, top_n=top_n, model=served_model(model, settings), truncate=truncate,
         max_tokens_per_doc=max_tokens_per_doc,
@@ -112,7 +114,9 @@ def dialect(body: schemas.V1RerankBody) -> str:
 @router.post("/v1/rerank", summary="Jina, Voyage and Mixedbread rerank (told apart by their field names)")
 async def v1_rerank(body: schemas.V1RerankBody, b: BackendsDep, s: SettingsDep) -> dict:
     kind = dialect(body)
-    return await (_mixedbread(body, b, s) if kind == "mixedbread" else _jina_or_voyage(kind, body, b, s))
+    if kind == "mixedbread":
+        return await _mixedbread(body, b, s)
+    return await _jina_or_voyage(kind, body, b, s)
 
 
 @router.post("/v1/reranking", summary="Mixedbread rerank: {model, query, input, top_k, return_input}")
@@ -123,6 +127,8 @@ async def mixedbread_rerank(body: schemas.V1RerankBody, b: BackendsDep, s: Setti
 async def _jina_or_voyage(kind: str, body: schemas.V1RerankBody, b: Backends, s: Settings) -> dict:
     if not body.documents:
         raise invalid("documents", "at least one document is required")
+    if kind == "voyage" and body.top_k is not None and body.top_k < 1:
+        raise invalid("top_k", "must be at least 1 (or left out for every document)")
     texts = [_text_of(d, None) for d in body.documents]
     top = body.top_n if kind == "jina" else body.top_k
     response = await _rerank(b, s, body.model, body.query, texts, top_n=top or 0,
