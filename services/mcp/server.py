@@ -32,7 +32,8 @@ def create_server(settings: Settings) -> MCPServer:
     @asynccontextmanager
     async def lifespan(server: MCPServer):
         clients.append(AsyncFeedrank(settings.endpoints.retriever, settings.endpoints.feedback,
-                                     timeout_s=settings.gateway.rpc_timeout_s, source="mcp", session_id="mcp"))
+                                     token=settings.endpoints.read_token, timeout_s=settings.gateway.rpc_timeout_s,
+                                     source="mcp", session_id="mcp"))
         try:
             yield {}
         finally:
