@@ -1,0 +1,1 @@
+"""Online evaluation: credit interleaved queries to a team from their clicks, and decide by a sequential test."""
