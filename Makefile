@@ -3,7 +3,7 @@ PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 STAMP := .venv/.installed
 
-.PHONY: setup protos protos-check test bench load demo clean k8s-check
+.PHONY: setup protos protos-check test bench bench-interleaving load demo clean k8s-check
 
 # The serving packages at the images' pins (deploy/docker), so the suite tests what the images run and a
 # new upstream release cannot change a clean checkout's result; tests/deploy/test_images.py keeps them equal.
@@ -40,6 +40,10 @@ bench: $(STAMP)
 	$(PY) -m bench.feedback
 	$(PY) -m bench.retriever
 	$(PY) -m bench.trainer
+
+# Queries team-draft interleaving needs to decide an nDCG@10 difference, against an A/B split (minutes of CPU).
+bench-interleaving: $(STAMP)
+	$(PY) -m bench.interleaving
 
 # gRPC load (ghz if on PATH, else k6) at concurrency 1/8/32/64 against services started locally.
 load: $(STAMP)

@@ -34,6 +34,18 @@ class ClickModel:
         """`share` of clicks random and of thumbs wrong (the issue's "30% noisy feedback")."""
         return cls(click_noise=max(0.05, share), wrong_thumbs=share, seed=seed)
 
+    def examination(self, rank: int) -> float:
+        """Probability that the user looks at the result at `rank` (1-based), if still browsing."""
+        return (1.0 / rank) ** self.examination_decay
+
+    def click(self, relevant: bool) -> float:
+        """Probability of a click on an examined result."""
+        return self.click_relevant if relevant else self.click_noise
+
+    def stop(self, relevant: bool) -> float:
+        """Probability that the user stops browsing after clicking a result."""
+        return self.stop_after_relevant if relevant else 0.0
+
 
 @dataclass
 class SimulationStats:
@@ -108,16 +120,16 @@ class UserSimulator:
         relevant = self.qrels.get(qid, {})
         events: list[Click | Rating] = []
         for result in response.hits:
-            if rng.random() > (1.0 / result.rank) ** m.examination_decay:
+            if rng.random() > m.examination(result.rank):
                 continue
             is_relevant = relevant.get(result.doc_id, 0) > 0
-            if rng.random() >= (m.click_relevant if is_relevant else m.click_noise):
+            if rng.random() >= m.click(is_relevant):
                 continue
             dwell = rng.randint(30_000, 180_000) if is_relevant else rng.randint(1_000, 8_000)
             events.append(Click(result.doc_id, dwell))
             if rng.random() < m.thumbs_rate:
                 happy = is_relevant != (rng.random() < m.wrong_thumbs)
                 events.append(Rating(result.doc_id, 5 if happy else 1))
-            if is_relevant and rng.random() < m.stop_after_relevant:
+            if is_relevant and rng.random() < m.stop(is_relevant):
                 break
         return events
