@@ -458,6 +458,23 @@ class DemoSettings(_Group):
     bootstrap: bool = Field(True, description="Make (or reuse) a bootstrap v0 and put it through the gate")
 
 
+class InterleavingSettings(_Group):
+    """Online experiments: team-draft interleaving of a corpus's champion and a challenger on live Search."""
+
+    share: float = Field(0.5, ge=0, le=1, description="Default share of a corpus's Search traffic interleaved "
+                         "while its experiment runs (an experiment may set its own)")
+    query_budget: int = Field(20000, ge=1, description="Default interleaved queries after which an experiment "
+                              "that has not decided ends undecided")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Type-I error of the sequential test: the chance of "
+                         "declaring a win or a loss between two equally good rankers, at any number of looks")
+    prior_strength: float = Field(50.0, gt=0, description="a of the sequential test's Beta(a, a) mixture over the "
+                                  "challenger's win share: larger = more sensitive to small differences, slower on "
+                                  "large ones (services/trainer/online/sequential.py)")
+    click_window_s: float = Field(1800.0, gt=0, description="An interleaved query is credited this long after its "
+                                  "impression; clicks later than that are not counted")
+    auto_promote: bool = Field(False, description="Promote a challenger that wins online; off = report the win only")
+
+
 class RegistrySettings(_Group):
     root: str = Field("", description="Registry folder; empty = $FEEDRANK_DATA_DIR/registry")
 
@@ -479,6 +496,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = FeedbackSettings()
     training: TrainingSettings = TrainingSettings()
     registry: RegistrySettings = RegistrySettings()
+    interleaving: InterleavingSettings = InterleavingSettings()
     demo: DemoSettings = DemoSettings()
     gateway: GatewaySettings = GatewaySettings()
 

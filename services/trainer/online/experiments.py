@@ -1,0 +1,157 @@
+"""The online experiments: at most one running per corpus, every one kept (with its verdict) as history.
+
+An experiment interleaves a corpus's champion with one challenger version on a share of its Search traffic
+until the sequential test decides (win, loss), the query budget runs out (undecided) or an operator or a
+fault stops it (stopped, with the reason). The book is one JSON file, rewritten atomically on each change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from services.common.config import InterleavingSettings
+from services.common.errors import ErrorKind, FeedrankError, invalid, not_found
+from services.trainer.online.credit import Outcome
+from services.trainer.online.sequential import SequentialTest, Verdict
+
+RUNNING = Verdict.RUNNING.value
+STOPPED = "stopped"
+
+
+@dataclass
+class Experiment:
+    experiment_id: str
+    corpus_id: str
+    champion_version: str
+    challenger_version: str
+    share: float
+    query_budget: int
+    alpha: float
+    prior_strength: float
+    started_ms: int
+    state: str = RUNNING  # running | win | loss | undecided | stopped
+    reason: str = ""
+    ended_ms: int = 0
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+    p_value: float = 1.0
+
+    @property
+    def running(self) -> bool:
+        return self.state == RUNNING
+
+    def test(self) -> SequentialTest:
+        return SequentialTest(alpha=self.alpha, budget=self.query_budget, prior_strength=self.prior_strength,
+                              wins=self.wins, losses=self.losses, ties=self.ties, p_value=self.p_value,
+                              verdict=Verdict(self.state) if self.state != STOPPED else Verdict.RUNNING)
+
+
+class ExperimentBook:
+    def __init__(self, path: Path, settings: InterleavingSettings):
+        self.path = path
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._experiments: dict[str, Experiment] = {}
+        if path.exists():
+            for row in json.loads(path.read_text()):
+                self._experiments[row["experiment_id"]] = Experiment(**row)
+
+    def start(self, corpus_id: str, champion_version: str, challenger_version: str, *,
+              share: float | None = None, query_budget: int | None = None) -> Experiment:
+        if not corpus_id:
+            raise invalid("corpus_id", "name the corpus to run the experiment on")
+        if not challenger_version:
+            raise invalid("challenger_version", f"corpus {corpus_id!r} has no challenger to interleave")
+        if challenger_version == champion_version:
+            raise invalid("challenger_version", f"{challenger_version!r} is already the champion")
+        share = self.settings.share if share is None else share
+        if not 0.0 <= share <= 1.0:
+            raise invalid("share", f"must be within [0, 1], got {share}")
+        budget = self.settings.query_budget if query_budget is None else query_budget
+        if budget < 1:
+            raise invalid("query_budget", f"must be >= 1, got {budget}")
+        with self._lock:
+            if (current := self._running(corpus_id)) is not None:
+                raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"corpus {corpus_id!r} already runs experiment "
+                                    f"{current.experiment_id}; stop it first", "corpus_id")
+            experiment = Experiment(uuid.uuid4().hex[:12], corpus_id, champion_version, challenger_version, share,
+                                    budget, self.settings.alpha, self.settings.prior_strength, _now_ms())
+            self._experiments[experiment.experiment_id] = experiment
+            self._save()
+            return experiment
+
+    def running(self, corpus_id: str) -> Experiment | None:
+        with self._lock:
+            return self._running(corpus_id)
+
+    def get(self, experiment_id: str) -> Experiment | None:
+        with self._lock:
+            return self._experiments.get(experiment_id)
+
+    def status(self, corpus_id: str) -> Experiment:
+        """The corpus's running experiment, else its latest."""
+        with self._lock:
+            mine = [e for e in self._experiments.values() if e.corpus_id == corpus_id]
+        if not mine:
+            raise not_found(f"corpus {corpus_id!r} has had no online experiment", "corpus_id")
+        return max(mine, key=lambda e: (e.running, e.started_ms))
+
+    def history(self, corpus_id: str) -> list[Experiment]:
+        with self._lock:
+            return sorted((e for e in self._experiments.values() if e.corpus_id == corpus_id),
+                          key=lambda e: e.started_ms)
+
+    def stop(self, corpus_id: str, reason: str) -> Experiment:
+        with self._lock:
+            experiment = self._running(corpus_id)
+            if experiment is None:
+                raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"corpus {corpus_id!r} runs no experiment",
+                                    "corpus_id")
+            experiment.state, experiment.reason, experiment.ended_ms = STOPPED, reason, _now_ms()
+            self._save()
+            return experiment
+
+    def record(self, experiment_id: str, outcomes: Iterable[Outcome]) -> Experiment:
+        """Count credited queries in order; the experiment ends when its test decides or its budget runs out
+        (queries credited after that are not counted)."""
+        with self._lock:
+            experiment = self._experiments[experiment_id]
+            if not experiment.running:
+                return experiment
+            test = experiment.test()
+            for outcome in outcomes:
+                if test.update(outcome) is not Verdict.RUNNING:
+                    break
+            experiment.wins, experiment.losses, experiment.ties = test.wins, test.losses, test.ties
+            experiment.p_value = test.p_value
+            if test.verdict is not Verdict.RUNNING:
+                experiment.state, experiment.ended_ms = test.verdict.value, _now_ms()
+                experiment.reason = (f"sequential test: {test.verdict.value} after {test.queries} queries "
+                                     f"({test.wins} wins, {test.losses} losses, {test.ties} ties, "
+                                     f"p = {test.p_value:.4g}, alpha = {test.alpha})")
+            self._save()
+            return experiment
+
+    def _running(self, corpus_id: str) -> Experiment | None:
+        return next((e for e in self._experiments.values() if e.corpus_id == corpus_id and e.running), None)
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        with tmp.open("w") as fh:
+            json.dump([asdict(e) for e in self._experiments.values()], fh, indent=2, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
