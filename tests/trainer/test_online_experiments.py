@@ -8,8 +8,8 @@ from services.common.config import InterleavingSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.retriever.interleaving import CHALLENGER, CHAMPION
 from services.trainer.online.credit import Outcome
-from services.trainer.online.experiments import ExperimentBook
-from services.trainer.online.ledger import Ledger
+from services.trainer.online.experiments import P_VALUE, QUERIES, ExperimentBook
+from services.trainer.online.ledger import UNCREDITED, Ledger
 
 TEAMS = (CHALLENGER, CHAMPION, CHAMPION, CHALLENGER)
 
@@ -63,6 +63,8 @@ def test_a_decision_ends_the_experiment_with_its_numbers(book):
     assert done.wins < 200 and "wins" in done.reason and str(done.wins) in done.reason
     assert book.running("a") is None
     assert book.record(experiment.experiment_id, [Outcome.CHAMPION_WINS]).losses == 0
+    assert QUERIES.labels("a", "win")._value.get() == done.wins
+    assert P_VALUE.labels("a")._value.get() == done.p_value
 
 
 def test_the_budget_ends_it_undecided(tmp_path):
@@ -92,6 +94,7 @@ def test_the_ledger_credits_after_the_window_with_the_clicks_that_came(book):
 def test_unknown_or_ended_experiment_ids_are_counted_not_credited(book):
     experiment = book.start("a", "v1", "v2")
     ledger = Ledger(book, click_window_ms=10)
+    before = UNCREDITED.labels("click", "unknown_experiment")._value.get()
     ledger.impression("q1", "no-such-experiment", TEAMS, shown_ms=0)
     ledger.click("q1", "no-such-experiment", 1, clicked_ms=0)
     ledger.click("q2", "", 1, clicked_ms=0)
@@ -100,6 +103,7 @@ def test_unknown_or_ended_experiment_ids_are_counted_not_credited(book):
     assert ledger.settle(now_ms=100) == []
     assert ledger.counts.unknown_experiment_clicks == 3 and ledger.counts.unknown_experiment_impressions == 1
     assert book.status("a").wins == 0
+    assert UNCREDITED.labels("click", "unknown_experiment")._value.get() == before + 3
 
 
 def test_clicks_whose_impression_never_comes_are_dropped_and_counted(book):

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge
+
 from services.common.config import InterleavingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid, not_found
 from services.trainer.online.credit import Outcome
@@ -23,6 +25,11 @@ from services.trainer.online.sequential import SequentialTest, Verdict
 
 RUNNING = Verdict.RUNNING.value
 STOPPED = "stopped"
+
+QUERIES = Gauge("feedrank_experiment_queries", "Credited interleaved queries of the corpus's current experiment",
+                ["corpus", "outcome"])
+P_VALUE = Gauge("feedrank_experiment_p_value", "Always-valid p-value of the corpus's current experiment", ["corpus"])
+ENDED = Counter("feedrank_experiments_ended_total", "Online experiments ended, by how", ["state"])
 
 
 @dataclass
@@ -86,6 +93,7 @@ class ExperimentBook:
                                     budget, self.settings.alpha, self.settings.prior_strength, _now_ms())
             self._experiments[experiment.experiment_id] = experiment
             self._save()
+            _publish(experiment)
             return experiment
 
     def running(self, corpus_id: str) -> Experiment | None:
@@ -117,6 +125,7 @@ class ExperimentBook:
                                     "corpus_id")
             experiment.state, experiment.reason, experiment.ended_ms = STOPPED, reason, _now_ms()
             self._save()
+            ENDED.labels(STOPPED).inc()
             return experiment
 
     def record(self, experiment_id: str, outcomes: Iterable[Outcome]) -> Experiment:
@@ -137,7 +146,9 @@ class ExperimentBook:
                 experiment.reason = (f"sequential test: {test.verdict.value} after {test.queries} queries "
                                      f"({test.wins} wins, {test.losses} losses, {test.ties} ties, "
                                      f"p = {test.p_value:.4g}, alpha = {test.alpha})")
+                ENDED.labels(experiment.state).inc()
             self._save()
+            _publish(experiment)
             return experiment
 
     def _running(self, corpus_id: str) -> Experiment | None:
@@ -151,6 +162,12 @@ class ExperimentBook:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+
+
+def _publish(experiment: Experiment) -> None:
+    for outcome, count in (("win", experiment.wins), ("loss", experiment.losses), ("tie", experiment.ties)):
+        QUERIES.labels(experiment.corpus_id, outcome).set(count)
+    P_VALUE.labels(experiment.corpus_id).set(experiment.p_value)
 
 
 def _now_ms() -> int:

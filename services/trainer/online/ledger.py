@@ -13,8 +13,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
 from services.trainer.online.credit import credit
 from services.trainer.online.experiments import Experiment, ExperimentBook
+
+
+UNCREDITED = Counter("feedrank_experiment_uncredited_total", "Impressions and clicks stored but not credited",
+                     ["kind", "reason"])
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Ledger:
     def impression(self, query_id: str, experiment_id: str, teams: Sequence[str], shown_ms: int) -> None:
         if not self._live(experiment_id):
             self.counts.unknown_experiment_impressions += 1
+            UNCREDITED.labels("impression", "unknown_experiment").inc()
             return
         if query_id not in self._credited:
             self._pending[query_id] = _Pending(experiment_id, tuple(teams), shown_ms)
@@ -51,9 +58,11 @@ class Ledger:
     def click(self, query_id: str, experiment_id: str, rank: int, clicked_ms: int) -> None:
         if not self._live(experiment_id):
             self.counts.unknown_experiment_clicks += 1
+            UNCREDITED.labels("click", "unknown_experiment").inc()
             return
         if query_id in self._credited:
             self.counts.clicks_without_impression += 1
+            UNCREDITED.labels("click", "after_window").inc()
             return
         self._clicks.setdefault(query_id, (clicked_ms, set()))[1].add(rank)
 
@@ -73,6 +82,7 @@ class Ledger:
         for query_id in [q for q, (first, _) in self._clicks.items() if first < horizon and q not in self._pending]:
             del self._clicks[query_id]
             self.counts.clicks_without_impression += 1
+            UNCREDITED.labels("click", "no_impression").inc()
         for query_id in [q for q, at in self._credited.items() if at < horizon]:
             del self._credited[query_id]
         return [self.book.record(experiment_id, outcomes) for experiment_id, outcomes in by_experiment.items()]
