@@ -27,6 +27,7 @@ from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, p
 from services.trainer.evaluation import Evaluator
 from services.trainer.gate import Gate, ModelPublisher
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
+from services.trainer.online.experiments import Experiment, ExperimentBook
 from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
 from services.trainer.training import Cancelled, apply_overrides, base_model_dir, train_run
 
@@ -66,6 +67,7 @@ class TrainerCore:
         self.evaluator = Evaluator(settings, self.registry, self.candidates)
         self.publisher = publisher
         self.gate = Gate(settings, self.registry, self.evaluator, publisher)
+        self.experiments = ExperimentBook(settings.data_path / "trainer" / "experiments.json", settings.interleaving)
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
         self._cancel: dict[str, threading.Event] = {}
         self._futures: dict[str, concurrent.futures.Future] = {}
@@ -260,6 +262,26 @@ class TrainerCore:
 
     def rollback(self, corpus_id: str) -> dict[str, Any]:
         return self.gate.rollback(corpus_id or "global")
+
+    def start_experiment(self, corpus_id: str, challenger_version: str = "", share: float | None = None,
+                         query_budget: int = 0) -> Experiment:
+        """Interleave the corpus's champion with `challenger_version` (default: the challenger alias)."""
+        if not corpus_id:
+            raise invalid("corpus_id", "required")
+        aliases = self.registry.aliases()
+        challenger = self.registry.resolve(challenger_version) if challenger_version else aliases.get("challenger")
+        return self.experiments.start(corpus_id, aliases.get("champion") or "", challenger or "", share=share,
+                                      query_budget=query_budget or None)
+
+    def experiment(self, corpus_id: str) -> Experiment:
+        if not corpus_id:
+            raise invalid("corpus_id", "required")
+        return self.experiments.status(corpus_id)
+
+    def stop_experiment(self, corpus_id: str, reason: str = "") -> Experiment:
+        if not corpus_id:
+            raise invalid("corpus_id", "required")
+        return self.experiments.stop(corpus_id, reason or "stopped by an operator")
 
     def event_stats(self) -> dict[str, Any]:
         by_type: dict[str, int] = {}

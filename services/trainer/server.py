@@ -11,12 +11,13 @@ from services.common.errors import invalid
 from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
 from services.trainer.core import TrainerCore
+from services.trainer.online.experiments import Experiment
 from services.trainer.runs import STATUSES, TERMINAL, RunRecord
 
 log = logging.getLogger(__name__)
 
 SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
-ADMIN_METHODS = ("Train", "Promote", "Rollback", "CancelRun", "Mine")
+ADMIN_METHODS = ("Train", "Promote", "Rollback", "CancelRun", "Mine", "StartExperiment", "StopExperiment")
 _STATUS_ENUM = {name: i + 1 for i, name in enumerate(STATUSES)}  # queued=1 ... interrupted=6
 
 
@@ -49,6 +50,10 @@ def decision_message(decision: dict) -> trainer_pb2.PromoteResponse:
         promoted=decision["promoted"], champion=decision["champion"], reason=decision["reason"],
         numbers={k: float(v) for k, v in decision["numbers"].items()},
     )
+
+
+def experiment_message(experiment: Experiment) -> trainer_pb2.Experiment:
+    return trainer_pb2.Experiment(**{f: getattr(experiment, f) for f in trainer_pb2.Experiment.DESCRIPTOR.fields_by_name})
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
@@ -117,6 +122,19 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     async def Rollback(self, request, context):
         return decision_message(await asyncio.to_thread(self.core.rollback, request.corpus_id))
+
+    async def StartExperiment(self, request, context):
+        share = request.share if request.HasField("share") else None
+        experiment = await asyncio.to_thread(self.core.start_experiment, request.corpus_id,
+                                             request.challenger_version, share, request.query_budget)
+        return experiment_message(experiment)
+
+    async def GetExperiment(self, request, context):
+        return experiment_message(await asyncio.to_thread(self.core.experiment, request.corpus_id))
+
+    async def StopExperiment(self, request, context):
+        return experiment_message(await asyncio.to_thread(self.core.stop_experiment, request.corpus_id,
+                                                          request.reason))
 
     async def EventStats(self, request, context):
         stats = await asyncio.to_thread(self.core.event_stats)

@@ -282,3 +282,63 @@ class EventStatsResponse(_message.Message):
     by_day: _containers.ScalarMap[str, int]
     total: int
     def __init__(self, by_type: _Optional[_Mapping[str, int]] = ..., by_corpus: _Optional[_Mapping[str, int]] = ..., by_day: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class StartExperimentRequest(_message.Message):
+    __slots__ = ("corpus_id", "challenger_version", "share", "query_budget")
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    corpus_id: str
+    challenger_version: str
+    share: float
+    query_budget: int
+    def __init__(self, corpus_id: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ...) -> None: ...
+
+class GetExperimentRequest(_message.Message):
+    __slots__ = ("corpus_id",)
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    corpus_id: str
+    def __init__(self, corpus_id: _Optional[str] = ...) -> None: ...
+
+class StopExperimentRequest(_message.Message):
+    __slots__ = ("corpus_id", "reason")
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    corpus_id: str
+    reason: str
+    def __init__(self, corpus_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class Experiment(_message.Message):
+    __slots__ = ("experiment_id", "corpus_id", "champion_version", "challenger_version", "share", "query_budget", "alpha", "state", "reason", "wins", "losses", "ties", "p_value", "started_ms", "ended_ms")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_MS_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    corpus_id: str
+    champion_version: str
+    challenger_version: str
+    share: float
+    query_budget: int
+    alpha: float
+    state: str
+    reason: str
+    wins: int
+    losses: int
+    ties: int
+    p_value: float
+    started_ms: int
+    ended_ms: int
+    def __init__(self, experiment_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., alpha: _Optional[float] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ..., started_ms: _Optional[int] = ..., ended_ms: _Optional[int] = ...) -> None: ...

@@ -86,6 +86,21 @@ class TrainerStub:
                 request_serializer=feedrank_dot_v1_dot_trainer__pb2.EventStatsRequest.SerializeToString,
                 response_deserializer=feedrank_dot_v1_dot_trainer__pb2.EventStatsResponse.FromString,
                 _registered_method=True)
+        self.StartExperiment = channel.unary_unary(
+                '/feedrank.v1.Trainer/StartExperiment',
+                request_serializer=feedrank_dot_v1_dot_trainer__pb2.StartExperimentRequest.SerializeToString,
+                response_deserializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
+                _registered_method=True)
+        self.GetExperiment = channel.unary_unary(
+                '/feedrank.v1.Trainer/GetExperiment',
+                request_serializer=feedrank_dot_v1_dot_trainer__pb2.GetExperimentRequest.SerializeToString,
+                response_deserializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
+                _registered_method=True)
+        self.StopExperiment = channel.unary_unary(
+                '/feedrank.v1.Trainer/StopExperiment',
+                request_serializer=feedrank_dot_v1_dot_trainer__pb2.StopExperimentRequest.SerializeToString,
+                response_deserializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -153,6 +168,25 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartExperiment(self, request, context):
+        """Online experiments: interleave a corpus's champion with a challenger on live Search traffic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +239,21 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.EventStats,
                     request_deserializer=feedrank_dot_v1_dot_trainer__pb2.EventStatsRequest.FromString,
                     response_serializer=feedrank_dot_v1_dot_trainer__pb2.EventStatsResponse.SerializeToString,
+            ),
+            'StartExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartExperiment,
+                    request_deserializer=feedrank_dot_v1_dot_trainer__pb2.StartExperimentRequest.FromString,
+                    response_serializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.SerializeToString,
+            ),
+            'GetExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperiment,
+                    request_deserializer=feedrank_dot_v1_dot_trainer__pb2.GetExperimentRequest.FromString,
+                    response_serializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.SerializeToString,
+            ),
+            'StopExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopExperiment,
+                    request_deserializer=feedrank_dot_v1_dot_trainer__pb2.StopExperimentRequest.FromString,
+                    response_serializer=feedrank_dot_v1_dot_trainer__pb2.Experiment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -479,6 +528,87 @@ class Trainer:
             '/feedrank.v1.Trainer/EventStats',
             feedrank_dot_v1_dot_trainer__pb2.EventStatsRequest.SerializeToString,
             feedrank_dot_v1_dot_trainer__pb2.EventStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/feedrank.v1.Trainer/StartExperiment',
+            feedrank_dot_v1_dot_trainer__pb2.StartExperimentRequest.SerializeToString,
+            feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/feedrank.v1.Trainer/GetExperiment',
+            feedrank_dot_v1_dot_trainer__pb2.GetExperimentRequest.SerializeToString,
+            feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/feedrank.v1.Trainer/StopExperiment',
+            feedrank_dot_v1_dot_trainer__pb2.StopExperimentRequest.SerializeToString,
+            feedrank_dot_v1_dot_trainer__pb2.Experiment.FromString,
             options,
             channel_credentials,
             insecure,
