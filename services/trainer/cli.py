@@ -1,4 +1,4 @@
-"""`feedrank mine|train|runs|evaluate|promote|rollback` (talk to the trainer at --target) and
+"""`feedrank mine|train|runs|evaluate|promote|rollback|experiment` (talk to the trainer at --target) and
 `feedrank model bootstrap`, `feedrank train --offline` (offline: train in this process on the data dir)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from services.trainer.runs import RunRecord, diff
 
 console = Console()
 runs_app = typer.Typer(no_args_is_help=True, help="Training runs on the trainer (list, show, diff)")
+experiment_app = typer.Typer(no_args_is_help=True, help="Online experiments: interleave champion and challenger")
 STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in trainer_pb2.RunStatus.items()}
 
 
@@ -251,6 +252,49 @@ def rollback(corpus_id: str = typer.Option("global", "--corpus-id", help="Kafka 
     _print_decision(_call(target, "Rollback", trainer_pb2.RollbackRequest(corpus_id=corpus_id)))
 
 
+def _print_experiment(e: trainer_pb2.Experiment) -> None:
+    console.print(f"experiment [bold]{e.experiment_id}[/bold] on {e.corpus_id}: [bold]{e.state}[/bold]; "
+                  f"challenger {e.challenger_version} vs champion {e.champion_version or '(fused order)'}, "
+                  f"share {e.share:g}, budget {e.query_budget}")
+    console.print(f"  queries {e.wins + e.losses + e.ties}: challenger won {e.wins}, champion won {e.losses}, "
+                  f"ties {e.ties}; p = {e.p_value:.4g} (alpha {e.alpha:g})")
+    if e.reason:
+        console.print(f"  {e.reason}")
+
+
+@experiment_app.command("start")
+def experiment_start(
+    corpus_id: str = typer.Option(..., "--corpus-id"),
+    challenger: str = typer.Option("", help="Version to interleave (default: the challenger alias)"),
+    share: Optional[float] = typer.Option(None, help="Share of Search traffic interleaved (default: "
+                                          "interleaving.share)"),
+    budget: int = typer.Option(0, help="Interleaved queries before it ends undecided (default: "
+                               "interleaving.query_budget)"),
+    target: Optional[str] = TargetOpt,
+) -> None:
+    """Start interleaving the corpus's champion with a challenger."""
+    request = trainer_pb2.StartExperimentRequest(corpus_id=corpus_id, challenger_version=challenger,
+                                                 query_budget=budget)
+    if share is not None:
+        request.share = share
+    _print_experiment(_call(target, "StartExperiment", request, timeout=30))
+
+
+@experiment_app.command("status")
+def experiment_status(corpus_id: str = typer.Option(..., "--corpus-id"), target: Optional[str] = TargetOpt) -> None:
+    """The corpus's running experiment, else its latest: counts, p-value, verdict."""
+    _print_experiment(_call(target, "GetExperiment", trainer_pb2.GetExperimentRequest(corpus_id=corpus_id), 30))
+
+
+@experiment_app.command("stop")
+def experiment_stop(corpus_id: str = typer.Option(..., "--corpus-id"),
+                    reason: str = typer.Option("", help="Recorded with the experiment"),
+                    target: Optional[str] = TargetOpt) -> None:
+    """Stop the corpus's running experiment."""
+    _print_experiment(_call(target, "StopExperiment",
+                            trainer_pb2.StopExperimentRequest(corpus_id=corpus_id, reason=reason), 30))
+
+
 def bootstrap(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to train a v0 for")) -> None:
     """Train a v0 without feedback (training.bootstrap_sources), register it as challenger and run the gate.
 
@@ -286,6 +330,7 @@ def register(app: typer.Typer) -> None:
     app.command("mine")(mine)
     app.command("train")(train)
     app.add_typer(runs_app, name="runs")
+    app.add_typer(experiment_app, name="experiment")
     app.command("evaluate")(evaluate)
     app.command("promote")(promote)
     app.command("rollback")(rollback)

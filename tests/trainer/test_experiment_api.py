@@ -65,3 +65,32 @@ def test_start_status_stop_and_bad_input(data_dir, tmp_path, trainer_process):
     # The default share comes from the settings when the request leaves it unset.
     again = stub.StartExperiment(start(corpus_id="tiny"), timeout=30, metadata=AUTH)
     assert again.share == 0.5 and again.query_budget == 20000
+
+
+def test_the_cli_starts_reports_and_stops(data_dir, tmp_path, trainer_process, monkeypatch):
+    from typer.testing import CliRunner
+
+    from services.cli import app
+    from services.common.config import get_settings
+
+    build_corpus(data_dir)
+    registry = FileRegistry(Settings(data_dir=str(data_dir)).registry_path)
+    registry.set_alias("challenger", publish(registry, tmp_path / "b"), "test")
+    trainer = trainer_process(**training_env(data_dir), FEEDRANK_ENDPOINTS__ADMIN_TOKEN=TOKEN)
+    monkeypatch.setenv("FEEDRANK_ENDPOINTS__ADMIN_TOKEN", TOKEN)
+    get_settings.cache_clear()
+    try:
+        def cli(*args):
+            return CliRunner().invoke(app, ["experiment", *args, "--corpus-id", "tiny", "--target", trainer.target],
+                                      terminal_width=200)
+
+        bad = cli("start", "--share", "2")
+        assert bad.exit_code == 2 and "share" in bad.output
+        started = cli("start", "--share", "0.4", "--budget", "300")
+        assert started.exit_code == 0 and "running" in started.output and "share 0.4" in started.output
+        status = cli("status")
+        assert status.exit_code == 0 and "(fused order)" in status.output and "p = 1" in status.output
+        stopped = cli("stop", "--reason", "enough")
+        assert stopped.exit_code == 0 and "stopped" in stopped.output and "enough" in stopped.output
+    finally:
+        get_settings.cache_clear()
