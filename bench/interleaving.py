@@ -277,6 +277,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = [r["ndcg_difference"] for r in rows]
@@ -286,6 +287,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("nDCG@10 difference (challenger - champion)")
     ax.set_ylabel(f"queries to decide (p < {ALPHA}, power {POWER})")
     ax.set_title("SciFact test queries, demo click model")
