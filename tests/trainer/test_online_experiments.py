@@ -114,3 +114,26 @@ def test_clicks_whose_impression_never_comes_are_dropped_and_counted(book):
     assert ledger.counts.clicks_without_impression == 0
     ledger.settle(now_ms=25)
     assert ledger.counts.clicks_without_impression == 1
+
+
+def test_the_ledger_reads_feedback_events(book):
+    from services.proto.feedrank.v1 import feedback_pb2 as fb
+
+    experiment = book.start("a", "v1", "v2")
+    ledger = Ledger(book, click_window_ms=100)
+    shown = [fb.ShownResult(doc_id=f"d{r}", rank=r, team=team) for r, team in enumerate(TEAMS, start=1)]
+    events = [
+        fb.FeedbackEvent(query_id="q1", timestamp_ms=0, impression=fb.Impression(
+            corpus_id="a", results=list(reversed(shown)), experiment_id=experiment.experiment_id)),
+        fb.FeedbackEvent(query_id="q1", timestamp_ms=10, experiment_id=experiment.experiment_id,
+                         click=fb.Click(doc_id="d4", rank=4)),
+        fb.FeedbackEvent(query_id="q1", timestamp_ms=10, experiment_id="stale", click=fb.Click(doc_id="d2", rank=2)),
+        # Searches outside the experiment: not its business, not counted as unknown either.
+        fb.FeedbackEvent(query_id="q2", timestamp_ms=0, impression=fb.Impression(corpus_id="a", results=shown)),
+        fb.FeedbackEvent(query_id="q2", timestamp_ms=5, click=fb.Click(doc_id="d1", rank=1)),
+    ]
+    for event in events:
+        ledger.feed(event)
+    [updated] = ledger.settle(now_ms=100)
+    assert (updated.wins, updated.losses, updated.ties) == (1, 0, 0)  # rank 4 is the challenger's
+    assert ledger.counts.unknown_experiment_clicks == 1 and ledger.counts.credited == 1

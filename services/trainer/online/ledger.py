@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
+from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.online.credit import credit
 from services.trainer.online.experiments import Experiment, ExperimentBook
 
@@ -65,6 +66,16 @@ class Ledger:
             UNCREDITED.labels("click", "after_window").inc()
             return
         self._clicks.setdefault(query_id, (clicked_ms, set()))[1].add(rank)
+
+    def feed(self, event: feedback_pb2.FeedbackEvent) -> None:
+        """One event from the feedback stream: interleaved impressions and clicks are joined, the rest ignored."""
+        kind = event.WhichOneof("kind")
+        if kind == "impression" and event.impression.experiment_id:
+            shown = sorted(event.impression.results, key=lambda r: r.rank)
+            self.impression(event.query_id, event.impression.experiment_id, [r.team for r in shown],
+                            event.timestamp_ms)
+        elif kind == "click" and event.experiment_id:
+            self.click(event.query_id, event.experiment_id, event.click.rank, event.timestamp_ms)
 
     def settle(self, now_ms: int) -> list[Experiment]:
         """Credit every impression older than the click window; the experiments that changed, updated."""

@@ -8,28 +8,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ShownResult(_message.Message):
-    __slots__ = ("doc_id", "rank", "legs", "rerank_score")
+    __slots__ = ("doc_id", "rank", "legs", "rerank_score", "team")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     rank: int
     legs: _common_pb2.LegScores
     rerank_score: float
-    def __init__(self, doc_id: _Optional[str] = ..., rank: _Optional[int] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ...) -> None: ...
+    team: str
+    def __init__(self, doc_id: _Optional[str] = ..., rank: _Optional[int] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., team: _Optional[str] = ...) -> None: ...
 
 class Impression(_message.Message):
-    __slots__ = ("corpus_id", "query", "results", "model_version")
+    __slots__ = ("corpus_id", "query", "results", "model_version", "experiment_id")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
     query: str
     results: _containers.RepeatedCompositeFieldContainer[ShownResult]
     model_version: str
-    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ShownResult, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    experiment_id: str
+    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ShownResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
 
 class Click(_message.Message):
     __slots__ = ("doc_id", "rank", "dwell_ms")
@@ -52,12 +56,13 @@ class Rating(_message.Message):
     def __init__(self, doc_id: _Optional[str] = ..., rating: _Optional[int] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class FeedbackEvent(_message.Message):
-    __slots__ = ("event_id", "query_id", "session_id", "timestamp_ms", "source", "impression", "click", "rating")
+    __slots__ = ("event_id", "query_id", "session_id", "timestamp_ms", "source", "experiment_id", "impression", "click", "rating")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     IMPRESSION_FIELD_NUMBER: _ClassVar[int]
     CLICK_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
@@ -66,10 +71,11 @@ class FeedbackEvent(_message.Message):
     session_id: str
     timestamp_ms: int
     source: str
+    experiment_id: str
     impression: Impression
     click: Click
     rating: Rating
-    def __init__(self, event_id: _Optional[str] = ..., query_id: _Optional[str] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., source: _Optional[str] = ..., impression: _Optional[_Union[Impression, _Mapping]] = ..., click: _Optional[_Union[Click, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., query_id: _Optional[str] = ..., session_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., source: _Optional[str] = ..., experiment_id: _Optional[str] = ..., impression: _Optional[_Union[Impression, _Mapping]] = ..., click: _Optional[_Union[Click, _Mapping]] = ..., rating: _Optional[_Union[Rating, _Mapping]] = ...) -> None: ...
 
 class RecordRequest(_message.Message):
     __slots__ = ("events",)

@@ -81,23 +81,25 @@ class SearchRequest(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., candidate_k: _Optional[int] = ..., fusion: _Optional[_Union[FusionConfig, _Mapping]] = ..., rerank_mode: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SearchResult(_message.Message):
-    __slots__ = ("doc_id", "title", "snippet", "legs", "rerank_score", "rank")
+    __slots__ = ("doc_id", "title", "snippet", "legs", "rerank_score", "rank", "team")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     SNIPPET_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     title: str
     snippet: str
     legs: _common_pb2.LegScores
     rerank_score: float
     rank: int
-    def __init__(self, doc_id: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
+    team: str
+    def __init__(self, doc_id: _Optional[str] = ..., title: _Optional[str] = ..., snippet: _Optional[str] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., rank: _Optional[int] = ..., team: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("query_id", "results", "model_version", "reranked", "degraded_reason", "timings", "lexical_ms", "vector_ms", "query_adapter_version")
+    __slots__ = ("query_id", "results", "model_version", "reranked", "degraded_reason", "timings", "lexical_ms", "vector_ms", "query_adapter_version", "experiment_id")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class SearchResponse(_message.Message):
     LEXICAL_MS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_MS_FIELD_NUMBER: _ClassVar[int]
     QUERY_ADAPTER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     results: _containers.RepeatedCompositeFieldContainer[SearchResult]
     model_version: str
@@ -116,7 +119,8 @@ class SearchResponse(_message.Message):
     lexical_ms: float
     vector_ms: float
     query_adapter_version: str
-    def __init__(self, query_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., reranked: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., lexical_ms: _Optional[float] = ..., vector_ms: _Optional[float] = ..., query_adapter_version: _Optional[str] = ...) -> None: ...
+    experiment_id: str
+    def __init__(self, query_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[SearchResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., reranked: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., timings: _Optional[_Union[_common_pb2.Timings, _Mapping]] = ..., lexical_ms: _Optional[float] = ..., vector_ms: _Optional[float] = ..., query_adapter_version: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
 
 class GetConfigRequest(_message.Message):
     __slots__ = ()
