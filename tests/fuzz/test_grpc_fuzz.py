@@ -135,6 +135,9 @@ RPCS = [
     ("trainer", "Promote", trainer_pb2.PromoteRequest, "unary", _TRAINER),
     ("trainer", "Rollback", trainer_pb2.RollbackRequest, "unary", _TRAINER),
     ("trainer", "EventStats", trainer_pb2.EventStatsRequest, "unary", _TRAINER),
+    ("trainer", "StartExperiment", trainer_pb2.StartExperimentRequest, "unary", _TRAINER),
+    ("trainer", "GetExperiment", trainer_pb2.GetExperimentRequest, "unary", _TRAINER),
+    ("trainer", "StopExperiment", trainer_pb2.StopExperimentRequest, "unary", _TRAINER),
 ]
 STUBS = {"retriever": retriever_pb2_grpc.RetrieverStub, "reranker": reranker_pb2_grpc.RerankerStub,
          "feedback": feedback_pb2_grpc.FeedbackStub, "trainer": trainer_pb2_grpc.TrainerStub}
@@ -199,6 +202,8 @@ ADMIN_RPCS = [
     ("trainer", "Promote", trainer_pb2.PromoteRequest(corpus_id=CORPUS, force=True)),
     ("trainer", "Rollback", trainer_pb2.RollbackRequest(corpus_id=CORPUS)),
     ("trainer", "CancelRun", trainer_pb2.CancelRunRequest(run_id="run-0")),
+    ("trainer", "StartExperiment", trainer_pb2.StartExperimentRequest(corpus_id=CORPUS, challenger_version="v1")),
+    ("trainer", "StopExperiment", trainer_pb2.StopExperimentRequest(corpus_id=CORPUS)),
 ]
 
 
