@@ -470,9 +470,6 @@ class InterleavingSettings(_Group):
     prior_strength: float = Field(50.0, gt=0, description="a of the sequential test's Beta(a, a) mixture over the "
                                   "challenger's win share: larger = more sensitive to small differences, slower on "
                                   "large ones (services/trainer/online/sequential.py)")
-    click_window_s: float = Field(1800.0, gt=0, description="An interleaved query is credited this long after its "
-                                  "impression; clicks later than that are not counted")
-    auto_promote: bool = Field(False, description="Promote a challenger that wins online; off = report the win only")
 
 
 class RegistrySettings(_Group):

@@ -2,7 +2,7 @@
 
 Impressions and clicks arrive from the event stream in any order (two topics, no ordering between them).
 An impression names its experiment and the team per shown position; a click names the impression's query
-id, its rank and the experiment id the response carried. A query is credited `click_window_s` after its
+id, its rank and the experiment id the response carried. A query is credited `click_window_ms` after its
 impression, with the clicks that had arrived by then. Clicks (or impressions) naming an experiment the book
 does not know, or one that has ended, are counted and left uncredited; the event store keeps them anyway.
 """
