@@ -1,5 +1,5 @@
-"""Interleaving benchmark (`make bench-interleaving`, about two minutes of CPU): queries needed to decide an nDCG@10 difference online,
-team-draft interleaving against an A/B split of traffic, on the same simulated users.
+"""Interleaving benchmark (`make bench-interleaving`, about two minutes of CPU): queries needed to decide an
+nDCG@10 difference online, team-draft interleaving against an A/B split of traffic, on the same simulated users.
 
 Simulator with known relevance: SciFact's 300 test queries and their qrels. Each query gets a candidate pool
 (its relevant documents and 30 others drawn from the corpus) and two rankers score it: relevance times a

@@ -20,7 +20,8 @@ from services.retriever.interleaving import query_coin, team_draft
 
 INTERLEAVED = Counter("feedrank_interleaved_searches_total", "Searches served an interleaved list", ["corpus"])
 FALLBACKS = Counter("feedrank_interleaving_fallbacks_total",
-                    "Interleaved searches served the champion alone because the challenger failed", ["corpus", "reason"])
+                    "Interleaved searches served the champion alone because the challenger failed",
+                    ["corpus", "reason"])
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from services.trainer.runs import RunRecord, diff
 
 console = Console()
 runs_app = typer.Typer(no_args_is_help=True, help="Training runs on the trainer (list, show, diff)")
-experiment_app = typer.Typer(no_args_is_help=True, help="Online experiments: interleave champion and challenger")
+experiment_app = typer.Typer(no_args_is_help=True,
+                             help="Online experiments: interleave champion and challenger")
 STATUS = {v: k.removeprefix("RUN_STATUS_").lower() for k, v in trainer_pb2.RunStatus.items()}
 
 
@@ -281,7 +282,8 @@ def experiment_start(
 
 
 @experiment_app.command("status")
-def experiment_status(corpus_id: str = typer.Option(..., "--corpus-id"), target: Optional[str] = TargetOpt) -> None:
+def experiment_status(corpus_id: str = typer.Option(..., "--corpus-id"),
+                      target: Optional[str] = TargetOpt) -> None:
     """The corpus's running experiment, else its latest: counts, p-value, verdict."""
     _print_experiment(_call(target, "GetExperiment", trainer_pb2.GetExperimentRequest(corpus_id=corpus_id), 30))
 

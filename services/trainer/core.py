@@ -67,7 +67,8 @@ class TrainerCore:
         self.evaluator = Evaluator(settings, self.registry, self.candidates)
         self.publisher = publisher
         self.gate = Gate(settings, self.registry, self.evaluator, publisher)
-        self.experiments = ExperimentBook(settings.data_path / "trainer" / "experiments.json", settings.interleaving)
+        self.experiments = ExperimentBook(settings.data_path / "trainer" / "experiments.json",
+                                          settings.interleaving)
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
         self._cancel: dict[str, threading.Event] = {}
         self._futures: dict[str, concurrent.futures.Future] = {}
@@ -269,7 +270,8 @@ class TrainerCore:
         if not corpus_id:
             raise invalid("corpus_id", "required")
         aliases = self.registry.aliases()
-        challenger = self.registry.resolve(challenger_version) if challenger_version else aliases.get("challenger")
+        challenger = (self.registry.resolve(challenger_version) if challenger_version
+                      else aliases.get("challenger"))
         return self.experiments.start(corpus_id, aliases.get("champion") or "", challenger or "", share=share,
                                       query_budget=query_budget or None)
 

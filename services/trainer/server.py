@@ -53,7 +53,8 @@ def decision_message(decision: dict) -> trainer_pb2.PromoteResponse:
 
 
 def experiment_message(experiment: Experiment) -> trainer_pb2.Experiment:
-    return trainer_pb2.Experiment(**{f: getattr(experiment, f) for f in trainer_pb2.Experiment.DESCRIPTOR.fields_by_name})
+    fields = trainer_pb2.Experiment.DESCRIPTOR.fields_by_name
+    return trainer_pb2.Experiment(**{name: getattr(experiment, name) for name in fields})
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
