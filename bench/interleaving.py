@@ -298,7 +298,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--differences", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     parser.add_argument("--runs", type=int, default=400, help="simulated experiments per query count")
     parser.add_argument("--sequential-experiments", type=int, default=40)
