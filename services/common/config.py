@@ -43,16 +43,42 @@ class EndpointSettings(_Group):
     feedback: str = Field("127.0.0.1:50053", description="Feedback gRPC host:port")
     trainer: str = Field("127.0.0.1:50054", description="Trainer gRPC host:port")
     gateway: str = Field("127.0.0.1:8000", description="HTTP gateway host:port")
-    bind_host: str = Field("0.0.0.0", description="Interface the gRPC servers bind to")
+    bind_host: str = Field(
+        "127.0.0.1",
+        description="Interface the gRPC servers, the gateway and the /metrics ports bind to. Anything beyond "
+        "loopback (e.g. 0.0.0.0 in a pod) needs endpoints.admin_token set, or the service refuses to start",
+    )
     metrics_port_offset: int = Field(
         1000, description="Prometheus /metrics listens on the gRPC port plus this; 0 disables it"
     )
     grace_seconds: float = Field(10.0, description="SIGTERM drain time for in-flight calls")
-    admin_token: str = Field("", description="Bearer token admin RPCs and routes require; empty = none")
+    admin_token: str = Field(
+        "",
+        description="Bearer token of every call that changes state (train, promote, rollback, mine, config, "
+        "imports), of Evaluate and of naming a version id instead of an alias. Empty on loopback: the services "
+        "and the CLI share $FEEDRANK_DATA_DIR/admin.token (created, mode 0600, on first use); empty beyond "
+        "loopback: the service refuses to start",
+    )
     read_token: str = Field(
         "",
         description="Bearer token Search, Rerank, feedback and the other reading calls require (the admin token "
         "is accepted too); empty = reading calls are open. Health checks and reflection never need a token",
+    )
+    tls_cert_file: str = Field(
+        "", description="PEM certificate the gRPC servers present (and clients present when tls_ca_file is set, "
+        "for servers that require mTLS); empty = plaintext"
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
+    tls_client_ca_file: str = Field(
+        "", description="PEM CA bundle; when set, the gRPC servers require client certificates it signed (mTLS)"
+    )
+    tls_ca_file: str = Field(
+        "", description="PEM CA bundle gRPC clients verify the servers with; when set, every client channel uses TLS"
+    )
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024,
+        description="Largest gRPC message every server and client channel sends or receives; a larger one is "
+        "refused as INVALID_ARGUMENT (HTTP 413), never retried",
     )
 
 
@@ -177,6 +203,12 @@ class RetrievalSettings(_Group):
     top_k: int = Field(10, ge=1, le=1000, description="Results returned when a request does not say")
     candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")
     max_top_k: int = Field(1000, ge=1, description="Largest top_k or candidate_k a request may ask for")
+    max_query_bytes: int = Field(
+        16384, ge=1, description="Longest query a Search may carry, in UTF-8 bytes (longer: INVALID_ARGUMENT on query)"
+    )
+    max_query_terms: int = Field(
+        1024, ge=1, description="Most whitespace-separated terms in a Search query (more: INVALID_ARGUMENT on query)"
+    )
     snippet_chars: int = Field(300, ge=0, description="Length of the snippet returned with each result")
     send_vectors_to_reranker: bool = Field(
         True, description="Send each candidate's dense vector with the rerank request, so bi-encoder versions "
@@ -413,6 +445,9 @@ class GatewaySettings(_Group):
 
     Admin routes use endpoints.admin_token (the same token the gRPC services check)."""
 
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest HTTP request body; a larger one gets 413 before it is read"
+    )
     rpc_timeout_s: float = Field(10.0, gt=0, description="Deadline of a quick gRPC call (info, config, record, rerank)")
     search_timeout_s: float = Field(30.0, gt=0, description="Deadline of a Retriever.Search call")
     admin_timeout_s: float = Field(

@@ -30,6 +30,14 @@ class FeedrankError(Exception):
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
+class TooLarge(FeedrankError):
+    """A request (or a message) over a size limit: INVALID_ARGUMENT, HTTP 413 on every route, never
+    Retry-After, since it can never succeed as it is (gRPC itself reports it as RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(ErrorKind.INVALID_ARGUMENT, message, field)
+
+
 def invalid(field: str, message: str) -> FeedrankError:
     return FeedrankError(ErrorKind.INVALID_ARGUMENT, message, field)
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import logging
 import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -20,7 +22,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
-from services.common.config import Settings, get_settings
+from services.common.auth import Role, set_caller_role
+from services.common.channels import message_options
+from services.common.config import EndpointSettings, Settings, get_settings
+from services.common.credentials import bearer_token, serving_admin_token, set_caller_token
 from services.common.errors import ErrorKind, FeedrankError
 from services.common.logs import request_id, setup_logging
 
@@ -45,27 +50,62 @@ RPC_SECONDS = Histogram(
 )
 
 
-class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    """Maps domain errors to statuses, counts calls, and guards admin methods with a token."""
+# Probes and tooling need no token; every feedrank.v1 method does (admin or, with a read token set, read).
+_OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
 
-    def __init__(self, admin_methods: Iterable[str] = (), admin_token: str = ""):
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):
+    """Maps domain errors to statuses, counts calls, and proves the caller's role from its bearer token.
+
+    Admin methods need the admin token; with a read token configured, every other feedrank method needs
+    the read or the admin token. The role is then exposed to the call (`services.common.auth`) for checks
+    that depend on the request's content.
+    """
+
+    def __init__(self, admin_methods: Iterable[str], admin_token: str, read_token: str = ""):
+        if not admin_token:
+            raise ValueError("an admin token is required: admin methods are never open")
         self._admin = frozenset(admin_methods)
-        self._token = admin_token
+        self._admin_token = admin_token.encode()
+        self._read_token = read_token.encode()
+
+    def role(self, authorization: str | None) -> Role:
+        presented = bearer_token(authorization).encode()
+        if not presented:
+            return "anonymous"
+        # compare_digest on both: which token matched must not be learnable from timing either
+        is_admin = hmac.compare_digest(presented, self._admin_token)
+        is_read = bool(self._read_token) and hmac.compare_digest(presented, self._read_token)
+        return "admin" if is_admin else "read" if is_read else "anonymous"
+
+    def refusal(self, method: str, role: Role) -> FeedrankError | None:
+        service, _, name = method.strip("/").partition("/")
+        if service in _OPEN_SERVICES or role == "admin":
+            return None
+        if name in self._admin:
+            return FeedrankError(ErrorKind.UNAUTHENTICATED, f"{name} needs the admin token (authorization: Bearer ...)")
+        if self._read_token and role != "read":
+            return FeedrankError(ErrorKind.UNAUTHENTICATED, f"{name} needs the read or the admin token")
+        return None
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
         if handler is None:
             return None
         method = details.method
-        needs_token = bool(self._token) and method.rsplit("/", 1)[-1] in self._admin
         metadata = dict(details.invocation_metadata or ())
         rid = metadata.get("x-request-id") or uuid.uuid4().hex[:16]
-        authorized = not needs_token or metadata.get("authorization") == f"Bearer {self._token}"
+        authorization = metadata.get("authorization")
+        role = self.role(authorization)
+        refused = self.refusal(method, role)
 
         async def guard(context: grpc.aio.ServicerContext) -> None:
+            # Set inside the call's own task: the values belong to this call only.
             request_id.set(rid)
-            if not authorized:
-                await _abort(context, method, FeedrankError(ErrorKind.UNAUTHENTICATED, "admin token required"))
+            set_caller_role(role)
+            set_caller_token(bearer_token(authorization) if role != "anonymous" else "")
+            if refused is not None:
+                await _abort(context, method, refused)
 
         if handler.unary_unary or handler.stream_unary:
             inner = handler.unary_unary or handler.stream_unary
@@ -125,9 +165,9 @@ class GrpcApp:
         service_names: list[str],
         register: Callable[[grpc.aio.Server], None],
         *,
+        settings: Settings,
         bind: str,
         admin_methods: Iterable[str] = (),
-        admin_token: str = "",
         grace_seconds: float = 10.0,
         metrics_port: int = 0,
         options: list[tuple[str, Any]] | None = None,
@@ -136,15 +176,22 @@ class GrpcApp:
         self.service_names = service_names
         self.grace_seconds = grace_seconds
         self.metrics_port = metrics_port
+        endpoints = settings.endpoints
+        self.host = bind.rsplit(":", 1)[0]
+        admin_token = serving_admin_token(settings, self.host)  # refuses a non-loopback bind without a token
         self.server = grpc.aio.server(
-            interceptors=[EdgeInterceptor(admin_methods, admin_token)],
-            options=options or [("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            interceptors=[EdgeInterceptor(admin_methods, admin_token, endpoints.read_token)],
+            options=[*message_options(endpoints), *(options or ())],
         )
         register(self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(bind)
+        credentials = server_credentials(endpoints)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(bind)
+        else:
+            self.port = self.server.add_secure_port(bind, credentials)
         if self.port == 0:
             raise OSError(f"{name}: cannot bind {bind}")
 
@@ -156,7 +203,7 @@ class GrpcApp:
     async def start(self) -> None:
         if self.metrics_port:
             try:
-                start_http_server(self.metrics_port)
+                start_http_server(self.metrics_port, addr=self.host.strip("[]"))
             except OSError as err:
                 log.warning("metrics port %s unavailable: %s", self.metrics_port, err)
         await self.server.start()
@@ -186,7 +233,26 @@ def service_main(name: str, serve: Callable[[Settings, int | None], Awaitable[No
     args = parser.parse_args()
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(settings, args.port))
+    try:
+        asyncio.run(serve(settings, args.port))
+    except FeedrankError as err:  # a refused configuration (say, no admin token beyond loopback): say why, plainly
+        raise SystemExit(f"{name}: {err}") from None
+
+
+def server_credentials(endpoints: EndpointSettings) -> grpc.ServerCredentials | None:
+    """TLS from endpoints.tls_cert_file/tls_key_file; with tls_client_ca_file, clients must present a
+    certificate it signed (mTLS). None = plaintext."""
+    if not (endpoints.tls_cert_file or endpoints.tls_key_file):
+        if endpoints.tls_client_ca_file:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "mTLS needs the server's own certificate too",
+                                "endpoints.tls_cert_file")
+        return None
+    if not (endpoints.tls_cert_file and endpoints.tls_key_file):
+        raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "TLS needs both tls_cert_file and tls_key_file",
+                            "endpoints.tls_key_file" if endpoints.tls_cert_file else "endpoints.tls_cert_file")
+    pair = (Path(endpoints.tls_key_file).read_bytes(), Path(endpoints.tls_cert_file).read_bytes())
+    client_ca = Path(endpoints.tls_client_ca_file).read_bytes() if endpoints.tls_client_ca_file else None
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
 def bind_address(target: str, bind_host: str, port: int | None) -> tuple[str, int]:

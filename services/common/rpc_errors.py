@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import grpc
 
-from services.common.errors import ErrorKind, FeedrankError
+from services.common.errors import ErrorKind, FeedrankError, TooLarge
 
 _KIND = {
     grpc.StatusCode.INVALID_ARGUMENT: ErrorKind.INVALID_ARGUMENT,
@@ -29,6 +29,9 @@ _KIND = {
 # The services' edge writes INVALID_ARGUMENT details as "field: message" (FeedrankError.__str__).
 _FIELD = re.compile(r"^([A-Za-z_][\w.\[\]@-]*): (.+)$", re.DOTALL)
 
+# gRPC reports a message over a channel's size limit as RESOURCE_EXHAUSTED; it is no overload to retry.
+_TOO_LARGE = re.compile(r"message larger than max", re.IGNORECASE)
+
 Rename = Callable[[str], str]
 
 
@@ -36,6 +39,8 @@ def from_rpc_error(err: grpc.aio.AioRpcError | grpc.RpcError, service: str, rena
                    ) -> FeedrankError:
     code = err.code()
     details = err.details() or code.name.lower()
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _TOO_LARGE.search(details):
+        return TooLarge(f"{service}: {details} (endpoints.max_message_bytes)")
     kind = _KIND.get(code, ErrorKind.INTERNAL)
     field = None
     if kind in (ErrorKind.INVALID_ARGUMENT, ErrorKind.NOT_FOUND):

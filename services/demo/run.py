@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from rich.console import Console
 
+from services.common.channels import open_channel
 from services.common.config import DemoSettings, Settings, validated
 from services.common.errors import ErrorKind, FeedrankError
 from services.common.progress import progress, status
@@ -191,7 +192,8 @@ class Demo:
 
     def _trainer(self) -> trainer_pb2_grpc.TrainerStub:
         if self._trainer_stub is None:
-            self._trainer_stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(self.stack.target("trainer")))
+            channel = open_channel(self.stack.target("trainer"), self.stack.endpoints, token=self.stack.admin_token)
+            self._trainer_stub = trainer_pb2_grpc.TrainerStub(channel)
         return self._trainer_stub
 
     def _bootstrap(self) -> None:

@@ -36,6 +36,10 @@ def up(
     for p in stack.processes.values():
         table.add_row(p.name, p.target, str(p.log_path))
     console.print(table)
+    if stack.admin_token_created:
+        console.print(f"admin token (shown once; kept in {stack.admin_token_path}, mode 0600):\n  {stack.admin_token}")
+    console.print("Admin calls (train, promote, rollback, config, evaluate) need the admin token: the CLI finds it "
+                  "itself; HTTP clients send Authorization: Bearer <token>; the console has a token field.")
     console.print("Ctrl-C stops everything.")
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

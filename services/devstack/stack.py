@@ -17,7 +17,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import Settings
+from services.common.channels import open_channel
+from services.common.config import EndpointSettings, Settings
+from services.common.credentials import ADMIN_TOKEN_FILE, ensure_token_file
 from services.common.errors import ErrorKind, FeedrankError
 from services.devstack.broker import DevKafka, free_ports
 from services.kafka.clients import ensure_topics
@@ -61,6 +63,9 @@ class LocalStack:
         self.logs = self.data_dir / "logs"
         self.kafka: DevKafka | None = None
         self.processes: dict[str, ServiceProcess] = {}
+        self.endpoints = Settings().endpoints
+        self.admin_token = ""
+        self.admin_token_created = False
 
     def start(self, timeout_s: float = 180.0) -> LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -69,6 +74,7 @@ class LocalStack:
                                   port=9092 if self.default_ports else None).start()
             settings = Settings()
             ensure_topics(self.kafka.kafka_settings(settings.kafka))
+            self.admin_token = self._admin_token(settings)
             ports = [50051, 50052, 50053, 50054, 8000] if self.default_ports else free_ports(5)
             by_name = dict(zip(("retriever", "reranker", "feedback", "trainer", "gateway"), ports))
             for name in self.services:
@@ -82,12 +88,27 @@ class LocalStack:
             raise
         return self
 
+    def _admin_token(self, settings: Settings) -> str:
+        """The token every service of the stack checks: configured, else the data dir's admin.token (made now
+        if absent, so the stack never serves an open admin surface)."""
+        configured = self.env.get("FEEDRANK_ENDPOINTS__ADMIN_TOKEN") or settings.endpoints.admin_token
+        if configured:
+            return configured
+        path = self.data_dir / ADMIN_TOKEN_FILE
+        self.admin_token_created = not path.exists()
+        return ensure_token_file(path)
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.data_dir / ADMIN_TOKEN_FILE
+
     def service_env(self) -> dict[str, str]:
         assert self.kafka is not None
         env = {
             **os.environ,
             "FEEDRANK_DATA_DIR": str(self.data_dir),
             "FEEDRANK_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "FEEDRANK_ENDPOINTS__ADMIN_TOKEN": self.admin_token,
             **{f"FEEDRANK_ENDPOINTS__{p.name.upper()}": p.target for p in self.processes.values()},
             **self.env,
         }
@@ -109,11 +130,10 @@ class LocalStack:
     def wait_healthy(self, name: str, timeout_s: float = 180.0) -> None:
         service = self.processes[name]
         deadline = time.monotonic() + timeout_s
-        healthy = _http_healthy if name == "gateway" else _grpc_healthy
         while time.monotonic() < deadline:
             if not service.alive():
                 raise FeedrankError(ErrorKind.UNAVAILABLE, f"{name} exited:\n{service.tail()}")
-            if healthy(service.target):
+            if _http_healthy(service.target) if name == "gateway" else _grpc_healthy(service.target, self.endpoints):
                 return
             time.sleep(0.25)
         raise FeedrankError(ErrorKind.UNAVAILABLE, f"{name} not healthy after {timeout_s:.0f}s:\n{service.tail()}")
@@ -145,8 +165,8 @@ class LocalStack:
         self.stop()
 
 
-def _grpc_healthy(target: str) -> bool:
-    with grpc.insecure_channel(target) as channel:
+def _grpc_healthy(target: str, endpoints: EndpointSettings) -> bool:
+    with open_channel(target, endpoints) as channel:
         try:
             status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
         except grpc.RpcError:

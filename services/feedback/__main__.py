@@ -22,7 +22,7 @@ async def serve(settings: Settings, port: int | None) -> None:
     app = GrpcApp(
         "feedback", [SERVICE],
         lambda server: feedback_pb2_grpc.add_FeedbackServicer_to_server(FeedbackServicer(core), server),
-        bind=bind, grace_seconds=settings.endpoints.grace_seconds,
+        settings=settings, bind=bind, grace_seconds=settings.endpoints.grace_seconds,
         metrics_port=metrics_port_for(chosen, settings.endpoints.metrics_port_offset),
     )
     await core.start()

@@ -5,14 +5,17 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.common.config import Settings
+from services.common.credentials import serving_admin_token
 from services.common.errors import FeedrankError
 from services.gateway.backends import Backends
+from services.gateway.body_limit import BodyLimit
+from services.gateway.deps import forward_authorization
 from services.gateway.errors import feedrank_error_handler, validation_error_handler
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import compat, config, reranker, search
@@ -20,7 +23,9 @@ from services.gateway.routes import compat, config, reranker, search
 STATIC = Path(__file__).parent / "static"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, bind_host: str | None = None) -> FastAPI:
+    """The app; `bind_host` (default endpoints.bind_host) decides where the admin token may come from."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
@@ -31,8 +36,11 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="HTTP/JSON face of the feedrank gRPC services, with Cohere- and TEI-compatible rerank routes.",
         lifespan=lifespan,
+        dependencies=[Depends(forward_authorization)],
     )
     app.state.settings = settings
+    app.state.admin_token = serving_admin_token(settings, bind_host or settings.endpoints.bind_host)
+    app.add_middleware(BodyLimit, limit=settings.gateway.max_body_bytes)
     app.state.backends = Backends(settings)
     gw = settings.gateway
     app.state.telemetry_limiter = RateLimiter(gw.telemetry_rate_per_s, gw.telemetry_burst, gw.rate_limit_clients)

@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from services.common.config import Settings
+from services.common.credentials import bearer_token
 from services.common.errors import ErrorKind, FeedrankError
-from services.gateway.backends import Backends
+from services.gateway.backends import Backends, request_authorization
 
 
 def backends(request: Request) -> Backends:
@@ -25,11 +26,16 @@ def settings_of(request: Request) -> Settings:
 
 def admin(request: Request) -> str | None:
     """Checks the bearer token of an admin route; returns the header to pass on to the service."""
-    token = request.app.state.settings.endpoints.admin_token
     header = request.headers.get("authorization")
-    if token and not (header and hmac.compare_digest(header.encode(), f"Bearer {token}".encode())):
+    presented = bearer_token(header).encode()
+    if not (presented and hmac.compare_digest(presented, request.app.state.admin_token.encode())):
         raise FeedrankError(ErrorKind.UNAUTHENTICATED, "this route needs Authorization: Bearer <admin token>")
     return header
+
+
+async def forward_authorization(request: Request) -> None:
+    """Every service call of this request carries the caller's Authorization header (async: same context)."""
+    request_authorization.set(request.headers.get("authorization"))
 
 
 def rate_limited(request: Request) -> None:

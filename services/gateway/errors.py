@@ -2,12 +2,13 @@
 
 Every failure reaches the client through `feedrank_error_handler`: gRPC statuses were already
 turned into `FeedrankError` by `Backends.call`, request-body validation is turned into one here,
-and the gateway's own refusals (token, rate limit) raise one. The body's shape follows the route's
+and the gateway's own refusals (token, rate limit, body size) raise one. The body's shape follows the route's
 dialect, so drop-in clients parse errors the way they expect:
 
 | kind                | feedrank (default) | Cohere `/v2/rerank`, `/v1/rerank` | TEI `/rerank`                  |
 |---------------------|--------------------|-----------------------------------|--------------------------------|
 | invalid_argument    | 422                | 400 (422 for a body that does not parse) | 413 `validation` (422 for a body that does not parse) |
+| ... too large       | 413                | 413                               | 413 `validation`               |
 | not_found           | 404                | 404                               | 424 `backend`                  |
 | failed_precondition | 409                | 409                               | 424 `backend`                  |
 | unauthenticated     | 401                | 401                               | 401                            |
@@ -33,7 +34,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from services.common.errors import ErrorKind, FeedrankError
+from services.common.errors import ErrorKind, FeedrankError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def render(request: Request, err: FeedrankError, headers: dict[str, str] | None 
         if isinstance(err, BodyInvalid):
             status = 422
         return JSONResponse({"error": str(err), "error_type": error_type}, status_code=status, headers=headers)
-    status = STATUS[err.kind]
+    status = 413 if isinstance(err, TooLarge) else STATUS[err.kind]
     if path in COHERE_PATHS or path in V1_RERANK_PATHS:
         status = 400 if status == 422 and not isinstance(err, BodyInvalid) else status
         body = {"message": str(err)} if path in COHERE_PATHS else {"detail": str(err)}

@@ -32,7 +32,7 @@ async def serve(settings: Settings, port: int | None) -> None:
     bind, chosen = bind_address(settings.endpoints.reranker, settings.endpoints.bind_host, port)
     app = GrpcApp(
         "reranker", [SERVICE], lambda server: reranker_pb2_grpc.add_RerankerServicer_to_server(RerankerServicer(core), server),
-        bind=bind, grace_seconds=settings.endpoints.grace_seconds,
+        settings=settings, bind=bind, grace_seconds=settings.endpoints.grace_seconds,
         metrics_port=metrics_port_for(chosen, settings.endpoints.metrics_port_offset),
     )
     batcher.start()

@@ -147,7 +147,7 @@ async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mod
     try:
         # Load the embedder first so the reported timings are the search's, not the model load's.
         await asyncio.to_thread(lambda: core.embedder)
-        return convert.search_response(await core.search(convert.search_query(request)))
+        return convert.search_response(await core.search(convert.search_query(request, core.settings.retrieval)))
     finally:
         await core.aclose()
 
@@ -155,11 +155,14 @@ async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mod
 async def _search_remote(target, query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
     import grpc
 
+    from services.common.channels import open_aio_channel
+    from services.common.credentials import operator_token
     from services.common.errors import ErrorKind
     from services.proto.feedrank.v1 import retriever_pb2_grpc
 
     request = _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode)
-    async with grpc.aio.insecure_channel(target) as channel:
+    settings = get_settings()
+    async with open_aio_channel(target, settings.endpoints, token=operator_token(settings)) as channel:
         try:
             return await retriever_pb2_grpc.RetrieverStub(channel).Search(request, timeout=60)
         except grpc.aio.AioRpcError as err:

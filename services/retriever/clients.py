@@ -9,21 +9,25 @@ import time
 
 import grpc
 
+from services.common.channels import open_aio_channel
+from services.common.config import EndpointSettings
+from services.common.credentials import service_token
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, reranker_pb2, reranker_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 
 class RerankerClient:
-    def __init__(self, target: str):
+    def __init__(self, target: str, endpoints: EndpointSettings):
         self.target = target
+        self.endpoints = endpoints
         self._channel: grpc.aio.Channel | None = None
         self._stub: reranker_pb2_grpc.RerankerStub | None = None
 
     async def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse:
         """Raises grpc.aio.AioRpcError (UNAVAILABLE, DEADLINE_EXCEEDED, ...) for the caller to degrade on."""
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = open_aio_channel(self.target, self.endpoints, service_token(self.endpoints.read_token))
             self._stub = reranker_pb2_grpc.RerankerStub(self._channel)
         return await self._stub.Rerank(request, timeout=timeout)
 
@@ -36,9 +40,10 @@ class RerankerClient:
 class ImpressionSender:
     """Sends each impression in a background task with a short deadline; failures are logged, not raised."""
 
-    def __init__(self, target: str, timeout: float):
+    def __init__(self, target: str, timeout: float, endpoints: EndpointSettings):
         self.target = target
         self.timeout = timeout
+        self.endpoints = endpoints
         self._channel: grpc.aio.Channel | None = None
         self._stub: feedback_pb2_grpc.FeedbackStub | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -48,7 +53,7 @@ class ImpressionSender:
 
     def send(self, event: feedback_pb2.FeedbackEvent) -> None:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
+            self._channel = open_aio_channel(self.target, self.endpoints, service_token(self.endpoints.read_token))
             self._stub = feedback_pb2_grpc.FeedbackStub(self._channel)
         task = asyncio.get_running_loop().create_task(self._record(event))
         self._tasks.add(task)  # keep a reference until done, or the task may be collected mid-flight

@@ -7,7 +7,7 @@ import uuid
 
 import numpy as np
 
-from services.common.config import FusionSettings, RerankingSettings
+from services.common.config import FusionSettings, RerankingSettings, RetrievalSettings
 from services.common.documents import Doc
 from services.common.errors import invalid
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, reranker_pb2, retriever_pb2
@@ -136,7 +136,8 @@ def config_message(fusion: FusionSettings, reranking: RerankingSettings) -> retr
     )
 
 
-def search_query(msg: retriever_pb2.SearchRequest) -> SearchQuery:
+def search_query(msg: retriever_pb2.SearchRequest, limits: RetrievalSettings) -> SearchQuery:
+    check_query_size(msg.query, limits)
     if msg.top_k < 0:
         raise invalid("top_k", f"must be between 1 and the configured maximum, got {msg.top_k}")
     if msg.candidate_k < 0:
@@ -151,6 +152,16 @@ def search_query(msg: retriever_pb2.SearchRequest) -> SearchQuery:
         session_id=msg.session_id,
         model=msg.model,
     )
+
+
+def check_query_size(query: str, limits: RetrievalSettings) -> None:
+    """Refuse a query no real search needs before it reaches the tokenizers and the embedder."""
+    size = len(query.encode("utf-8"))
+    if size > limits.max_query_bytes:
+        raise invalid("query", f"is {size} bytes; the limit is {limits.max_query_bytes} (retrieval.max_query_bytes)")
+    terms = len(query.split())
+    if terms > limits.max_query_terms:
+        raise invalid("query", f"has {terms} terms; the limit is {limits.max_query_terms} (retrieval.max_query_terms)")
 
 
 def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:

@@ -25,11 +25,11 @@ import numpy as np
 from services.common.documents import Doc
 from services.common.errors import ErrorKind, FeedrankError, invalid
 
-_CORPUS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CORPUS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let "scifact\n" through
 
 
 def check_corpus_id(corpus_id: str, field: str = "corpus_id") -> str:
-    if not _CORPUS_ID.match(corpus_id or ""):
+    if not _CORPUS_ID.fullmatch(corpus_id or ""):
         raise invalid(field, f"{corpus_id!r} is not a corpus id (letters, digits, '_', '.', '-'; at most 64)")
     return corpus_id
 

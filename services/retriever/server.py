@@ -19,7 +19,7 @@ class RetrieverServicer(retriever_pb2_grpc.RetrieverServicer):
         self.core = core
 
     async def Search(self, request, context):
-        outcome = await self.core.search(convert.search_query(request))
+        outcome = await self.core.search(convert.search_query(request, self.core.settings.retrieval))
         return convert.search_response(outcome)
 
     async def GetConfig(self, request, context):
@@ -43,9 +43,9 @@ def build_app(settings: Settings, core: RetrieverCore, port: int | None = None) 
         "retriever",
         [SERVICE_NAME],
         lambda server: retriever_pb2_grpc.add_RetrieverServicer_to_server(servicer, server),
+        settings=settings,
         bind=bind,
         admin_methods=("UpdateConfig",),
-        admin_token=settings.endpoints.admin_token,
         grace_seconds=settings.endpoints.grace_seconds,
         metrics_port=metrics_port_for(chosen, settings.endpoints.metrics_port_offset),
     )

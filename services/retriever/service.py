@@ -50,9 +50,9 @@ class RetrieverCore:
         self.data_dir = settings.data_path
         self.corpora = corpora or Corpora(settings.retrieval, self.data_dir)
         self._embedder = embedder
-        self.reranker = reranker or RerankerClient(settings.endpoints.reranker)
+        self.reranker = reranker or RerankerClient(settings.endpoints.reranker, settings.endpoints)
         self.impressions = impressions or ImpressionSender(
-            settings.endpoints.feedback, settings.retrieval.impression_timeout_s
+            settings.endpoints.feedback, settings.retrieval.impression_timeout_s, settings.endpoints
         )
         self.adapters = QueryAdapters(
             settings.registry_path if settings.retrieval.follow_model_adapter else None, DIMENSION,

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import grpc
 
-from services.common.config import Settings
+from services.common.channels import open_channel
+from services.common.config import EndpointSettings, Settings
+from services.common.credentials import service_token
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 
@@ -47,10 +49,10 @@ class CandidateSource(abc.ABC):
 class RetrieverCandidates(CandidateSource):
     """`Retriever.Search` with rerank mode "none" (the fused order, no reranker in the loop)."""
 
-    def __init__(self, target: str, timeout_s: float):
+    def __init__(self, target: str, timeout_s: float, endpoints: EndpointSettings):
         self.target = target
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(target)
+        self._channel = open_channel(target, endpoints, token=service_token(endpoints.read_token))
         self._stub = retriever_pb2_grpc.RetrieverStub(self._channel)
 
     def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
@@ -98,4 +100,4 @@ class FileCandidates(CandidateSource):
 def open_candidates(settings: Settings) -> CandidateSource:
     if settings.training.candidates_file:
         return FileCandidates(Path(settings.training.candidates_file))
-    return RetrieverCandidates(settings.endpoints.retriever, settings.training.retriever_timeout_s)
+    return RetrieverCandidates(settings.endpoints.retriever, settings.training.retriever_timeout_s, settings.endpoints)

@@ -13,7 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services.common.channels import open_channel
 from services.common.config import get_settings
+from services.common.credentials import operator_token
 from services.common.errors import FeedrankError
 from services.common.progress import progress, status
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
@@ -30,14 +32,18 @@ def _target(target: Optional[str]) -> str:
     return target or get_settings().endpoints.trainer
 
 
+def _channel(target: Optional[str]) -> grpc.Channel:
+    settings = get_settings()
+    return open_channel(_target(target), settings.endpoints, token=operator_token(settings))
+
+
 def _call(target: Optional[str], method: str, request, timeout: float | None = 3600):
-    """One RPC with the admin token (when configured); RPC errors end the command with code 2."""
-    token = get_settings().endpoints.admin_token
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(_target(target)) as channel:
+    """One RPC with the operator's token (endpoints.admin_token, else the data dir's admin.token); RPC errors
+    end the command with code 2."""
+    with _channel(target) as channel:
         stub = trainer_pb2_grpc.TrainerStub(channel)
         try:
-            return getattr(stub, method)(request, timeout=timeout, metadata=metadata)
+            return getattr(stub, method)(request, timeout=timeout)
         except grpc.RpcError as err:
             console.print(f"[red]{method} failed:[/red] {err.code().name}: {err.details()}")
             raise typer.Exit(2) from err
@@ -45,16 +51,14 @@ def _call(target: Optional[str], method: str, request, timeout: float | None = 3
 
 def _follow(target: Optional[str], run_id: str) -> trainer_pb2.Run:
     """A progress bar over the run's streamed metrics until it ends."""
-    token = get_settings().endpoints.admin_token
-    metadata = [("authorization", f"Bearer {token}")] if token else None
-    with grpc.insecure_channel(_target(target)) as channel, progress(
+    with _channel(target) as channel, progress(
         console, TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("step {task.completed:.0f}/{task.total}"),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
     ) as bar:
         task = bar.add_task(run_id, total=None, info="queued")
         stub = trainer_pb2_grpc.TrainerStub(channel)
         try:
-            for m in stub.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id), metadata=metadata):
+            for m in stub.StreamRunMetrics(trainer_pb2.StreamRunMetricsRequest(run_id=run_id)):
                 if m.name == "max_steps":
                     bar.update(task, total=m.value)
                 elif m.name == "loss":

@@ -7,7 +7,7 @@ import json
 import logging
 
 from services.common.config import Settings
-from services.common.errors import invalid
+from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
 from services.trainer.core import TrainerCore
@@ -17,7 +17,10 @@ from services.trainer.runs import STATUSES, TERMINAL, RunRecord
 log = logging.getLogger(__name__)
 
 SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
-ADMIN_METHODS = ("Train", "Promote", "Rollback", "CancelRun", "Mine", "StartExperiment", "StopExperiment")
+ADMIN_METHODS = (
+    "Train", "Promote", "Rollback", "CancelRun", "Mine", "StartExperiment", "StopExperiment",
+    "Evaluate",  # minutes of CPU
+)
 _STATUS_ENUM = {name: i + 1 for i, name in enumerate(STATUSES)}  # queued=1 ... interrupted=6
 
 
@@ -61,6 +64,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(self, core: TrainerCore, poll_s: float = 0.2):
         self.core = core
         self.poll_s = poll_s
+        self._evaluating = asyncio.Lock()
 
     async def Mine(self, request, context):
         if not request.corpus_id:
@@ -110,7 +114,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     async def Evaluate(self, request, context):
         if not request.corpus_id:
             raise invalid("corpus_id", "required")
-        result = await asyncio.to_thread(self.core.evaluate, request.corpus_id, request.challenger, request.champion)
+        # Single flight: each evaluation loads two models and scores the whole eval set; a second one at the
+        # same time is refused rather than queued, so callers cannot pile up the trainer's memory.
+        if self._evaluating.locked():
+            raise FeedrankError(ErrorKind.RESOURCE_EXHAUSTED, "an evaluation is already running; retry when it ends")
+        async with self._evaluating:
+            result = await asyncio.to_thread(self.core.evaluate, request.corpus_id, request.challenger,
+                                             request.champion)
         return trainer_pb2.EvaluateResponse(
             eval_id=result["eval_id"], champion_metrics=result["metrics"]["champion"],
             challenger_metrics=result["metrics"]["challenger"], ndcg_gain=result["ndcg_gain"],
@@ -147,7 +157,7 @@ def build_app(settings: Settings, core: TrainerCore, port: int | None = None) ->
     return GrpcApp(
         "trainer", [SERVICE],
         lambda server: trainer_pb2_grpc.add_TrainerServicer_to_server(TrainerServicer(core), server),
-        bind=bind, admin_methods=ADMIN_METHODS, admin_token=settings.endpoints.admin_token,
+        settings=settings, bind=bind, admin_methods=ADMIN_METHODS,
         grace_seconds=settings.endpoints.grace_seconds,
         metrics_port=metrics_port_for(chosen, settings.endpoints.metrics_port_offset),
     )

@@ -21,11 +21,11 @@ from services.gateway.deps import AdminDep, BackendsDep, SettingsDep
 from services.proto.feedrank.v1 import reranker_pb2, trainer_pb2
 
 router = APIRouter(tags=["reranker"])
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would accept a trailing newline
 
 
 def _run_id(value: str, field: str = "run_id") -> str:
-    if not _RUN_ID.match(value):  # it becomes a path under runs/: no separators, no dot-dot
+    if not _RUN_ID.fullmatch(value):  # it becomes a path under runs/: no separators, no dot-dot
         raise invalid(field, "must be a run id (letters, digits, '.', '_', '-')")
     return value
 
