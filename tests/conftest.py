@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from services.common.credentials import ADMIN_TOKEN_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def admin_metadata(data_dir: Path) -> tuple[tuple[str, str], ...]:
+    """The bearer metadata of the data dir's admin token: what a service started on loopback with no
+    endpoints.admin_token checks (it creates the file), for tests that call admin RPCs."""
+    token = (Path(data_dir) / ADMIN_TOKEN_FILE).read_text().strip()
+    return (("authorization", f"Bearer {token}"),)
 
 
 @pytest.fixture

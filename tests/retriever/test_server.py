@@ -22,7 +22,7 @@ from services.proto.feedrank.v1 import (
 )
 from services.retriever.server import build_app
 from services.retriever.service import RetrieverCore
-from tests.conftest import free_port
+from tests.conftest import admin_metadata, free_port
 from tests.retriever.conftest import DOCS, RecordingFeedback, ReversingReranker, start_stub_server
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1
@@ -172,6 +172,9 @@ def test_rerank_mode_none_skips_the_reranker(data, embedder):
         ({"corpus_id": "tiny", "query": "cats", "candidate_k": 100000}, "candidate_k"),
         ({"corpus_id": "tiny", "query": "cats", "rerank_mode": "magic"}, "rerank_mode"),
         ({"corpus_id": "tiny", "query": "cats", "fusion": {"rrf_k": -2}}, "fusion.rrf_k"),
+        ({"corpus_id": "tiny\n", "query": "cats"}, "corpus_id"),  # "$" matched before a trailing newline
+        ({"corpus_id": "tiny", "query": "cats " * 5000}, "query"),  # 25,000 bytes: over retrieval.max_query_bytes
+        ({"corpus_id": "tiny", "query": "a " * 2000}, "query"),  # 2,000 terms: over retrieval.max_query_terms
     ],
 )
 def test_bad_input_is_invalid_argument_naming_the_field(data, embedder, request_kwargs, field):
@@ -187,23 +190,29 @@ def test_bad_input_is_invalid_argument_naming_the_field(data, embedder, request_
 
 def test_update_config_is_validated_persisted_and_used_by_the_next_search(data, embedder):
     async def body(stub, core):
+        admin = admin_metadata(data)
         before = await stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query="cats", rerank_mode="none"))
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+            await stub.UpdateConfig(retriever_pb2.UpdateConfigRequest(
+                fusion=retriever_pb2.FusionConfig(rrf_k=1.0), update_mask=["fusion.rrf_k"]))
         updated = await stub.UpdateConfig(
             retriever_pb2.UpdateConfigRequest(
                 fusion=retriever_pb2.FusionConfig(method=retriever_pb2.FUSION_METHOD_WEIGHTED, vector_weight=0.8),
                 reranking=retriever_pb2.RerankingConfig(tribrid_reranker_topn=7),
                 update_mask=["fusion.method", "fusion.vector_weight", "reranking.tribrid_reranker_topn"],
-            )
+            ), metadata=admin,
         )
         after = await stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query="cats", rerank_mode="none"))
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await stub.UpdateConfig(
                 retriever_pb2.UpdateConfigRequest(
                     fusion=retriever_pb2.FusionConfig(rrf_k=-1), update_mask=["fusion.rrf_k"]
-                )
+                ), metadata=admin,
             )
         with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await stub.UpdateConfig(retriever_pb2.UpdateConfigRequest(update_mask=["fusion.colour"]))
+            await stub.UpdateConfig(retriever_pb2.UpdateConfigRequest(update_mask=["fusion.colour"]), metadata=admin)
+        # No endpoints.admin_token on loopback: the data dir's admin.token guards config changes.
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         current = await stub.GetConfig(retriever_pb2.GetConfigRequest())
         return before, updated, after, bad.value, unknown.value, current
 
