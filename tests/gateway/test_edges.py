@@ -4,16 +4,18 @@ deadlines, the telemetry rate limit, and the error map itself."""
 from __future__ import annotations
 
 import uuid
+from concurrent import futures
 
 import grpc
 import pytest
 from fastapi.testclient import TestClient
 
 from services.common.config import EndpointSettings, GatewaySettings, Settings
-from services.common.errors import ErrorKind
+from services.common.errors import ErrorKind, FeedrankError, TooLarge
 from services.gateway.app import create_app
 from services.common.rpc_errors import from_rpc_error
 from services.gateway.ratelimit import RateLimiter
+from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from tests.gateway.conftest import CORPUS
 
 DOWN = "127.0.0.1:1"  # nothing listens on port 1
@@ -139,3 +141,90 @@ def test_metrics_by_version_come_from_the_evaluations(tmp_path):
     assert [v["version_id"] for v in versions] == ["v1", "v2", "v3"]
     assert versions[1] == {"version_id": "v2", "eval_id": "e20260102-000000-b", "corpus_id": "c1",
                            "ndcg@10": 0.62, "mrr@10": 0.31}  # the newest evaluation of v2 wins
+
+
+class _RecordingRetriever(retriever_pb2_grpc.RetrieverServicer):
+    """A retriever that answers every search with nothing and remembers the metadata it was sent."""
+
+    def __init__(self):
+        self.authorization: list[str | None] = []
+
+    def Search(self, request, context):
+        self.authorization.append(dict(context.invocation_metadata()).get("authorization"))
+        return retriever_pb2.SearchResponse(query_id="q-1")
+
+
+@pytest.fixture
+def small_retriever():
+    """A retriever stub that receives at most 2 KiB per message."""
+    servicer = _RecordingRetriever()
+    server = grpc.server(futures.ThreadPoolExecutor(2), options=[("grpc.max_receive_message_length", 2048)])
+    retriever_pb2_grpc.add_RetrieverServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(0)
+
+
+def test_a_body_over_the_limit_is_413_on_every_route_before_it_is_read(tmp_path):
+    with app_client(tmp_path, GatewaySettings(max_body_bytes=4096)) as client:
+        big = {"corpus_id": CORPUS, "query": "x" * 5000}
+        declared = client.post("/search", json=big)
+        assert declared.status_code == 413 and declared.json()["error"]["field"] == "body", declared.text
+        assert "gateway.max_body_bytes" in declared.json()["error"]["message"]
+        assert "retry-after" not in declared.headers
+        chunked = client.post("/search", content=(b"x" * 1024 for _ in range(5)),  # no Content-Length
+                              headers={"content-type": "application/json"})
+        assert chunked.status_code == 413, chunked.text
+        tei = client.post("/rerank", json={"query": "q", "texts": ["x" * 5000]})
+        assert tei.status_code == 413 and tei.json()["error_type"] == "validation"
+        cohere = client.post("/v2/rerank", json={"model": "champion", "query": "q", "documents": ["x" * 5000]})
+        assert cohere.status_code == 413 and "message" in cohere.json()
+        # Under the limit the request goes on as before (here: to an upstream that is down).
+        assert client.post("/search", json={"corpus_id": CORPUS, "query": "cats"}).status_code == 503
+
+
+def test_an_oversized_grpc_message_is_413_never_429(tmp_path, small_retriever):
+    target, _ = small_retriever
+    with app_client(tmp_path, retriever=target) as client:
+        response = client.post("/search", json={"corpus_id": CORPUS, "query": "x" * 4000})
+    # gRPC says RESOURCE_EXHAUSTED ("Received message larger than max"): no overload, so no Retry-After.
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "invalid_argument" and "retry-after" not in response.headers
+
+
+def test_only_message_size_resource_exhausted_becomes_too_large():
+    too_large = from_rpc_error(_Err(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                    "Received message larger than max (5000 vs. 2048)"), "reranker")
+    assert isinstance(too_large, TooLarge) and too_large.kind == ErrorKind.INVALID_ARGUMENT
+    overloaded = from_rpc_error(_Err(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full"), "reranker")
+    assert overloaded.kind == ErrorKind.RESOURCE_EXHAUSTED and not isinstance(overloaded, TooLarge)
+
+
+def test_the_callers_authorization_reaches_the_services_and_nothing_else_does(tmp_path, small_retriever):
+    target, servicer = small_retriever
+    with app_client(tmp_path, retriever=target) as client:
+        assert client.post("/search", json={"corpus_id": CORPUS, "query": "cats"},
+                           headers={"Authorization": "Bearer reader"}).status_code == 200
+        assert client.post("/search", json={"corpus_id": CORPUS, "query": "cats"}).status_code == 200
+    assert servicer.authorization == ["Bearer reader", None]  # the gateway lends no token of its own
+
+
+def test_admin_routes_need_the_data_dirs_admin_token_when_none_is_configured(tmp_path):
+    fusion = {"rrf_k": 30}
+    with app_client(tmp_path) as client:
+        token = (tmp_path / "admin.token").read_text().strip()
+        assert client.patch("/config/fusion", json=fusion).status_code == 401
+        assert client.patch("/config/fusion", json=fusion, headers={"Authorization": "Bearer nope"}).status_code == 401
+        # Past the gateway's check with the token: the (down) retriever is reached.
+        allowed = client.patch("/config/fusion", json=fusion, headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 503, allowed.text
+
+
+def test_a_gateway_bound_beyond_loopback_needs_an_admin_token(tmp_path):
+    settings = Settings(data_dir=str(tmp_path))
+    with pytest.raises(FeedrankError) as err:
+        create_app(settings, bind_host="0.0.0.0")
+    assert err.value.field == "endpoints.admin_token"
+    configured = settings.replace(endpoints=EndpointSettings(admin_token="set"))
+    assert create_app(configured, bind_host="0.0.0.0").state.admin_token == "set"
