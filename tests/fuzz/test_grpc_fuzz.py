@@ -204,6 +204,7 @@ ADMIN_RPCS = [
     ("trainer", "CancelRun", trainer_pb2.CancelRunRequest(run_id="run-0")),
     ("trainer", "StartExperiment", trainer_pb2.StartExperimentRequest(corpus_id=CORPUS, challenger_version="v1")),
     ("trainer", "StopExperiment", trainer_pb2.StopExperimentRequest(corpus_id=CORPUS)),
+    ("trainer", "Evaluate", trainer_pb2.EvaluateRequest(corpus_id=CORPUS)),
 ]
 
 

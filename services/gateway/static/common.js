@@ -1,13 +1,15 @@
 // Shared helpers of the console pages: JSON calls to the gateway and its error shape.
 "use strict";
 
-function adminHeaders() {
+// The token typed on the reranker page goes with every call: the admin token is accepted by reading
+// routes too, which need one when endpoints.read_token is set.
+function tokenHeaders() {
   const token = localStorage.getItem("feedrank.adminToken") || "";
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-async function api(method, path, body, admin = false) {
-  const headers = { "Content-Type": "application/json", ...(admin ? adminHeaders() : {}) };
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json", ...tokenHeaders() };
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;

@@ -90,7 +90,7 @@ function follow(runId) {
 async function action(name, path, body) {
   setStatus("result", `${name}…`);
   try {
-    const out = await api("POST", path, body, true);
+    const out = await api("POST", path, body);
     setStatus("result", `${name}: ${JSON.stringify(out)}`);
     if (out.run_id) follow(out.run_id);
     await refresh();
