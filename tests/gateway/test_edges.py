@@ -215,6 +215,7 @@ def test_admin_routes_need_the_data_dirs_admin_token_when_none_is_configured(tmp
     with app_client(tmp_path) as client:
         token = (tmp_path / "admin.token").read_text().strip()
         assert client.patch("/config/fusion", json=fusion).status_code == 401
+        assert client.post("/reranker/evaluate", json={"corpus_id": CORPUS}).status_code == 401  # minutes of CPU
         assert client.patch("/config/fusion", json=fusion, headers={"Authorization": "Bearer nope"}).status_code == 401
         # Past the gateway's check with the token: the (down) retriever is reached.
         allowed = client.patch("/config/fusion", json=fusion, headers={"Authorization": f"Bearer {token}"})

@@ -112,7 +112,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     assert (data_dir / "runs" / run_id / "model" / "config.json").is_file()
     assert [r.run_id for r in stub.ListRuns(trainer_pb2.ListRunsRequest(corpus_id="tiny"), timeout=5).runs] == [run_id]
 
-    evaluation = stub.Evaluate(trainer_pb2.EvaluateRequest(corpus_id="tiny"), timeout=300)
+    evaluation = stub.Evaluate(trainer_pb2.EvaluateRequest(corpus_id="tiny"), timeout=300, metadata=AUTH)  # admin
     saved = json.loads((data_dir / "evals" / f"{evaluation.eval_id}.json").read_text())
     assert json.loads((data_dir / "evals" / "latest.json").read_text())["eval_id"] == evaluation.eval_id
     assert saved["champion"]["version_id"] == "fused" and set(saved["metrics"]) == {"fused", "champion", "challenger"}

@@ -125,10 +125,11 @@ async def run_metrics(run_id: str, b: BackendsDep, s: SettingsDep) -> StreamingR
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/reranker/evaluate", summary="Evaluate challenger vs champion on the frozen eval set")
-async def evaluate(body: schemas.EvaluateBody, b: BackendsDep, s: SettingsDep) -> dict:
+@router.post("/reranker/evaluate", summary="Evaluate challenger vs champion on the frozen eval set (admin; one at a time)")
+async def evaluate(body: schemas.EvaluateBody, auth: AdminDep, b: BackendsDep, s: SettingsDep) -> dict:
     request = trainer_pb2.EvaluateRequest(corpus_id=body.corpus_id, challenger=body.challenger, champion=body.champion)
-    response = await b.call(b.trainer.Evaluate, request, service="trainer", timeout=s.gateway.admin_timeout_s)
+    response = await b.call(b.trainer.Evaluate, request, service="trainer", timeout=s.gateway.admin_timeout_s,
+                            authorization=auth)
     return convert.to_dict(response)
 
 
