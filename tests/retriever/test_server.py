@@ -355,3 +355,55 @@ def test_a_damaged_adapter_falls_back_to_the_base_tower(data, embedder, caplog):
         responses = _run(data, embedder, body)
     assert all(r.results and r.query_adapter_version == "" for r in responses)
     assert sum("base query tower" in m for m in caplog.messages) == 1
+
+
+class _TokenRecordingReranker(ReversingReranker):
+    def __init__(self):
+        super().__init__()
+        self.authorization: list[str | None] = []
+
+    async def Rerank(self, request, context):
+        self.authorization.append(dict(context.invocation_metadata()).get("authorization"))
+        return await super().Rerank(request, context)
+
+
+class _TokenRecordingFeedback(RecordingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.authorization: list[str | None] = []
+
+    async def Record(self, request, context):
+        self.authorization.append(dict(context.invocation_metadata()).get("authorization"))
+        return await super().Record(request, context)
+
+
+def test_with_a_read_token_searches_need_it_and_the_retrievers_own_calls_carry_the_callers(data, embedder):
+    reranker, feedback = _TokenRecordingReranker(), _TokenRecordingFeedback()
+
+    async def scenario():
+        rr_server, rr_target = await start_stub_server(
+            lambda s: reranker_pb2_grpc.add_RerankerServicer_to_server(reranker, s))
+        fb_server, fb_target = await start_stub_server(
+            lambda s: feedback_pb2_grpc.add_FeedbackServicer_to_server(feedback, s))
+        base = _settings(data, reranker=rr_target, feedback=fb_target)
+        settings = base.replace(endpoints=base.endpoints.model_copy(update={"read_token": "rd", "admin_token": "adm"}))
+        request = retriever_pb2.SearchRequest(corpus_id="tiny", query="volcano", top_k=3, session_id="s-1")
+
+        async def body(stub, core):
+            with pytest.raises(grpc.aio.AioRpcError) as anonymous:
+                await stub.Search(request)
+            response = await stub.Search(request, metadata=(("authorization", "Bearer rd"),))
+            await asyncio.wait_for(feedback.arrived.wait(), 5)
+            return anonymous.value, response
+
+        try:
+            return await _with_server(settings, embedder, body)
+        finally:
+            await rr_server.stop(0)
+            await fb_server.stop(0)
+
+    anonymous, response = asyncio.run(scenario())
+    assert anonymous.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert response.reranked
+    # The reranker and the feedback service see the caller's own token: the retriever lends no more rights.
+    assert reranker.authorization == ["Bearer rd"] and feedback.authorization == ["Bearer rd"]
