@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.auth import caller_role
 from services.common.channels import open_aio_channel
 from services.common.config import EndpointSettings, Settings
-from services.common.credentials import admin_token_path, client_admin_token
+from services.common.credentials import admin_token_path, client_admin_token, ensure_token_file
 from services.common.errors import ErrorKind, FeedrankError
 from services.common.grpc_server import GrpcApp
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc, trainer_pb2, trainer_pb2_grpc
@@ -256,3 +257,15 @@ def test_evaluate_needs_the_admin_token_and_runs_one_at_a_time(tmp_path):
     assert busy.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "already running" in busy.details()
     assert answer.eval_id == again.eval_id == "e-tiny"
     assert core.most == 1
+
+
+def test_concurrent_starters_agree_on_one_admin_token_and_leave_nothing_behind(tmp_path):
+    path = tmp_path / "data" / "admin.token"
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(lambda _: ensure_token_file(path), range(16)))
+    assert len(tokens) == 1 and tokens == {path.read_text().strip()}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["admin.token"]  # no staged copies left
+    path.write_text("")
+    with pytest.raises(FeedrankError, match="empty"):
+        ensure_token_file(path)
