@@ -94,9 +94,8 @@ class LocalStack:
         configured = self.env.get("FEEDRANK_ENDPOINTS__ADMIN_TOKEN") or settings.endpoints.admin_token
         if configured:
             return configured
-        path = self.data_dir / ADMIN_TOKEN_FILE
-        self.admin_token_created = not path.exists()
-        return ensure_token_file(path)
+        self.admin_token_created = not self.admin_token_path.exists()
+        return ensure_token_file(self.admin_token_path)
 
     @property
     def admin_token_path(self) -> Path:
