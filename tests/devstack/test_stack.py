@@ -3,6 +3,7 @@ an admin token no one else can read, and stop cleanly."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 import subprocess
@@ -17,20 +18,21 @@ from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.conftest import REPO
 
 
-def listening_addresses(port: int) -> set[str]:
-    """Local IPv4/IPv6 addresses with a listening TCP socket on `port` (from /proc/net)."""
+def listening_addresses(port: int) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Local addresses with a listening TCP socket on `port` (from /proc/net; v4-mapped IPv6 as IPv4)."""
     found = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as fh:
             for line in fh.readlines()[1:]:
                 local, state = line.split()[1], line.split()[3]
-                address, hex_port = local.rsplit(":", 1)
-                if state == "0A" and int(hex_port, 16) == port:  # 0A = LISTEN
-                    found.add(address)
+                hex_address, hex_port = local.split(":")
+                if state != "0A" or int(hex_port, 16) != port:  # 0A = LISTEN
+                    continue
+                # The kernel writes each 32-bit word of the address in host (little-endian) order.
+                raw = b"".join(bytes.fromhex(hex_address[i:i + 8])[::-1] for i in range(0, len(hex_address), 8))
+                address = ipaddress.ip_address(raw)
+                found.add(getattr(address, "ipv4_mapped", None) or address)
     return found
-
-
-LOOPBACK_V4 = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
 
 def test_stack_starts_every_service_and_stops_them(tmp_path):
@@ -46,7 +48,8 @@ def test_stack_starts_every_service_and_stops_them(tmp_path):
         assert httpx.get(f"{gateway}/corpora", timeout=10).json() is not None
         # Every service listens on loopback only (endpoints.bind_host's default).
         for p in stack.processes.values():
-            assert listening_addresses(p.port) == {LOOPBACK_V4}, p.name
+            addresses = listening_addresses(p.port)
+            assert addresses and all(a.is_loopback for a in addresses), (p.name, addresses)
         processes = list(stack.processes.values())
     assert all(not p.alive() for p in processes)
     assert stack.kafka is None

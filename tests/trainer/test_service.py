@@ -28,6 +28,7 @@ from services.proto.feedrank.v1 import (
 from services.registry.store import FileRegistry
 from services.trainer.core import TrainerCore
 from services.trainer.gate import read_decisions
+from tests.conftest import admin_metadata
 from tests.reranker.conftest import RerankerProcess
 from tests.trainer.conftest import build_corpus, make_settings, training_env
 
@@ -195,9 +196,10 @@ def test_restart_mid_run_marks_it_interrupted(data_dir, trainer_process):
     build_corpus(data_dir)
     trainer = trainer_process(**training_env(data_dir))
     stub = trainer_pb2_grpc.TrainerStub(grpc.insecure_channel(trainer.target))
-    stub.Mine(trainer_pb2.MineRequest(corpus_id="tiny", sources=["qrels"]), timeout=60)
+    admin = admin_metadata(data_dir)  # no endpoints.admin_token: the trainer made the data dir's admin.token
+    stub.Mine(trainer_pb2.MineRequest(corpus_id="tiny", sources=["qrels"]), timeout=60, metadata=admin)
     run_id = stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", start_from="base", overrides={"epochs": "500"}),
-                        timeout=30).run_id
+                        timeout=30, metadata=admin).run_id
     wait_for(lambda: stub.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=5).status
              == trainer_pb2.RUN_STATUS_RUNNING, 120, "the run to start")
     trainer.kill()  # no chance to clean up: the record still says running
@@ -212,10 +214,10 @@ def test_restart_mid_run_marks_it_interrupted(data_dir, trainer_process):
 
     # CancelRun stops a running run at its next step.
     second = stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", start_from="base", overrides={"epochs": "400"}),
-                        timeout=30).run_id
+                        timeout=30, metadata=admin).run_id
     wait_for(lambda: stub.GetRun(trainer_pb2.GetRunRequest(run_id=second), timeout=5).status
              == trainer_pb2.RUN_STATUS_RUNNING, 120, "the second run to start")
-    stub.CancelRun(trainer_pb2.CancelRunRequest(run_id=second), timeout=5)
+    stub.CancelRun(trainer_pb2.CancelRunRequest(run_id=second), timeout=5, metadata=admin)
     wait_for(lambda: stub.GetRun(trainer_pb2.GetRunRequest(run_id=second), timeout=5).status
              == trainer_pb2.RUN_STATUS_CANCELLED, 120, "the cancel")
     assert not (data_dir / "runs" / second / "model").exists()
@@ -234,5 +236,5 @@ def test_restart_mid_run_marks_it_interrupted(data_dir, trainer_process):
     assert "settings epochs" in diffed.output and "500" in diffed.output and "400" in diffed.output
     assert "interrupted" in diffed.output and "cancelled" in diffed.output
     with pytest.raises(grpc.RpcError) as err:
-        stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", triplet_files=["/etc/passwd"]), timeout=30)
+        stub.Train(trainer_pb2.TrainRequest(corpus_id="tiny", triplet_files=["/etc/passwd"]), timeout=30, metadata=admin)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "triplet_files" in err.value.details()
