@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from services.common.config import EndpointSettings, GatewaySettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, TooLarge
-from services.gateway.app import create_app
 from services.common.rpc_errors import from_rpc_error
+from services.gateway.app import create_app
 from services.gateway.ratelimit import RateLimiter
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from tests.gateway.conftest import CORPUS
