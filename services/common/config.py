@@ -299,11 +299,37 @@ class FeedbackSettings(_Group):
     max_id_chars: int = Field(256, ge=8, description="Longest event_id, query_id, session_id or doc_id")
     drain_batch: int = Field(500, ge=1, description="Spooled events sent to Kafka per drain round")
     retry_interval_s: float = Field(1.0, gt=0, description="Pause between attempts to reach a down broker")
+    spool_max_bytes: int = Field(
+        1 << 30, ge=0, description="Largest the spool log may grow while Kafka is away; an event past it is refused "
+        "with RESOURCE_EXHAUSTED (the spool is full), never acknowledged; 0 = unbounded",
+    )
+    max_stream_bytes: int = Field(
+        64 << 20, ge=1, description="Most serialized event bytes one RecordStream may carry (it is held in memory "
+        "until recorded as one batch)",
+    )
     signing_key: str = Field(
         "", description="HMAC key the retriever signs query_ids with and the feedback service verifies them with; "
         "empty = a random key made once in $FEEDRANK_DATA_DIR/feedback-signing.key (mode 0600), which only "
         "services sharing that data dir share: multi-host deployments must set this on every retriever and "
         "feedback replica",
+    )
+    query_id_ttl_s: float = Field(
+        86400.0, gt=0, description="How long after its search a query_id is accepted in feedback"
+    )
+    max_query_id_chars: int = Field(
+        8192, ge=64, description="Longest query_id (a signed query_id grows with the results shown: ~6 chars each)"
+    )
+    max_events_per_query: int = Field(
+        64, ge=1, description="Most clicks and ratings accepted for one query_id (per feedback replica)"
+    )
+    max_events_per_session: int = Field(
+        600, ge=1, description="Most clicks and ratings accepted from one session_id per session_window_s "
+        "(per feedback replica)",
+    )
+    session_window_s: float = Field(60.0, gt=0, description="Window of max_events_per_session")
+    tracked_queries: int = Field(
+        200_000, ge=1, description="query_ids (and sessions) whose counts the caps remember; the oldest are "
+        "forgotten first",
     )
 
 

@@ -17,7 +17,7 @@ SERVICE = feedback_pb2.DESCRIPTOR.services_by_name["Feedback"].full_name
 
 
 async def serve(settings: Settings, port: int | None) -> None:
-    core = FeedbackCore(settings, KafkaSink(settings.kafka), Spool(settings.spool_path))
+    core = FeedbackCore(settings, KafkaSink(settings.kafka), Spool(settings.spool_path, settings.feedback.spool_max_bytes))
     bind, chosen = bind_address(settings.endpoints.feedback, settings.endpoints.bind_host, port)
     app = GrpcApp(
         "feedback", [SERVICE],

@@ -86,11 +86,18 @@ class FeedbackCore:
     ) -> RecordResult:
         """Record a client stream as one batch, validating each event as it arrives."""
         records: list[ValidRecord] = []
+        held = 0  # bytes of the stream held in memory until it ends
         try:
             async for event in events:
                 if len(records) >= self.limits.max_stream_events:
                     raise invalid("events", f"more than max_stream_events {self.limits.max_stream_events}")
-                records.append(validate_event(event, len(records), self.limits, self._now_ms()))
+                record = validate_event(event, len(records), self.limits, self._now_ms())
+                held += len(record.value)
+                if held > self.limits.max_stream_bytes:
+                    raise invalid(f"events[{len(records)}]", (
+                        f"the stream passes max_stream_bytes {self.limits.max_stream_bytes} here; send it as "
+                        "several streams (nothing of this one was recorded)"))
+                records.append(record)
             if not records:
                 raise invalid("events", "at least one event is required")
         except FeedrankError:
