@@ -296,7 +296,7 @@ class FeedbackSettings(_Group):
     max_stream_events: int = Field(
         100000, ge=1, description="Most events one RecordStream may carry (it is recorded as one batch)"
     )
-    max_id_chars: int = Field(256, ge=8, description="Longest event_id, query_id, session_id or doc_id")
+    max_id_chars: int = Field(256, ge=8, description="Longest event_id, session_id or doc_id")
     drain_batch: int = Field(500, ge=1, description="Spooled events sent to Kafka per drain round")
     retry_interval_s: float = Field(1.0, gt=0, description="Pause between attempts to reach a down broker")
     spool_max_bytes: int = Field(

@@ -20,6 +20,8 @@ from prometheus_client import Counter, Gauge
 from services import __version__ as build_version
 from services.common.config import Settings
 from services.common.errors import FeedrankError, invalid, unavailable
+from services.common.query_token import QueryIdSigner, signing_key
+from services.feedback.integrity import FeedbackGuard, Refused, count_rejection
 from services.feedback.producer import KafkaSink
 from services.feedback.spool import Spool
 from services.feedback.validation import ValidRecord, validate_batch, validate_event
@@ -49,6 +51,9 @@ class FeedbackCore:
     def __init__(self, settings: Settings, sink: KafkaSink, spool: Spool):
         self.settings = settings
         self.limits = settings.feedback
+        self.guard = FeedbackGuard(
+            QueryIdSigner(signing_key(settings.feedback.signing_key, settings.data_path)), settings.feedback
+        )
         self.sink = sink
         self.spool = spool
         self.accepted_total = 0
@@ -76,16 +81,20 @@ class FeedbackCore:
         """Record one batch: all of it or, if any event is invalid, none of it."""
         try:
             records = validate_batch(events, self.limits, self._now_ms())
-        except FeedrankError:
-            BATCHES_REJECTED.inc()
+            for i, event in enumerate(events):
+                self.guard.check(event, i)
+            undo = self.guard.admit(events)
+        except FeedrankError as err:
+            self._rejected(err)
             raise
-        return await self._deliver(records, time_left_s)
+        return await self._deliver(records, time_left_s, undo)
 
     async def record_stream(
         self, events: AsyncIterator[feedback_pb2.FeedbackEvent], time_left: Callable[[], float | None]
     ) -> RecordResult:
         """Record a client stream as one batch, validating each event as it arrives."""
         records: list[ValidRecord] = []
+        checked: list[feedback_pb2.FeedbackEvent] = []
         held = 0  # bytes of the stream held in memory until it ends
         try:
             async for event in events:
@@ -94,18 +103,35 @@ class FeedbackCore:
                 record = validate_event(event, len(records), self.limits, self._now_ms())
                 held += len(record.value)
                 if held > self.limits.max_stream_bytes:
-                    raise invalid(f"events[{len(records)}]", (
-                        f"the stream passes max_stream_bytes {self.limits.max_stream_bytes} here; send it as "
-                        "several streams (nothing of this one was recorded)"))
+                    raise Refused("stream_bytes", f"events[{len(records)}]", (
+                        f"the stream passes feedback.max_stream_bytes {self.limits.max_stream_bytes} here; send it "
+                        "as several streams (nothing of this one was recorded)"))
+                self.guard.check(event, len(records))
                 records.append(record)
+                checked.append(event)
             if not records:
                 raise invalid("events", "at least one event is required")
-        except FeedrankError:
-            BATCHES_REJECTED.inc()
+            undo = self.guard.admit(checked)
+        except FeedrankError as err:
+            self._rejected(err)
             raise
-        return await self._deliver(records, time_left())
+        return await self._deliver(records, time_left(), undo)
 
-    async def _deliver(self, records: list[ValidRecord], time_left_s: float | None) -> RecordResult:
+    @staticmethod
+    def _rejected(err: FeedrankError) -> None:
+        BATCHES_REJECTED.inc()
+        count_rejection(err)
+
+    async def _deliver(
+        self, records: list[ValidRecord], time_left_s: float | None, undo: Callable[[], None]
+    ) -> RecordResult:
+        try:
+            return await self._send_or_spool(records, time_left_s)
+        except BaseException:
+            undo()  # not recorded: the caller's retry must not find its caps spent
+            raise
+
+    async def _send_or_spool(self, records: list[ValidRecord], time_left_s: float | None) -> RecordResult:
         budget = self.limits.send_timeout_s
         if time_left_s is not None:
             budget = min(budget, time_left_s - SPOOL_RESERVE_S)

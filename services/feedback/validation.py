@@ -41,7 +41,7 @@ def validate_event(
         raise invalid(at, f"is {size} bytes, more than max_event_bytes {limits.max_event_bytes}")
     ids = limits.max_id_chars
     _require_id(event.event_id, f"{at}.event_id", ids)
-    _require_id(event.query_id, f"{at}.query_id", ids)
+    _require_id(event.query_id, f"{at}.query_id", limits.max_query_id_chars)
     _require_id(event.session_id, f"{at}.session_id", ids)
     if event.timestamp_ms < _MIN_TIMESTAMP_MS:
         raise invalid(f"{at}.timestamp_ms", "must be unix epoch milliseconds")

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import random
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import grpc
 from services.common.config import FusionSettings, RerankingSettings, Settings, validated
 from services.common.documents import Doc
 from services.common.errors import invalid
+from services.common.query_token import QueryIdSigner, signing_key
 from services.evaluation import beir
 from services.retriever import convert
 from services.retriever.backends import Corpora, Corpus
@@ -61,6 +61,8 @@ class RetrieverCore:
         self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking,
                                     refresh_s=settings.retrieval.config_refresh_s)
         self._rng = rng or random.Random()
+        # Every query_id carries what was shown, signed: the feedback service refuses clicks on anything else.
+        self.signer = QueryIdSigner(signing_key(settings.feedback.signing_key, self.data_dir))
 
     # -- embedder ---------------------------------------------------------------------------
     @property
@@ -148,7 +150,6 @@ class RetrieverCore:
     async def search(self, request: SearchQuery) -> SearchOutcome:
         started = time.perf_counter()
         corpus, top_k, candidate_k, fusion, reranking = self.validate(request)
-        query_id = str(uuid.uuid4())
         mode = request.rerank_mode or reranking.reranker_mode
         adapter = self._query_adapter(request, mode, reranking)
         (lexical, lexical_ms), (vector, vector_ms) = await asyncio.gather(
@@ -173,6 +174,8 @@ class RetrieverCore:
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = rank
+        # Signed once the order is final: the id names exactly what the caller is shown.
+        query_id = self.signer.sign(request.corpus_id, request.query, [h.doc_id for h in hits], time.time())
         outcome = SearchOutcome(
             query_id=query_id, hits=hits, model_version=model_version, reranked=reranked, degraded_reason=degraded,
             lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,

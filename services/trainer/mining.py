@@ -92,11 +92,15 @@ def estimate_propensity(impressions: Iterable[StoredEvent], clicks: Iterable[Sto
     """Examination propensity per rank: CTR(rank) / CTR(1), from the log itself."""
     shown: dict[int, int] = defaultdict(int)
     clicked: dict[int, int] = defaultdict(int)
+    rank_shown: dict[tuple[str, str], int] = {}
     for imp in impressions:
         for r in imp.event.impression.results:
             shown[r.rank] += 1
+            rank_shown[(imp.query_id, r.doc_id)] = r.rank
     for c in clicks:
-        clicked[c.event.click.rank] += 1
+        # Only clicks on what the impression showed, at the rank it showed it (see judge_log).
+        if rank_shown.get((c.query_id, c.event.click.doc_id)) == c.event.click.rank:
+            clicked[c.event.click.rank] += 1
     ctr = {rank: clicked.get(rank, 0) / n for rank, n in shown.items() if n}
     top = ctr.get(1, 0.0)
     if top <= 0:
@@ -122,15 +126,21 @@ def judge_log(
         if imp.session_id == TRAINER_SESSION:
             continue  # the trainer's own searches
         impression = imp.event.impression
-        query_clicks = by_query_clicks.get(imp.query_id, [])
-        query_ratings = by_query_ratings.get(imp.query_id, [])
+        rank_of = {r.doc_id: r.rank for r in impression.results}
+        # The feedback service refuses feedback on documents that were not shown; should any reach
+        # the log anyway, it teaches nothing (it would let anyone promote any document).
+        query_clicks = [c for c in by_query_clicks.get(imp.query_id, []) if c.doc_id in rank_of]
+        query_ratings = [r for r in by_query_ratings.get(imp.query_id, []) if r.doc_id in rank_of]
+        not_shown = len(by_query_clicks.get(imp.query_id, [])) + len(by_query_ratings.get(imp.query_id, [])) \
+            - len(query_clicks) - len(query_ratings)
+        if not_shown:
+            skipped["not_shown"] += not_shown
         if not query_clicks and not query_ratings:
             skipped["no_interaction"] += 1
             continue
         if normalize_query(impression.query) in skip_queries:
             skipped["eval_query"] += 1
             continue
-        rank_of = {r.doc_id: r.rank for r in impression.results}
         positives: dict[str, float] = {}
         rated_negative: list[str] = []
         # The latest rating of a document wins (users change their minds); ratings are explicit

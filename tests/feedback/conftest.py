@@ -9,7 +9,7 @@ import pytest
 
 from services.devstack.broker import DevKafka
 from tests.conftest import free_port
-from tests.feedback.helpers import FeedbackProcess, ServiceProcess
+from tests.feedback.helpers import SIGNING_KEY, FeedbackProcess, ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def service_env(data_dir: Path, bootstrap: str, topic: str, **extra: str) -> dic
         "FEEDRANK_KAFKA__TOPICS__FEEDBACK": topic,
         "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
         "FEEDRANK_FEEDBACK__RETRY_INTERVAL_S": "0.5",
+        "FEEDRANK_FEEDBACK__SIGNING_KEY": SIGNING_KEY,
         **extra,
     }
 

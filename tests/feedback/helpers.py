@@ -12,9 +12,28 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.query_token import QueryIdSigner
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, feedback_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
+# The key the feedback services these tests start verify with (conftest.service_env sets it).
+SIGNING_KEY = "test-signing-key"
+SIGNER = QueryIdSigner(SIGNING_KEY.encode())
+QUERY = "does aspirin help"
+_signed: dict[str, str] = {}
+
+
+def shown(doc_id: str = "d-1") -> list[str]:
+    """The results make_event's impressions show, rank 1 first."""
+    return [doc_id, f"{doc_id}-2", f"{doc_id}-3"]
+
+
+def signed_query_id(label: str, corpus_id: str = "scifact", doc_id: str = "d-1") -> str:
+    """A query_id as the retriever would issue for a search showing shown(doc_id); one per label."""
+    key = f"{label}|{corpus_id}|{doc_id}"
+    if key not in _signed:
+        _signed[key] = SIGNER.sign(corpus_id, QUERY, shown(doc_id), time.time())
+    return _signed[key]
 
 
 def now_ms() -> int:
@@ -27,9 +46,10 @@ def make_event(event_id: str, kind: str = "click", query_id: str = "q-1", corpus
                                        timestamp_ms=now_ms(), source="test")
     if kind == "impression":
         event.impression.CopyFrom(feedback_pb2.Impression(
-            corpus_id=corpus_id, query="does aspirin help", model_version="v1",
-            results=[feedback_pb2.ShownResult(doc_id=f"{doc_id}-{r}", rank=r, rerank_score=1.0 / r,
-                                              legs=common_pb2.LegScores(fused_rank=r)) for r in (1, 2, 3)]))
+            corpus_id=corpus_id, query=QUERY, model_version="v1",
+            results=[feedback_pb2.ShownResult(doc_id=d, rank=r, rerank_score=1.0 / r,
+                                              legs=common_pb2.LegScores(fused_rank=r))
+                     for r, d in enumerate(shown(doc_id), 1)]))
     elif kind == "click":
         event.click.CopyFrom(feedback_pb2.Click(doc_id=doc_id, rank=rank, dwell_ms=1200))
     else:
@@ -38,10 +58,10 @@ def make_event(event_id: str, kind: str = "click", query_id: str = "q-1", corpus
 
 
 def session_events(prefix: str, n: int) -> list[feedback_pb2.FeedbackEvent]:
-    """n events: an impression per query followed by a click and a rating on it."""
+    """n events: an impression per query followed by a click and a rating on it (signed query_ids)."""
     out = []
     for i in range(n):
-        query = f"{prefix}-q{i // 3}"
+        query = signed_query_id(f"{prefix}-q{i // 3}")
         kind = ("impression", "click", "rating")[i % 3]
         out.append(make_event(f"{prefix}-{i}", kind, query_id=query))
     return out

@@ -20,7 +20,7 @@ from services.kafka.clients import ensure_topics, producer_config
 from services.proto.feedrank.v1 import feedback_pb2
 from tests.conftest import free_port
 from tests.feedback.conftest import service_env
-from tests.feedback.helpers import make_event, session_events, wait_until
+from tests.feedback.helpers import make_event, session_events, signed_query_id, wait_until
 
 
 def _kafka(bootstrap: str, topic: str) -> KafkaSettings:
@@ -72,7 +72,8 @@ def test_round_trip_exactly_once(memory_kafka, start_feedback, consume, topic, t
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "events[3].rating.rating" in refused.value.details()
     with pytest.raises(grpc.RpcError) as refused_stream:
-        service.stub.RecordStream(iter([make_event("bad-stream-0"), make_event("bad-stream-1", rank=0)]), timeout=10)
+        service.stub.RecordStream(iter([make_event("bad-stream-0", query_id=signed_query_id("bad-stream")),
+                                          make_event("bad-stream-1", query_id=signed_query_id("bad-stream"), rank=0)]), timeout=10)
     assert "events[1].click.rank" in refused_stream.value.details()
 
     store = consume(_kafka(bootstrap, topic))
@@ -80,7 +81,7 @@ def test_round_trip_exactly_once(memory_kafka, start_feedback, consume, topic, t
     wait_until(lambda: store.count() >= len(expected), 60, "all events in the store")
     # A late marker proves the consumer is past everything sent before it; nothing from the
     # refused batches may have arrived.
-    service.stub.Record(feedback_pb2.RecordRequest(events=[make_event("marker")]), timeout=10)
+    service.stub.Record(feedback_pb2.RecordRequest(events=[make_event("marker", query_id=signed_query_id("marker"))]), timeout=10)
     wait_until(lambda: store.get("marker") is not None, 30, "the marker event")
     assert store.event_ids() == expected | {"marker"}
     assert store.count() == len(expected) + 1

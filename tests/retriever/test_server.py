@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 import uuid
 
 import grpc
 import pytest
 
 from services.common.config import EndpointSettings, Settings
+from services.common.query_token import QueryIdSigner, signing_key
 from services.proto.feedrank.v1 import (
     feedback_pb2_grpc,
     reranker_pb2_grpc,
@@ -100,7 +102,12 @@ def test_search_reranks_and_records_an_impression(data, embedder):
             await fb_server.stop(0)
 
     response = asyncio.run(scenario())
-    assert uuid.UUID(response.query_id)
+    # The query_id is signed over the corpus, the query and exactly the results shown, in order.
+    signer = QueryIdSigner(signing_key("", data))
+    signed = signer.open(response.query_id, time.time(), ttl_s=60, skew_s=60)
+    assert signed.query_tag == signer.query_tag("tiny", "volcano lava eruption")
+    assert signed.doc_tags == tuple(signer.doc_tag(r.doc_id) for r in response.results)
+    assert (data / "feedback-signing.key").stat().st_mode & 0o777 == 0o600
     assert response.reranked and response.model_version == "v-test" and not response.degraded_reason
     assert [r.rank for r in response.results] == list(range(1, 9))
     # The stub reverses the fused top 5; the rest keep the fused order after them.

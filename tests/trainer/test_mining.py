@@ -191,3 +191,23 @@ def test_bad_requests_name_the_field(settings):
     with pytest.raises(FeedrankError) as err:
         miner.mine("no-such-corpus", ["qrels"])
     assert err.value.field == "corpus_id"
+
+
+def test_feedback_on_a_document_the_impression_did_not_show_teaches_nothing(store, data_dir):
+    """Defence in depth behind the feedback service's signed query_ids: forged clicks and ratings
+    (a document never shown for that query_id) change neither labels nor propensity weights."""
+    settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
+    honest = []
+    for i in range(3):
+        honest += [impression(f"q{i}", "how do bees make honey", SHOWN[:3]), click(f"q{i}", SHOWN[0], 1, 20_000)]
+    honest.append(click("q0", SHOWN[2], 3, 20_000))
+    store.add(honest)
+    before, _ = judge(store, settings)
+    forged = [click(f"q{i % 3}", "owls-1", 1 + i % 3, 60_000) for i in range(30)]
+    forged += [rating(f"q{i}", "owls-1", 5) for i in range(3)]
+    store.add(forged)
+    after, skipped = judge(store, settings)
+    assert [(j.query_id, j.positives, j.negatives) for j in after] == \
+        [(j.query_id, j.positives, j.negatives) for j in before]
+    assert all("owls-1" not in j.positives for j in after)
+    assert skipped["not_shown"] == len(forged)
