@@ -165,3 +165,19 @@ def test_consumer_rewinds_after_a_failed_store_write_and_keeps_bad_records_aside
     assert store.event_ids() == {e.event_id for e in events}
     assert store.rejected_count() == 1
     store.close()
+
+
+def test_a_full_spool_refuses_with_resource_exhausted_and_keeps_what_it_took(start_feedback, topic, tmp_path):
+    bootstrap = f"127.0.0.1:{free_port()}"  # no broker: everything goes to the spool
+    service = start_feedback(service_env(tmp_path / "data", bootstrap, topic, FEEDRANK_FEEDBACK__SPOOL_MAX_BYTES="3000"))
+    events = session_events("full", 60)
+    taken = 0
+    with pytest.raises(grpc.RpcError) as refused:
+        for start in range(0, len(events), 3):
+            service.stub.Record(feedback_pb2.RecordRequest(events=events[start:start + 3]), timeout=5)
+            taken += 3
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "spool is full" in refused.value.details() and "spool_max_bytes" in refused.value.details()
+    assert 0 < taken < len(events)
+    assert service.info().spool_depth == taken  # every acknowledged event is still there
+    assert (tmp_path / "data" / "spool" / "feedback.spool").stat().st_size <= 3000
