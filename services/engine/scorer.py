@@ -13,6 +13,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from services.common.config import EngineSettings
+from services.common.errors import invalid
 from services.engine.manifest import Manifest
 from services.engine.pooling import adapt_queries, mean_pool_normalize
 from services.engine.session import OnnxModel, load_model
@@ -111,10 +112,14 @@ class OnnxBiEncoder(Scorer):
         self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._capacity = engine.doc_vector_cache
         self._lock = threading.Lock()
+        # The document vectors' size, which a request's vectors must have.
+        self.dimension = int(self._embed(self.doc_model, self.doc_tokenizer.encode_texts(["probe"])).shape[1])
 
     def prepare(self, query: str, texts: list[str], vectors=None) -> list[BiEncoderItem]:
         q = self.query_tokenizer.encode_texts([query])[0]
         given = vectors if (vectors is not None and self.accepts_leg_vectors) else [None] * len(texts)
+        for i, vector in enumerate(given):
+            self._check_vector(i, vector)
         docs = self.doc_tokenizer.encode_texts([t for t, v in zip(texts, given) if v is None])
         encoded = iter(docs)
         items = []
@@ -123,6 +128,16 @@ class OnnxBiEncoder(Scorer):
             doc = next(encoded) if vector is None else _EMPTY
             items.append(BiEncoderItem(q, doc, hashlib.blake2b(text.encode(), digest_size=16).digest(), vector))
         return items
+
+    def _check_vector(self, index: int, vector: np.ndarray | None) -> None:
+        """A request's vector is checked here, in its own request: in a batch it would fail every caller."""
+        if vector is None:
+            return
+        if vector.shape != (self.dimension,):
+            raise invalid(f"documents[{index}].embedding",
+                          f"has {vector.size} values; version {self.version_id} takes {self.dimension}")
+        if not np.isfinite(vector).all():
+            raise invalid(f"documents[{index}].embedding", "must hold finite numbers only")
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.doc_tokenizer.encode_untruncated(texts)]
@@ -143,14 +158,15 @@ class OnnxBiEncoder(Scorer):
         return np.einsum("ij,ij->i", q_vectors[rows], d_vectors).astype(np.float32)
 
     def _doc_vectors(self, items: list[BiEncoderItem]) -> np.ndarray:
+        """Each item's own request vector, else its text's embedding (cached by text digest). Vectors
+        from a request are never shared with another item: requests in one batch stay apart."""
+        out: list[np.ndarray | None] = [i.doc_vector for i in items]
+        wanted = {i.doc_key: i.doc for i in items if i.doc_vector is None}
         with self._lock:
-            known = {i.doc_key: i.doc_vector for i in items if i.doc_vector is not None}
-            known.update({i.doc_key: self._vectors[i.doc_key] for i in items
-                          if i.doc_key not in known and i.doc_key in self._vectors})
+            known = {key: self._vectors[key] for key in wanted if key in self._vectors}
             for key in known:
-                if key in self._vectors:  # vectors sent with the request need not be cached yet
-                    self._vectors.move_to_end(key)
-        missing = {i.doc_key: i.doc for i in items if i.doc_key not in known}
+                self._vectors.move_to_end(key)
+        missing = {key: doc for key, doc in wanted.items() if key not in known}
         if missing:
             fresh = self._embed(self.doc_model, list(missing.values()))
             with self._lock:
@@ -160,7 +176,7 @@ class OnnxBiEncoder(Scorer):
                         self._vectors[key] = vector
                 while len(self._vectors) > self._capacity:
                     self._vectors.popitem(last=False)
-        return np.stack([known[i.doc_key] for i in items])
+        return np.stack([v if v is not None else known[i.doc_key] for v, i in zip(out, items)])
 
     @staticmethod
     def _embed(model: OnnxModel, encodings: list[Encoding]) -> np.ndarray:

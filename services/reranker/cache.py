@@ -1,7 +1,8 @@
 """A bounded LRU of rerank scores for repeated requests.
 
 The key is a digest of everything that changes the scores: the model version id, the query,
-every document's text, the token limit and whether over-long input is truncated. Because the
+every document's text and the vector sent with it (if any), the token limit and whether over-long
+input is truncated. Because the
 version id is part of the key, a hot-swap can never serve the old version's scores: the new
 version simply misses until it has scored the request itself. `clear()` after a swap only frees
 the memory the old version's entries hold.
@@ -26,7 +27,10 @@ CACHE_MISSES = Counter("feedrank_rerank_cache_misses_total", "Rerank requests th
 _KEY_DOMAIN = b"feedrank.rerank-cache.v1"
 
 
-def cache_key(version_id: str, query: str, texts: Sequence[str], max_length: int, truncate: bool) -> bytes:
+def cache_key(
+    version_id: str, query: str, texts: Sequence[str], max_length: int, truncate: bool,
+    vectors: Sequence[np.ndarray | None] = (),
+) -> bytes:
     """A 32-byte digest naming one scoring request. Every variable-length part is length-prefixed,
     so no two different requests can run together into the same byte stream."""
     digest = hashlib.blake2b(_KEY_DOMAIN, digest_size=32)
@@ -42,6 +46,10 @@ def cache_key(version_id: str, query: str, texts: Sequence[str], max_length: int
     digest.update(len(texts).to_bytes(8, "little"))
     for text in texts:
         part(text.encode())
+    digest.update(len(vectors).to_bytes(8, "little"))
+    for vector in vectors:
+        # No vector and an empty one differ; float32 little-endian bytes, so equal vectors match.
+        part(b"-" if vector is None else b"v" + np.asarray(vector, dtype="<f4").tobytes())
     return digest.digest()
 
 

@@ -151,7 +151,8 @@ class RerankerCore:
         scorer = loaded.scorer
         if request.max_tokens_per_doc:
             texts = await asyncio.to_thread(scorer.document_heads, texts, request.max_tokens_per_doc)
-        key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate)
+        vectors = [np.asarray(d.vector, dtype=np.float32) if d.vector else None for d in request.documents]
+        key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate, vectors)
         hit = self.cache.get(key)
         if hit is not None:
             return hit, Timings(), True
@@ -166,7 +167,6 @@ class RerankerCore:
                         f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
                         "set truncate=true or shorten it",
                     )
-            vectors = [np.asarray(d.vector, dtype=np.float32) if d.vector else None for d in request.documents]
             encodings = await asyncio.to_thread(scorer.prepare, request.query, texts, vectors)
         tokenize_ms = (time.perf_counter() - t0) * 1000
         if deadline is not None and time.monotonic() > deadline:

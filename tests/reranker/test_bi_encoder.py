@@ -109,3 +109,111 @@ def test_adapter_and_leg_vectors(tmp_path):
     items = scorer.prepare(query, docs, fake)
     assert all(len(i.ids) == 0 for i in items)
     np.testing.assert_allclose(scorer.score(items), np.stack(fake) @ q, atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def leg_registry(tmp_path_factory) -> FileRegistry:
+    """A version whose document tower is the dense leg's embedder: it scores request vectors."""
+    registry = FileRegistry(tmp_path_factory.mktemp("leg") / "registry")
+    base = base_model_dir()
+    import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                      alias="champion", manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+    return registry
+
+
+def _leg_scorer(registry: FileRegistry) -> OnnxBiEncoder:
+    version = registry.resolve("champion")
+    return OnnxBiEncoder(registry.local_path(version), registry.manifest(version), EngineSettings())
+
+
+def _unit(i: int, dim: int = 384) -> np.ndarray:
+    return np.eye(dim, dtype=np.float32)[i]
+
+
+def test_request_vectors_stay_with_their_own_request_in_a_shared_batch(leg_registry):
+    """Two requests with the same texts but different vectors, scored in one batch as the batcher
+    does: each document is scored with its own request's vector (they were merged by text digest)."""
+    scorer = _leg_scorer(leg_registry)
+    query, docs = scifact_pairs(1)[0][0], [d for _, d in scifact_pairs(3)]
+    mine = [_unit(i) for i in range(3)]
+    theirs = [_unit(10 + i) for i in range(3)]
+    alone = scorer.score(scorer.prepare(query, docs, mine))
+    plain = scorer.score(scorer.prepare(query, docs))  # the text's own embedding
+    batch = scorer.prepare(query, docs, mine) + scorer.prepare(query, docs, theirs) + scorer.prepare(query, docs)
+    shared = scorer.score(batch)
+    np.testing.assert_allclose(shared[:3], alone, atol=1e-6)
+    np.testing.assert_allclose(shared[3:6], scorer.score(scorer.prepare(query, docs, theirs)), atol=1e-6)
+    np.testing.assert_allclose(shared[6:], plain, atol=1e-6)
+    assert not np.allclose(alone, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("bad, why", [(np.ones(383, np.float32), "384"),
+                                      (np.full(384, np.nan, np.float32), "finite"),
+                                      (np.full(384, np.inf, np.float32), "finite")])
+def test_a_bad_vector_fails_only_its_own_request_in_a_batch(leg_registry, bad, why):
+    import asyncio
+
+    from services.common.config import Settings
+    from services.common.errors import ErrorKind, FeedrankError
+    from services.reranker.batching import Batcher
+    from services.reranker.cache import ResultCache
+    from services.reranker.core import RerankerCore
+    from services.reranker.versions import VersionPool
+
+    query, texts = scifact_pairs(1)[0][0], [d for _, d in scifact_pairs(8)]
+    good = [Document(str(i), t, vector=tuple(_unit(i).tolist())) for i, t in enumerate(texts[:4])]
+    broken = [Document(str(i), t, vector=tuple((bad if i == 2 else _unit(i)).tolist()))
+              for i, t in enumerate(texts[4:])]
+
+    async def run():
+        settings = Settings()
+        pool = VersionPool(leg_registry, settings.engine)
+        await pool.refresh()
+        batcher = Batcher(settings.engine)
+        batcher.start()
+        core = RerankerCore(settings, pool, batcher, ResultCache(0))
+        try:
+            return await asyncio.gather(*(core.rerank(RerankQuery(query, docs, model="champion"))
+                                          for docs in (good, broken, good)), return_exceptions=True)
+        finally:
+            await batcher.close()
+
+    first, failed, last = asyncio.run(run())
+    for outcome in (first, last):  # co-batched callers (they got INTERNAL: the whole batch failed)
+        assert not isinstance(outcome, BaseException), outcome
+        assert sorted(r.index for r in outcome.results) == [0, 1, 2, 3]
+    assert isinstance(failed, FeedrankError), failed
+    assert (failed.kind, failed.field) == (ErrorKind.INVALID_ARGUMENT, "documents[2].embedding")
+    assert why in failed.message
+
+
+def test_the_result_cache_tells_requests_with_other_vectors_apart(leg_registry):
+    import asyncio
+
+    from services.common.config import Settings
+    from services.reranker.batching import Batcher
+    from services.reranker.cache import ResultCache
+    from services.reranker.core import RerankerCore
+    from services.reranker.versions import VersionPool
+
+    query, texts = scifact_pairs(1)[0][0], [d for _, d in scifact_pairs(3)]
+
+    def docs(offset: int) -> list[Document]:
+        return [Document(str(i), t, vector=tuple(_unit(offset + i).tolist())) for i, t in enumerate(texts)]
+
+    async def run():
+        settings = Settings()
+        pool = VersionPool(leg_registry, settings.engine)
+        await pool.refresh()
+        batcher = Batcher(settings.engine)
+        batcher.start()
+        core = RerankerCore(settings, pool, batcher, ResultCache(16))
+        try:
+            return [await core.rerank(RerankQuery(query, docs(offset), model="champion")) for offset in (0, 20, 0)]
+        finally:
+            await batcher.close()
+
+    first, other, again = asyncio.run(run())
+    assert not other.cached and again.cached
+    assert [r.score for r in again.results] == [r.score for r in first.results]
+    assert [r.score for r in other.results] != [r.score for r in first.results]

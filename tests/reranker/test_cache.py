@@ -131,3 +131,17 @@ def test_threads_sharing_it_see_consistent_entries():
     stats = cache.stats
     assert stats.hits + stats.misses == 8 * 400
     assert stats.entries <= 64
+
+
+def test_request_vectors_are_part_of_the_key():
+    import numpy as np
+
+    from services.reranker.cache import cache_key
+
+    base = ("v1", "q", ["a", "b"], 128, True)
+    one = [np.ones(4, np.float32), None]
+    other = [np.full(4, 2.0, np.float32), None]
+    assert cache_key(*base, one) == cache_key(*base, [np.ones(4, np.float64), None])  # same float32 values
+    assert cache_key(*base, one) != cache_key(*base, other)
+    assert cache_key(*base, one) != cache_key(*base)
+    assert cache_key(*base, [None, None]) != cache_key(*base, [np.zeros(0, np.float32), None])
