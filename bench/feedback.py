@@ -34,15 +34,22 @@ from services.events.store import EventStore  # noqa: E402
 from services.kafka.clients import ensure_topics  # noqa: E402
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.feedback.helpers import FeedbackProcess, ServiceProcess, make_event, wait_until  # noqa: E402
+from tests.feedback.helpers import (  # noqa: E402
+    SIGNING_KEY,
+    FeedbackProcess,
+    ServiceProcess,
+    make_event,
+    signed_query_id,
+    wait_until,
+)
 
 console = Console()
 KINDS = ("impression", "click", "rating")
 
 
 def batch_of(prefix: str, start: int, size: int) -> list[feedback_pb2.FeedbackEvent]:
-    """`size` events stamped now; impressions, clicks and ratings in turn."""
-    return [make_event(f"{prefix}-{i}", KINDS[i % 3], query_id=f"{prefix}-q{i // 3}")
+    """`size` events stamped now; impressions, clicks and ratings in turn, on signed query_ids."""
+    return [make_event(f"{prefix}-{i}", KINDS[i % 3], query_id=signed_query_id(f"{prefix}-q{i // 3}"))
             for i in range(start, start + size)]
 
 
@@ -119,7 +126,9 @@ async def run(args: argparse.Namespace, work: Path) -> dict:
         ensure_topics(kafka, [topic])
         env = {"FEEDRANK_DATA_DIR": str(work / "data"), "FEEDRANK_KAFKA__BOOTSTRAP_SERVERS": dev.bootstrap_servers,
                "FEEDRANK_KAFKA__TOPICS__FEEDBACK": topic, "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
-               "FEEDRANK_LOG_LEVEL": "WARNING", "FEEDRANK_KAFKA__CONSUMER_GROUP": f"bench-{topic}"}
+               "FEEDRANK_LOG_LEVEL": "WARNING", "FEEDRANK_KAFKA__CONSUMER_GROUP": f"bench-{topic}",
+               # query_ids are signed as the retriever would; the events share one session, so its cap is lifted.
+               "FEEDRANK_FEEDBACK__SIGNING_KEY": SIGNING_KEY, "FEEDRANK_FEEDBACK__MAX_EVENTS_PER_SESSION": str(10**9)}
         service = FeedbackProcess(free_port(), env, work / "feedback.log")
         consumer = ServiceProcess("services.events", [], env, work / "consumer.log")
         service.start()

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from services.common.config import EngineSettings  # noqa: E402
+from services.common.query_token import QueryIdSigner, signing_key  # noqa: E402
 from services.devstack.stack import LocalStack  # noqa: E402
 from services.registry.importer import import_bi_encoder, import_model  # noqa: E402
 from services.retriever.embedder import packaged_model_dir  # noqa: E402
@@ -70,6 +71,20 @@ def run_load(tool: str, config: Path, target: str, concurrency: int, seconds: in
             "errors": int(checks.get("fails", 0))}
 
 
+def signed_record_config(config: Path, data_dir: Path, work: Path) -> Path:
+    """deploy/ghz/record.json with a query_id the stack's retriever could have issued (its key is in the
+    data dir) that showed the click's document at its rank: the feedback service refuses any other."""
+    data = json.loads(config.read_text())
+    event = data["data"]["events"][0]
+    click = event["click"]
+    shown = [f"shown-{r}" for r in range(1, click["rank"])] + [click["doc_id"]]
+    signer = QueryIdSigner(signing_key("", data_dir))
+    event["query_id"] = signer.sign("scifact", "load", shown, time.time())
+    out = work / config.name
+    out.write_text(json.dumps(data))
+    return out
+
+
 def small_scifact(dest: Path, docs: int) -> Path:
     """A slice of SciFact in BEIR format, so the Search load needs no long ingest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -106,14 +121,18 @@ def main() -> None:
     configs = REPO / "deploy" / "ghz"
     results: dict = {"tool": Path(tool).name, "seconds_per_level": args.seconds,
                      "note": "the load generator shares the machine's cores with the services", "rpcs": {}}
+    # Every Record repeats one click on one signed query_id from one session: the caps are lifted to measure throughput.
     stack = LocalStack(data_dir, services=("reranker", "feedback", "retriever"),
-                       env={"FEEDRANK_ENGINE__CACHE_ENTRIES": "0", "FEEDRANK_RERANKING__RERANKER_MODE": "learning"})
+                       env={"FEEDRANK_ENGINE__CACHE_ENTRIES": "0", "FEEDRANK_RERANKING__RERANKER_MODE": "learning",
+                            "FEEDRANK_FEEDBACK__MAX_EVENTS_PER_QUERY": str(10**9),
+                            "FEEDRANK_FEEDBACK__MAX_EVENTS_PER_SESSION": str(10**9)})
     with stack:
-        for rpc, service, config in (("Search", "retriever", "search.json"), ("Record", "feedback", "record.json")):
+        record = signed_record_config(configs / "record.json", data_dir, work)
+        for rpc, service, config in (("Search", "retriever", configs / "search.json"), ("Record", "feedback", record)):
             for c in levels:
                 with console.status(f"{rpc} at concurrency {c}"):
                     results["rpcs"].setdefault(rpc, {})[str(c)] = run_load(
-                        tool, configs / config, stack.target(service), c, args.seconds, work)
+                        tool, config, stack.target(service), c, args.seconds, work)
         registry.set_alias("champion", cross_encoder.version_id, "make load: Rerank on a cross-encoder")
         for label, batching in (("Rerank", "true"), ("Rerank (batching off)", "false")):
             stack.stop_service("reranker")
