@@ -130,4 +130,6 @@ def signing_key(configured: str, data_dir: Path) -> bytes:
     key = path.read_bytes().strip()
     if not key:
         raise ValueError(f"the query_id signing key file {path} is empty")
+    log.info("query_ids are signed with the key in the data dir: services on other hosts need "
+             "FEEDRANK_FEEDBACK__SIGNING_KEY set to one shared key", extra={"fields": {"path": str(path)}})
     return key
