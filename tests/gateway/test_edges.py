@@ -3,6 +3,7 @@ deadlines, the telemetry rate limit, and the error map itself."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent import futures
 
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from services.common.config import EndpointSettings, GatewaySettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, TooLarge
+from services.common.query_token import QueryIdSigner, signing_key
 from services.common.rpc_errors import from_rpc_error
 from services.gateway.app import create_app
 from services.gateway.ratelimit import RateLimiter
@@ -54,7 +56,9 @@ def test_deadline_is_504(stack, tmp_path):
 
 def test_telemetry_is_rate_limited_per_client(stack, tmp_path):
     limits = GatewaySettings(telemetry_burst=3, telemetry_rate_per_s=0.001)
-    event = {"query_id": "q-rate", "doc_id": "d", "rank": 1, "session_id": "s"}
+    # A query_id the stack's retriever could have issued (its key is in the stack's data dir), showing "d" first.
+    query_id = QueryIdSigner(signing_key("", stack.data_dir)).sign(CORPUS, "rate", ["d"], time.time())
+    event = {"query_id": query_id, "doc_id": "d", "rank": 1, "session_id": "s"}
     with app_client(tmp_path, limits, feedback=f"127.0.0.1:{stack.services['feedback'].port}") as client:
         codes = [client.post("/api/telemetry/event", json={**event, "event_id": uuid.uuid4().hex}).status_code
                  for _ in range(5)]
