@@ -181,3 +181,28 @@ def test_a_full_spool_refuses_with_resource_exhausted_and_keeps_what_it_took(sta
     assert 0 < taken < len(events)
     assert service.info().spool_depth == taken  # every acknowledged event is still there
     assert (tmp_path / "data" / "spool" / "feedback.spool").stat().st_size <= 3000
+
+
+def test_a_flipped_byte_in_the_first_of_five_acknowledged_events_loses_only_that_event(start_feedback, topic, tmp_path):
+    grpc_port, metrics_port = free_port(), free_port()
+    bootstrap = f"127.0.0.1:{free_port()}"  # no broker: the five events are acknowledged from the spool
+    env = service_env(tmp_path / "data", bootstrap, topic,
+                      FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET=str(metrics_port - grpc_port))
+    service = start_feedback(env, port=grpc_port)
+    events = session_events("flip", 5)
+    for event in events:
+        assert service.stub.Record(feedback_pb2.RecordRequest(events=[event]), timeout=5).spooled == 1
+    service.close_channel()
+    service.stop()
+    log = tmp_path / "data" / "spool" / "feedback.spool"
+    data = bytearray(log.read_bytes())
+    data[20] ^= 0x01  # inside record 0's payload
+    log.write_bytes(bytes(data))
+
+    service.start()
+    assert service.info().spool_depth == 4
+    (quarantined,) = (tmp_path / "data" / "spool" / "quarantine").iterdir()
+    assert quarantined.name.endswith(".at-0.bad")
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert "feedrank_feedback_spool_quarantined_total 1.0" in metrics
+    assert "quarantined" in service.log_tail(60) and '"position": 0' in service.log_tail(60)
