@@ -41,8 +41,8 @@ def now_ms() -> int:
 
 
 def make_event(event_id: str, kind: str = "click", query_id: str = "q-1", corpus_id: str = "scifact",
-               doc_id: str = "d-1", rank: int = 1, rating: int = 5) -> feedback_pb2.FeedbackEvent:
-    event = feedback_pb2.FeedbackEvent(event_id=event_id, query_id=query_id, session_id="s-1",
+               doc_id: str = "d-1", rank: int = 1, rating: int = 5, session_id: str = "s-1") -> feedback_pb2.FeedbackEvent:
+    event = feedback_pb2.FeedbackEvent(event_id=event_id, query_id=query_id, session_id=session_id,
                                        timestamp_ms=now_ms(), source="test")
     if kind == "impression":
         event.impression.CopyFrom(feedback_pb2.Impression(
@@ -58,12 +58,13 @@ def make_event(event_id: str, kind: str = "click", query_id: str = "q-1", corpus
 
 
 def session_events(prefix: str, n: int) -> list[feedback_pb2.FeedbackEvent]:
-    """n events: an impression per query followed by a click and a rating on it (signed query_ids)."""
+    """n events: an impression per query followed by a click and a rating on it (signed query_ids), one
+    session per query, as users searching once each (the feedback service caps events per session)."""
     out = []
     for i in range(n):
-        query = signed_query_id(f"{prefix}-q{i // 3}")
+        label = f"{prefix}-q{i // 3}"
         kind = ("impression", "click", "rating")[i % 3]
-        out.append(make_event(f"{prefix}-{i}", kind, query_id=query))
+        out.append(make_event(f"{prefix}-{i}", kind, query_id=signed_query_id(label), session_id=f"{label}-s"))
     return out
 
 
