@@ -405,9 +405,12 @@ class TrainingSettings(_Group):
     positive_min_rating: int = Field(4, ge=1, le=5, description="Mining: ratings >= this are positives")
     negative_max_rating: int = Field(2, ge=1, le=5, description="Mining: ratings <= this are negatives")
     propensity_weights: bool = Field(
-        False, description="Mining: weight click positives by 1/propensity of their rank, estimated from the log"
+        False, description="Mining: weight click positives by 1/propensity of their rank, the corpus's measured "
+        "propensities (services/trainer/propensity.py); unweighted while none are measured"
     )
-    propensity_clip: float = Field(10.0, ge=1, description="Mining: largest inverse-propensity weight")
+    propensity_clip: float = Field(
+        10.0, ge=1, description="Largest inverse-propensity weight (mining and the click judge's clipped IPS)"
+    )
     hard_negative_depth: int = Field(
         30, ge=1, le=1000, description="Mining: depth of each retriever leg searched for hard negatives"
     )
@@ -444,6 +447,28 @@ class TrainingSettings(_Group):
         "", description="JSON file of fixed candidate lists used instead of the live retriever (offline, tests)"
     )
     retriever_timeout_s: float = Field(30.0, gt=0, description="Deadline of one Search call to the retriever")
+    # the click judge (services/trainer/click_judge.py)
+    judge: Literal["labels", "clicks", "auto"] = Field(
+        "auto", description="Who decides at the gate: labels = the frozen evaluation set (qrels split or golden "
+        "file); clicks = held-out sessions' logged clicks, IPS-corrected by the measured propensities; auto = labels "
+        "when the corpus declares a qrels split or golden file, else clicks"
+    )
+    judge_holdout_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of sessions (by a hash of the session id) never mined: the click judge's "
+        "evaluation sessions"
+    )
+    judge_min_sessions: int = Field(
+        50, ge=1, description="Click judge: fewest held-out sessions with a click it decides on (else promote fails)"
+    )
+    judge_max_sessions: int = Field(
+        5000, ge=0, description="Click judge: the newest this many held-out sessions are judged on; 0 = all"
+    )
+    propensity_max_rank: int = Field(
+        20, ge=2, le=100, description="Propensities are estimated for ranks 1..this (deeper clicks are ignored)"
+    )
+    propensity_bootstrap: int = Field(
+        50, ge=10, description="Bootstrap resamples of sessions behind the propensities' 95% confidence intervals"
+    )
     # bootstrap
     bootstrap_sources: list[str] = Field(
         default_factory=lambda: ["qrels", "wikiqa", "trecqa", "staqc"],
@@ -463,6 +488,25 @@ class TrainingSettings(_Group):
     schedule_check_s: float = Field(30.0, gt=0, description="Loop: how often the trigger conditions are checked")
     schedule_corpora: list[str] = Field(
         default_factory=list, description="Loop: corpora it trains; empty = every corpus with events"
+    )
+
+
+class InterventionSettings(_Group):
+    """Randomised interventions on a share of user searches: the measurement behind the propensities.
+
+    Only results the ranking retrieved are reordered (never one it did not return); searches that ask for no
+    intervention (evaluation traffic, the trainer's candidate lists) and opted-out corpora are left alone."""
+
+    share: float = Field(
+        0.0, ge=0, le=1, description="Share of logged user searches intervened on (0 = off; a few percent in production)"
+    )
+    kind: Literal["rand_pair", "top_n_shuffle"] = Field(
+        "rand_pair", description="rand_pair = swap rank 1 with a uniformly drawn rank k in 2..top_n (Joachims et al. "
+        "2017); top_n_shuffle = a uniformly random order of the top_n results"
+    )
+    top_n: int = Field(20, ge=2, le=100, description="Deepest rank an intervention moves a result to or from")
+    opt_out_corpora: list[str] = Field(
+        default_factory=list, description="Corpora never intervened on (their propensities come from other traffic)"
     )
 
 
@@ -553,6 +597,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     training: TrainingSettings = TrainingSettings()
+    interventions: InterventionSettings = InterventionSettings()
     registry: RegistrySettings = RegistrySettings()
     interleaving: InterleavingSettings = InterleavingSettings()
     demo: DemoSettings = DemoSettings()

@@ -47,7 +47,7 @@ class RankingMeter:
             t0 = time.perf_counter()
             response = self._search(retriever_pb2.SearchRequest(
                 corpus_id=self.corpus_id, query=text, top_k=2 * self.candidate_k, candidate_k=self.candidate_k,
-                rerank_mode="none", session_id="demo-eval"), timeout=self.timeout_s)
+                rerank_mode="none", session_id="demo-eval", no_intervention=True), timeout=self.timeout_s)
             latencies.append((time.perf_counter() - t0) * 1000)
             runs["fused"][qid] = {r.doc_id: -float(r.rank) for r in response.results}
             runs["bm25"][qid] = {r.doc_id: -float(r.legs.lexical_rank) for r in response.results if r.legs.lexical_rank}
@@ -68,7 +68,7 @@ class RankingMeter:
             t0 = time.perf_counter()
             response = self._search(retriever_pb2.SearchRequest(
                 corpus_id=self.corpus_id, query=text, top_k=self.candidate_k, candidate_k=self.candidate_k,
-                model=model, session_id="demo-eval"), timeout=self.timeout_s)
+                model=model, session_id="demo-eval", no_intervention=True), timeout=self.timeout_s)
             latencies.append((time.perf_counter() - t0) * 1000)
             versions.add(response.model_version)
             run[qid] = {r.doc_id: -float(r.rank) for r in response.results}

@@ -46,7 +46,8 @@ def rerank_request(
 
 def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_pb2.FeedbackEvent:
     shown = [
-        feedback_pb2.ShownResult(doc_id=h.doc_id, rank=h.rank, legs=legs(h.fused), rerank_score=h.rerank_score)
+        feedback_pb2.ShownResult(doc_id=h.doc_id, rank=h.rank, legs=legs(h.fused), rerank_score=h.rerank_score,
+                                 ranked_rank=h.ranked_rank)
         for h in outcome.hits
     ]
     return feedback_pb2.FeedbackEvent(
@@ -57,7 +58,9 @@ def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_p
         timestamp_ms=int(time.time() * 1000),
         source="retriever",
         impression=feedback_pb2.Impression(
-            corpus_id=request.corpus_id, query=request.query, results=shown, model_version=outcome.model_version
+            corpus_id=request.corpus_id, query=request.query, results=shown, model_version=outcome.model_version,
+            intervention=outcome.intervention.kind if outcome.intervention else "",
+            intervention_depth=outcome.intervention.depth if outcome.intervention else 0,
         ),
     )
 
@@ -151,6 +154,7 @@ def search_query(msg: retriever_pb2.SearchRequest, limits: RetrievalSettings) ->
         rerank_mode=msg.rerank_mode if msg.HasField("rerank_mode") else None,
         session_id=msg.session_id,
         model=msg.model,
+        no_intervention=msg.no_intervention,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.retriever.fusion import Fused
+from services.retriever.interventions import Intervention
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class SearchQuery:
     rerank_mode: str | None = None  # "none" skips the reranker
     session_id: str = ""
     model: str = ""  # reranker alias or version id
+    no_intervention: bool = False  # evaluation traffic: the ranking exactly as computed
 
 
 @dataclass
@@ -29,7 +31,8 @@ class Hit:
     snippet: str
     fused: Fused
     rerank_score: float = 0.0
-    rank: int = 0
+    rank: int = 0  # as shown
+    ranked_rank: int = 0  # as ranked (differs under an intervention)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class SearchOutcome:
     rerank_ms: float
     total_ms: float
     query_adapter_version: str = ""
+    intervention: Intervention | None = None  # the randomised reordering shown, if any
 
 
 @dataclass

@@ -21,7 +21,7 @@ from services.common.documents import Doc
 from services.common.errors import invalid
 from services.common.query_token import QueryIdSigner, signing_key
 from services.evaluation import beir
-from services.retriever import convert
+from services.retriever import convert, interventions
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
@@ -173,16 +173,21 @@ class RetrieverCore:
                 hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
-            hit.rank = rank
-        # Signed once the order is final: the id names exactly what the caller is shown.
+            hit.rank = hit.ranked_rank = rank
+        logged = self._logged()
+        intervention = None
+        if logged and interventions.eligible(self.settings.interventions, request.corpus_id, request.no_intervention):
+            hits, intervention = interventions.intervene(hits, self.settings.interventions, self._rng)
+        # Signed once the order is final (after any intervention): the id names exactly what the caller is shown.
         query_id = self.signer.sign(request.corpus_id, request.query, [h.doc_id for h in hits], time.time())
         outcome = SearchOutcome(
             query_id=query_id, hits=hits, model_version=model_version, reranked=reranked, degraded_reason=degraded,
             lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,
             total_ms=(time.perf_counter() - started) * 1000,
-            query_adapter_version=adapter.version_id if adapter else "",
+            query_adapter_version=adapter.version_id if adapter else "", intervention=intervention,
         )
-        self._impression(request, outcome)
+        if logged:
+            self._impression(request, outcome)
         return outcome
 
     def _hit(self, fused: Fused, doc: Doc | None) -> Hit:
@@ -216,10 +221,12 @@ class RetrieverCore:
                 hits[result.index].rerank_score = result.score
         return response.model_version, response.model_version != "none", ""
 
-    def _impression(self, request: SearchQuery, outcome: SearchOutcome) -> None:
+    def _logged(self) -> bool:
+        """Is this search sampled for an impression (only those may be intervened on: the log must say so)?"""
         rate = self.settings.retrieval.impression_sample_rate
-        if rate <= 0 or self._rng.random() >= rate:
-            return
+        return rate > 0 and self._rng.random() < rate
+
+    def _impression(self, request: SearchQuery, outcome: SearchOutcome) -> None:
         try:
             self.impressions.send(convert.impression_event(request, outcome))
         except Exception:  # an impression must never fail the search it describes

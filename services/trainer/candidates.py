@@ -58,7 +58,7 @@ class RetrieverCandidates(CandidateSource):
     def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
         request = retriever_pb2.SearchRequest(
             corpus_id=corpus_id, query=query, top_k=min(2 * depth, 1000), candidate_k=depth,
-            rerank_mode="none", session_id=TRAINER_SESSION,
+            rerank_mode="none", session_id=TRAINER_SESSION, no_intervention=True,
         )
         try:
             response = self._stub.Search(request, timeout=self.timeout_s)

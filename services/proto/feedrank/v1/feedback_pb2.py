@@ -25,33 +25,33 @@ _sym_db = _symbol_database.Default()
 from services.proto.feedrank.v1 import common_pb2 as feedrank_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x65\x64rank/v1/feedback.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"u\n\x0bShownResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12$\n\x04legs\x18\x03 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x14\n\x0crerank_score\x18\x04 \x01(\x02\x12\x0c\n\x04team\x18\x14 \x01(\t\"\x87\x01\n\nImpression\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12)\n\x07results\x18\x03 \x03(\x0b\x32\x18.feedrank.v1.ShownResult\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\"7\n\x05\x43lick\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x10\n\x08\x64well_ms\x18\x03 \x01(\x03\"6\n\x06Rating\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"\x87\x02\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\x12-\n\nimpression\x18\n \x01(\x0b\x32\x17.feedrank.v1.ImpressionH\x00\x12#\n\x05\x63lick\x18\x0b \x01(\x0b\x32\x12.feedrank.v1.ClickH\x00\x12%\n\x06rating\x18\x0c \x01(\x0b\x32\x13.feedrank.v1.RatingH\x00\x42\x06\n\x04kind\";\n\rRecordRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.feedrank.v1.FeedbackEvent\"3\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x0f\n\x07spooled\x18\x02 \x01(\x05\"\x18\n\x16GetFeedbackInfoRequest\"|\n\x0c\x46\x65\x65\x64\x62\x61\x63kInfo\x12\x15\n\rbuild_version\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x18\n\x10\x62roker_connected\x18\x03 \x01(\x08\x12\x13\n\x0bspool_depth\x18\x04 \x01(\x03\x12\x17\n\x0f\x65vents_accepted\x18\x05 \x01(\x03\"u\n\x0eModelPublished\x12\x12\n\nversion_id\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\x11\n\tcorpus_id\x18\x04 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x32\xe3\x01\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x41\n\x06Record\x12\x1a.feedrank.v1.RecordRequest\x1a\x1b.feedrank.v1.RecordResponse\x12I\n\x0cRecordStream\x12\x1a.feedrank.v1.FeedbackEvent\x1a\x1b.feedrank.v1.RecordResponse(\x01\x12I\n\x07GetInfo\x12#.feedrank.v1.GetFeedbackInfoRequest\x1a\x19.feedrank.v1.FeedbackInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x65\x64rank/v1/feedback.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"\x8a\x01\n\x0bShownResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12$\n\x04legs\x18\x03 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x14\n\x0crerank_score\x18\x04 \x01(\x02\x12\x13\n\x0branked_rank\x18\x05 \x01(\x05\x12\x0c\n\x04team\x18\x14 \x01(\t\"\xb9\x01\n\nImpression\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12)\n\x07results\x18\x03 \x03(\x0b\x32\x18.feedrank.v1.ShownResult\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x14\n\x0cintervention\x18\x05 \x01(\t\x12\x1a\n\x12intervention_depth\x18\x06 \x01(\x05\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\"7\n\x05\x43lick\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x10\n\x08\x64well_ms\x18\x03 \x01(\x03\"6\n\x06Rating\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"\x87\x02\n\rFeedbackEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08query_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\x12-\n\nimpression\x18\n \x01(\x0b\x32\x17.feedrank.v1.ImpressionH\x00\x12#\n\x05\x63lick\x18\x0b \x01(\x0b\x32\x12.feedrank.v1.ClickH\x00\x12%\n\x06rating\x18\x0c \x01(\x0b\x32\x13.feedrank.v1.RatingH\x00\x42\x06\n\x04kind\";\n\rRecordRequest\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.feedrank.v1.FeedbackEvent\"3\n\x0eRecordResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x0f\n\x07spooled\x18\x02 \x01(\x05\"\x18\n\x16GetFeedbackInfoRequest\"|\n\x0c\x46\x65\x65\x64\x62\x61\x63kInfo\x12\x15\n\rbuild_version\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x18\n\x10\x62roker_connected\x18\x03 \x01(\x08\x12\x13\n\x0bspool_depth\x18\x04 \x01(\x03\x12\x17\n\x0f\x65vents_accepted\x18\x05 \x01(\x03\"u\n\x0eModelPublished\x12\x12\n\nversion_id\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\x11\n\tcorpus_id\x18\x04 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x32\xe3\x01\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x41\n\x06Record\x12\x1a.feedrank.v1.RecordRequest\x1a\x1b.feedrank.v1.RecordResponse\x12I\n\x0cRecordStream\x12\x1a.feedrank.v1.FeedbackEvent\x1a\x1b.feedrank.v1.RecordResponse(\x01\x12I\n\x07GetInfo\x12#.feedrank.v1.GetFeedbackInfoRequest\x1a\x19.feedrank.v1.FeedbackInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'feedrank.v1.feedback_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SHOWNRESULT']._serialized_start=69
-  _globals['_SHOWNRESULT']._serialized_end=186
-  _globals['_IMPRESSION']._serialized_start=189
-  _globals['_IMPRESSION']._serialized_end=324
-  _globals['_CLICK']._serialized_start=326
-  _globals['_CLICK']._serialized_end=381
-  _globals['_RATING']._serialized_start=383
-  _globals['_RATING']._serialized_end=437
-  _globals['_FEEDBACKEVENT']._serialized_start=440
-  _globals['_FEEDBACKEVENT']._serialized_end=703
-  _globals['_RECORDREQUEST']._serialized_start=705
-  _globals['_RECORDREQUEST']._serialized_end=764
-  _globals['_RECORDRESPONSE']._serialized_start=766
-  _globals['_RECORDRESPONSE']._serialized_end=817
-  _globals['_GETFEEDBACKINFOREQUEST']._serialized_start=819
-  _globals['_GETFEEDBACKINFOREQUEST']._serialized_end=843
-  _globals['_FEEDBACKINFO']._serialized_start=845
-  _globals['_FEEDBACKINFO']._serialized_end=969
-  _globals['_MODELPUBLISHED']._serialized_start=971
-  _globals['_MODELPUBLISHED']._serialized_end=1088
-  _globals['_FEEDBACK']._serialized_start=1091
-  _globals['_FEEDBACK']._serialized_end=1318
+  _globals['_SHOWNRESULT']._serialized_start=70
+  _globals['_SHOWNRESULT']._serialized_end=208
+  _globals['_IMPRESSION']._serialized_start=211
+  _globals['_IMPRESSION']._serialized_end=396
+  _globals['_CLICK']._serialized_start=398
+  _globals['_CLICK']._serialized_end=453
+  _globals['_RATING']._serialized_start=455
+  _globals['_RATING']._serialized_end=509
+  _globals['_FEEDBACKEVENT']._serialized_start=512
+  _globals['_FEEDBACKEVENT']._serialized_end=775
+  _globals['_RECORDREQUEST']._serialized_start=777
+  _globals['_RECORDREQUEST']._serialized_end=836
+  _globals['_RECORDRESPONSE']._serialized_start=838
+  _globals['_RECORDRESPONSE']._serialized_end=889
+  _globals['_GETFEEDBACKINFOREQUEST']._serialized_start=891
+  _globals['_GETFEEDBACKINFOREQUEST']._serialized_end=915
+  _globals['_FEEDBACKINFO']._serialized_start=917
+  _globals['_FEEDBACKINFO']._serialized_end=1041
+  _globals['_MODELPUBLISHED']._serialized_start=1043
+  _globals['_MODELPUBLISHED']._serialized_end=1160
+  _globals['_FEEDBACK']._serialized_start=1163
+  _globals['_FEEDBACK']._serialized_end=1390
 # @@protoc_insertion_point(module_scope)

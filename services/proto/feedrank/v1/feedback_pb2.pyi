@@ -8,32 +8,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ShownResult(_message.Message):
-    __slots__ = ("doc_id", "rank", "legs", "rerank_score", "team")
+    __slots__ = ("doc_id", "rank", "legs", "rerank_score", "ranked_rank", "team")
     DOC_ID_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     LEGS_FIELD_NUMBER: _ClassVar[int]
     RERANK_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RANKED_RANK_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
     doc_id: str
     rank: int
     legs: _common_pb2.LegScores
     rerank_score: float
+    ranked_rank: int
     team: str
-    def __init__(self, doc_id: _Optional[str] = ..., rank: _Optional[int] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., team: _Optional[str] = ...) -> None: ...
+    def __init__(self, doc_id: _Optional[str] = ..., rank: _Optional[int] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., rerank_score: _Optional[float] = ..., ranked_rank: _Optional[int] = ..., team: _Optional[str] = ...) -> None: ...
 
 class Impression(_message.Message):
-    __slots__ = ("corpus_id", "query", "results", "model_version", "experiment_id")
+    __slots__ = ("corpus_id", "query", "results", "model_version", "intervention", "intervention_depth", "experiment_id")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERVENTION_FIELD_NUMBER: _ClassVar[int]
+    INTERVENTION_DEPTH_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
     query: str
     results: _containers.RepeatedCompositeFieldContainer[ShownResult]
     model_version: str
+    intervention: str
+    intervention_depth: int
     experiment_id: str
-    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ShownResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., experiment_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ShownResult, _Mapping]]] = ..., model_version: _Optional[str] = ..., intervention: _Optional[str] = ..., intervention_depth: _Optional[int] = ..., experiment_id: _Optional[str] = ...) -> None: ...
 
 class Click(_message.Message):
     __slots__ = ("doc_id", "rank", "dwell_ms")

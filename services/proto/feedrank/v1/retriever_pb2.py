@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from services.proto.feedrank.v1 import common_pb2 as feedrank_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x65\x64rank/v1/retriever.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"\xa9\x01\n\x0c\x46usionConfig\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.feedrank.v1.FusionMethod\x12\r\n\x05rrf_k\x18\x02 \x01(\x01\x12\x15\n\rvector_weight\x18\x03 \x01(\x01\x12\x15\n\rsparse_weight\x18\x04 \x01(\x01\x12\x31\n\rnormalization\x18\x05 \x01(\x0e\x32\x1a.feedrank.v1.Normalization\"\xe2\x01\n\x0fRerankingConfig\x12\x15\n\rreranker_mode\x18\x01 \x01(\t\x12\x1c\n\x14reranker_local_model\x18\x02 \x01(\t\x12\x1f\n\x17reranker_cloud_provider\x18\x03 \x01(\t\x12\x1c\n\x14reranker_cloud_model\x18\x04 \x01(\t\x12\x1d\n\x15tribrid_reranker_topn\x18\x05 \x01(\x05\x12\"\n\x1arerank_input_snippet_chars\x18\x06 \x01(\x05\x12\x18\n\x10reranker_timeout\x18\x07 \x01(\x01\"\xcd\x01\n\rSearchRequest\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x13\n\x0b\x63\x61ndidate_k\x18\x04 \x01(\x05\x12)\n\x06\x66usion\x18\x05 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12\x18\n\x0brerank_mode\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\tB\x0e\n\x0c_rerank_mode\"\x96\x01\n\x0cSearchResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12$\n\x04legs\x18\x04 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x14\n\x0crerank_score\x18\x05 \x01(\x02\x12\x0c\n\x04rank\x18\x06 \x01(\x05\x12\x0c\n\x04team\x18\x14 \x01(\t\"\x94\x02\n\x0eSearchResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12*\n\x07results\x18\x02 \x03(\x0b\x32\x19.feedrank.v1.SearchResult\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x05 \x01(\t\x12%\n\x07timings\x18\x06 \x01(\x0b\x32\x14.feedrank.v1.Timings\x12\x12\n\nlexical_ms\x18\x07 \x01(\x01\x12\x11\n\tvector_ms\x18\x08 \x01(\x01\x12\x1d\n\x15query_adapter_version\x18\t \x01(\t\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\"\x12\n\x10GetConfigRequest\"m\n\x0fRetrievalConfig\x12)\n\x06\x66usion\x18\x01 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12/\n\treranking\x18\x02 \x01(\x0b\x32\x1c.feedrank.v1.RerankingConfig\"\x86\x01\n\x13UpdateConfigRequest\x12)\n\x06\x66usion\x18\x01 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12/\n\treranking\x18\x02 \x01(\x0b\x32\x1c.feedrank.v1.RerankingConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\"\x14\n\x12ListCorporaRequest\"2\n\nCorpusInfo\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x03\"?\n\x13ListCorporaResponse\x12(\n\x07\x63orpora\x18\x01 \x03(\x0b\x32\x17.feedrank.v1.CorpusInfo*x\n\x0c\x46usionMethod\x12\x1d\n\x19\x46USION_METHOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46USION_METHOD_RRF\x10\x01\x12\x1a\n\x16\x46USION_METHOD_WEIGHTED\x10\x02\x12\x16\n\x12\x46USION_METHOD_DBSF\x10\x03*b\n\rNormalization\x12\x1d\n\x19NORMALIZATION_UNSPECIFIED\x10\x00\x12\x18\n\x14NORMALIZATION_MINMAX\x10\x01\x12\x18\n\x14NORMALIZATION_ZSCORE\x10\x02\x32\xba\x02\n\tRetriever\x12\x41\n\x06Search\x12\x1a.feedrank.v1.SearchRequest\x1a\x1b.feedrank.v1.SearchResponse\x12H\n\tGetConfig\x12\x1d.feedrank.v1.GetConfigRequest\x1a\x1c.feedrank.v1.RetrievalConfig\x12N\n\x0cUpdateConfig\x12 .feedrank.v1.UpdateConfigRequest\x1a\x1c.feedrank.v1.RetrievalConfig\x12P\n\x0bListCorpora\x12\x1f.feedrank.v1.ListCorporaRequest\x1a .feedrank.v1.ListCorporaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x65\x65\x64rank/v1/retriever.proto\x12\x0b\x66\x65\x65\x64rank.v1\x1a\x18\x66\x65\x65\x64rank/v1/common.proto\"\xa9\x01\n\x0c\x46usionConfig\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.feedrank.v1.FusionMethod\x12\r\n\x05rrf_k\x18\x02 \x01(\x01\x12\x15\n\rvector_weight\x18\x03 \x01(\x01\x12\x15\n\rsparse_weight\x18\x04 \x01(\x01\x12\x31\n\rnormalization\x18\x05 \x01(\x0e\x32\x1a.feedrank.v1.Normalization\"\xe2\x01\n\x0fRerankingConfig\x12\x15\n\rreranker_mode\x18\x01 \x01(\t\x12\x1c\n\x14reranker_local_model\x18\x02 \x01(\t\x12\x1f\n\x17reranker_cloud_provider\x18\x03 \x01(\t\x12\x1c\n\x14reranker_cloud_model\x18\x04 \x01(\t\x12\x1d\n\x15tribrid_reranker_topn\x18\x05 \x01(\x05\x12\"\n\x1arerank_input_snippet_chars\x18\x06 \x01(\x05\x12\x18\n\x10reranker_timeout\x18\x07 \x01(\x01\"\xe6\x01\n\rSearchRequest\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\x05\x12\x13\n\x0b\x63\x61ndidate_k\x18\x04 \x01(\x05\x12)\n\x06\x66usion\x18\x05 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12\x18\n\x0brerank_mode\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\r\n\x05model\x18\x08 \x01(\t\x12\x17\n\x0fno_intervention\x18\t \x01(\x08\x42\x0e\n\x0c_rerank_mode\"\x96\x01\n\x0cSearchResult\x12\x0e\n\x06\x64oc_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07snippet\x18\x03 \x01(\t\x12$\n\x04legs\x18\x04 \x01(\x0b\x32\x16.feedrank.v1.LegScores\x12\x14\n\x0crerank_score\x18\x05 \x01(\x02\x12\x0c\n\x04rank\x18\x06 \x01(\x05\x12\x0c\n\x04team\x18\x14 \x01(\t\"\x94\x02\n\x0eSearchResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12*\n\x07results\x18\x02 \x03(\x0b\x32\x19.feedrank.v1.SearchResult\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12\x10\n\x08reranked\x18\x04 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x05 \x01(\t\x12%\n\x07timings\x18\x06 \x01(\x0b\x32\x14.feedrank.v1.Timings\x12\x12\n\nlexical_ms\x18\x07 \x01(\x01\x12\x11\n\tvector_ms\x18\x08 \x01(\x01\x12\x1d\n\x15query_adapter_version\x18\t \x01(\t\x12\x15\n\rexperiment_id\x18\x14 \x01(\t\"\x12\n\x10GetConfigRequest\"m\n\x0fRetrievalConfig\x12)\n\x06\x66usion\x18\x01 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12/\n\treranking\x18\x02 \x01(\x0b\x32\x1c.feedrank.v1.RerankingConfig\"\x86\x01\n\x13UpdateConfigRequest\x12)\n\x06\x66usion\x18\x01 \x01(\x0b\x32\x19.feedrank.v1.FusionConfig\x12/\n\treranking\x18\x02 \x01(\x0b\x32\x1c.feedrank.v1.RerankingConfig\x12\x13\n\x0bupdate_mask\x18\x03 \x03(\t\"\x14\n\x12ListCorporaRequest\"2\n\nCorpusInfo\x12\x11\n\tcorpus_id\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x03\"?\n\x13ListCorporaResponse\x12(\n\x07\x63orpora\x18\x01 \x03(\x0b\x32\x17.feedrank.v1.CorpusInfo*x\n\x0c\x46usionMethod\x12\x1d\n\x19\x46USION_METHOD_UNSPECIFIED\x10\x00\x12\x15\n\x11\x46USION_METHOD_RRF\x10\x01\x12\x1a\n\x16\x46USION_METHOD_WEIGHTED\x10\x02\x12\x16\n\x12\x46USION_METHOD_DBSF\x10\x03*b\n\rNormalization\x12\x1d\n\x19NORMALIZATION_UNSPECIFIED\x10\x00\x12\x18\n\x14NORMALIZATION_MINMAX\x10\x01\x12\x18\n\x14NORMALIZATION_ZSCORE\x10\x02\x32\xba\x02\n\tRetriever\x12\x41\n\x06Search\x12\x1a.feedrank.v1.SearchRequest\x1a\x1b.feedrank.v1.SearchResponse\x12H\n\tGetConfig\x12\x1d.feedrank.v1.GetConfigRequest\x1a\x1c.feedrank.v1.RetrievalConfig\x12N\n\x0cUpdateConfig\x12 .feedrank.v1.UpdateConfigRequest\x1a\x1c.feedrank.v1.RetrievalConfig\x12P\n\x0bListCorpora\x12\x1f.feedrank.v1.ListCorporaRequest\x1a .feedrank.v1.ListCorporaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'feedrank.v1.retriever_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FUSIONMETHOD']._serialized_start=1518
-  _globals['_FUSIONMETHOD']._serialized_end=1638
-  _globals['_NORMALIZATION']._serialized_start=1640
-  _globals['_NORMALIZATION']._serialized_end=1738
+  _globals['_FUSIONMETHOD']._serialized_start=1543
+  _globals['_FUSIONMETHOD']._serialized_end=1663
+  _globals['_NORMALIZATION']._serialized_start=1665
+  _globals['_NORMALIZATION']._serialized_end=1763
   _globals['_FUSIONCONFIG']._serialized_start=71
   _globals['_FUSIONCONFIG']._serialized_end=240
   _globals['_RERANKINGCONFIG']._serialized_start=243
   _globals['_RERANKINGCONFIG']._serialized_end=469
   _globals['_SEARCHREQUEST']._serialized_start=472
-  _globals['_SEARCHREQUEST']._serialized_end=677
-  _globals['_SEARCHRESULT']._serialized_start=680
-  _globals['_SEARCHRESULT']._serialized_end=830
-  _globals['_SEARCHRESPONSE']._serialized_start=833
-  _globals['_SEARCHRESPONSE']._serialized_end=1109
-  _globals['_GETCONFIGREQUEST']._serialized_start=1111
-  _globals['_GETCONFIGREQUEST']._serialized_end=1129
-  _globals['_RETRIEVALCONFIG']._serialized_start=1131
-  _globals['_RETRIEVALCONFIG']._serialized_end=1240
-  _globals['_UPDATECONFIGREQUEST']._serialized_start=1243
-  _globals['_UPDATECONFIGREQUEST']._serialized_end=1377
-  _globals['_LISTCORPORAREQUEST']._serialized_start=1379
-  _globals['_LISTCORPORAREQUEST']._serialized_end=1399
-  _globals['_CORPUSINFO']._serialized_start=1401
-  _globals['_CORPUSINFO']._serialized_end=1451
-  _globals['_LISTCORPORARESPONSE']._serialized_start=1453
-  _globals['_LISTCORPORARESPONSE']._serialized_end=1516
-  _globals['_RETRIEVER']._serialized_start=1741
-  _globals['_RETRIEVER']._serialized_end=2055
+  _globals['_SEARCHREQUEST']._serialized_end=702
+  _globals['_SEARCHRESULT']._serialized_start=705
+  _globals['_SEARCHRESULT']._serialized_end=855
+  _globals['_SEARCHRESPONSE']._serialized_start=858
+  _globals['_SEARCHRESPONSE']._serialized_end=1134
+  _globals['_GETCONFIGREQUEST']._serialized_start=1136
+  _globals['_GETCONFIGREQUEST']._serialized_end=1154
+  _globals['_RETRIEVALCONFIG']._serialized_start=1156
+  _globals['_RETRIEVALCONFIG']._serialized_end=1265
+  _globals['_UPDATECONFIGREQUEST']._serialized_start=1268
+  _globals['_UPDATECONFIGREQUEST']._serialized_end=1402
+  _globals['_LISTCORPORAREQUEST']._serialized_start=1404
+  _globals['_LISTCORPORAREQUEST']._serialized_end=1424
+  _globals['_CORPUSINFO']._serialized_start=1426
+  _globals['_CORPUSINFO']._serialized_end=1476
+  _globals['_LISTCORPORARESPONSE']._serialized_start=1478
+  _globals['_LISTCORPORARESPONSE']._serialized_end=1541
+  _globals['_RETRIEVER']._serialized_start=1766
+  _globals['_RETRIEVER']._serialized_end=2080
 # @@protoc_insertion_point(module_scope)

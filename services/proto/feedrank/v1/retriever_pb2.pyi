@@ -61,7 +61,7 @@ class RerankingConfig(_message.Message):
     def __init__(self, reranker_mode: _Optional[str] = ..., reranker_local_model: _Optional[str] = ..., reranker_cloud_provider: _Optional[str] = ..., reranker_cloud_model: _Optional[str] = ..., tribrid_reranker_topn: _Optional[int] = ..., rerank_input_snippet_chars: _Optional[int] = ..., reranker_timeout: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("corpus_id", "query", "top_k", "candidate_k", "fusion", "rerank_mode", "session_id", "model")
+    __slots__ = ("corpus_id", "query", "top_k", "candidate_k", "fusion", "rerank_mode", "session_id", "model", "no_intervention")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class SearchRequest(_message.Message):
     RERANK_MODE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    NO_INTERVENTION_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
     query: str
     top_k: int
@@ -78,7 +79,8 @@ class SearchRequest(_message.Message):
     rerank_mode: str
     session_id: str
     model: str
-    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., candidate_k: _Optional[int] = ..., fusion: _Optional[_Union[FusionConfig, _Mapping]] = ..., rerank_mode: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+    no_intervention: bool
+    def __init__(self, corpus_id: _Optional[str] = ..., query: _Optional[str] = ..., top_k: _Optional[int] = ..., candidate_k: _Optional[int] = ..., fusion: _Optional[_Union[FusionConfig, _Mapping]] = ..., rerank_mode: _Optional[str] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., no_intervention: _Optional[bool] = ...) -> None: ...
 
 class SearchResult(_message.Message):
     __slots__ = ("doc_id", "title", "snippet", "legs", "rerank_score", "rank", "team")

@@ -1,0 +1,66 @@
+"""The event log as logged searches: one impression joined with its clicks, and the judge's held-out sessions.
+
+Both the propensity estimator and the click judge read the log this way; mining reads the same events
+with its own labelling rules (services/trainer/mining.py) and skips the held-out sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from services.events.store import EventStore
+from services.trainer.candidates import TRAINER_SESSION
+
+
+@dataclass(frozen=True)
+class LoggedClick:
+    doc_id: str
+    rank: int  # as shown
+    dwell_ms: int
+
+
+@dataclass
+class LoggedSearch:
+    """What one user was shown for one query, and what they clicked."""
+
+    query_id: str
+    session_id: str
+    timestamp_ms: int
+    query: str
+    shown: list[str]  # doc ids in the order shown (index 0 = rank 1)
+    ranked: list[int]  # the rank the ranking gave each of them (differs from the shown one under an intervention)
+    intervention: str  # "" = shown as ranked
+    intervention_depth: int
+    clicks: list[LoggedClick] = field(default_factory=list)
+
+
+def held_out(session_id: str, share: float) -> bool:
+    """Is the session in the click judge's holdout? A stable hash of its id, the same in every process."""
+    digest = hashlib.sha256(f"judge-holdout:{session_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def logged_searches(events: EventStore, corpus_id: str) -> list[LoggedSearch]:
+    """Every user search of the corpus with its clicks, oldest first (the trainer's own searches left out)."""
+    searches: dict[str, LoggedSearch] = {}
+    for stored in events.impressions(corpus_id):
+        if stored.session_id == TRAINER_SESSION:
+            continue
+        impression = stored.event.impression
+        ordered = sorted(impression.results, key=lambda r: r.rank)
+        searches[stored.query_id] = LoggedSearch(stored.query_id, stored.session_id, stored.timestamp_ms,
+                                                 impression.query, [r.doc_id for r in ordered],
+                                                 [r.ranked_rank or r.rank for r in ordered], impression.intervention,
+                                                 impression.intervention_depth)
+    seen: dict[str, set[str]] = defaultdict(set)
+    for stored in events.clicks(corpus_id):
+        search = searches.get(stored.query_id)
+        click = stored.event.click
+        # A click on a document the search did not show, or a repeat click, says nothing about examination.
+        if search is None or click.doc_id not in search.shown or click.doc_id in seen[stored.query_id]:
+            continue
+        seen[stored.query_id].add(click.doc_id)
+        search.clicks.append(LoggedClick(click.doc_id, search.shown.index(click.doc_id) + 1, click.dwell_ms))
+    return sorted(searches.values(), key=lambda s: (s.timestamp_ms, s.query_id))
