@@ -36,8 +36,15 @@ class LoggedSearch:
     clicks: list[LoggedClick] = field(default_factory=list)
 
 
+# What the retriever logs for a search that named no session (services/retriever/convert.py): many users
+# in one bucket, not a session, so it is never held out whole.
+ANONYMOUS_SESSION = "anonymous"
+
+
 def held_out(session_id: str, share: float) -> bool:
     """Is the session in the click judge's holdout? A stable hash of its id, the same in every process."""
+    if session_id == ANONYMOUS_SESSION:
+        return False
     digest = hashlib.sha256(f"judge-holdout:{session_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 

@@ -23,9 +23,11 @@ from services.events.store import EventStore
 from services.registry.store import Registry, open_registry
 from services.trainer.adapter import champion_adapter, run_adapter
 from services.trainer.candidates import CandidateSource, open_candidates
+from services.trainer.click_judge import ClickJudge
 from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, parse_split
 from services.trainer.evaluation import Evaluator
 from services.trainer.gate import Gate, ModelPublisher
+from services.trainer.judges import Judges
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
 from services.trainer.online.experiments import Experiment, ExperimentBook
 from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
@@ -66,7 +68,8 @@ class TrainerCore:
         self.miner = Miner(settings, self.candidates, self.events)
         self.evaluator = Evaluator(settings, self.registry, self.candidates)
         self.publisher = publisher
-        self.gate = Gate(settings, self.registry, self.evaluator, publisher)
+        self.gate = Gate(settings, self.registry, self.evaluator, publisher,
+                         Judges(settings, self.evaluator, ClickJudge(settings, self.events, self.evaluator)))
         self.experiments = ExperimentBook(settings.data_path / "trainer" / "experiments.json",
                                           settings.interleaving)
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")

@@ -2,8 +2,9 @@
 
 A challenger becomes champion only when
   1. it was trained on at least `min_triplets` triplets,
-  2. it beats the current champion (the fused order when there is none) on the frozen evaluation
-     set's nDCG@10 by more than `min_gain`, with the paired test's p below `max_p`,
+  2. it beats the current champion (the fused order when there is none) by more than `min_gain`, with
+     the paired test's p below `max_p`, by the corpus's judge (services/trainer/judges.py): nDCG@10 on the
+     frozen evaluation set, or the held-out sessions' position-corrected clicks,
   3. and, when `guard_corpus` is set, it loses no more than `guard_tolerance` nDCG@10 there.
 Every decision, pass or fail, is appended with its numbers to `$FEEDRANK_DATA_DIR/trainer/decisions.jsonl`.
 
@@ -28,6 +29,7 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.proto.feedrank.v1 import feedback_pb2
 from services.registry.store import Registry
 from services.trainer.evaluation import FUSED, Evaluator
+from services.trainer.judges import Judges
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ def champion_lineage(history: list[dict[str, Any]]) -> list[str | None]:
 
 
 class Gate:
-    def __init__(self, settings: Settings, registry: Registry, evaluator: Evaluator, publisher: ModelPublisher | None):
+    def __init__(self, settings: Settings, registry: Registry, evaluator: Evaluator, publisher: ModelPublisher | None,
+                 judges: Judges):
         self.settings = settings
+        self.judges = judges
         self.training = settings.training
         self.registry = registry
         self.evaluator = evaluator
@@ -116,18 +120,15 @@ class Gate:
         if numbers["triplets"] < self.training.min_triplets:
             return self._record(base, False, champion, f"trained on {numbers['triplets']:.0f} triplets, fewer than "
                                 f"min_triplets={self.training.min_triplets}", numbers)
-        result = self.evaluator.evaluate(corpus_id, challenger=candidate, champion=champion or FUSED)
-        gain, p = result["ndcg_gain"], result["p_value"]
-        numbers.update({
-            "ndcg_gain": gain, "p_value": p, "queries": float(result["queries"]),
-            "challenger_ndcg@10": result["metrics"]["challenger"]["ndcg@10"],
-            "champion_ndcg@10": result["metrics"]["champion"]["ndcg@10"],
-            "fused_ndcg@10": result["metrics"][FUSED]["ndcg@10"],
-        })
-        base["eval_id"] = result["eval_id"]
+        verdict = self.judges.verdict(corpus_id, candidate, champion or FUSED)
+        gain, p = verdict.gain, verdict.p_value
+        numbers.update(verdict.numbers)
+        base.update({"judge": verdict.judge, "eval_id": verdict.eval_id})
+        if verdict.beside:
+            base["beside"] = verdict.beside
         failures = []
         if not gain > self.training.min_gain:
-            failures.append(f"nDCG@10 gain {gain:+.4f} is not above min_gain={self.training.min_gain}")
+            failures.append(f"{verdict.metric} gain {gain:+.4f} is not above min_gain={self.training.min_gain}")
         if not p < self.training.max_p:
             failures.append(f"p={p:.4f} is not below max_p={self.training.max_p}")
         guard = self.training.guard_corpus
@@ -140,7 +141,7 @@ class Gate:
                                 f"guard_tolerance={self.training.guard_tolerance}")
         if failures:
             return self._record(base, False, champion, "; ".join(failures), numbers)
-        reason = f"gain {gain:+.4f} nDCG@10 (p={p:.4f}) over {champion or FUSED}"
+        reason = f"{verdict.judge} judge: gain {gain:+.4f} {verdict.metric} (p={p:.4f}) over {champion or FUSED}"
         return self._flip(base, candidate, corpus_id, reason, numbers)
 
     def rollback(self, corpus_id: str) -> dict[str, Any]:
@@ -183,7 +184,7 @@ class Gate:
         decision = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **base, "promoted": promoted,
                     "champion": champion or FUSED, "reason": reason, "numbers": numbers,
                     "gate": {k: getattr(self.training, k) for k in
-                             ("min_triplets", "min_gain", "max_p", "guard_corpus", "guard_tolerance")}}
+                             ("min_triplets", "min_gain", "max_p", "guard_corpus", "guard_tolerance", "judge")}}
         self.decisions.parent.mkdir(parents=True, exist_ok=True)
         with self.decisions.open("a") as fh:
             fh.write(json.dumps(decision) + "\n")

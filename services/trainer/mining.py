@@ -5,8 +5,10 @@ Labels from the log (position bias is why not every unclicked result is a negati
 - negatives: ratings <= `negative_max_rating`, and results shown *above* the lowest clicked
   result that were not clicked (the cascade assumption: the user saw them and passed them by).
   Results below the last click, or in impressions without clicks, say nothing and are not used.
-- optional inverse-propensity weights: the click-through rate per rank, relative to rank 1,
-  estimated from the same log; a click at a rarely-examined rank counts for more.
+- optional inverse-propensity weights: the corpus's examination propensities measured from the
+  retriever's randomised interventions (services/trainer/propensity.py); a click at a rarely-examined
+  rank counts for more.
+- sessions held out for the click judge (`training.judge_holdout_share`) are never mined.
 
 Golden questions and qrels give positives; their negatives are the retriever's fused candidates
 (both legs) minus the positives, minus any candidate scoring within `hard_negative_max_ratio` of
@@ -25,14 +27,16 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.store import EventStore, StoredEvent
+from services.trainer import propensity as position_bias
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
+from services.trainer.click_log import held_out
 from services.trainer.corpus import (
     CorpusData,
     frozen_texts,
@@ -88,31 +92,13 @@ def new_mining_id() -> str:
 # -- the event log -----------------------------------------------------------------------------
 
 
-def estimate_propensity(impressions: Iterable[StoredEvent], clicks: Iterable[StoredEvent]) -> dict[int, float]:
-    """Examination propensity per rank: CTR(rank) / CTR(1), from the log itself."""
-    shown: dict[int, int] = defaultdict(int)
-    clicked: dict[int, int] = defaultdict(int)
-    rank_shown: dict[tuple[str, str], int] = {}
-    for imp in impressions:
-        for r in imp.event.impression.results:
-            shown[r.rank] += 1
-            rank_shown[(imp.query_id, r.doc_id)] = r.rank
-    for c in clicks:
-        # Only clicks on what the impression showed, at the rank it showed it (see judge_log).
-        if rank_shown.get((c.query_id, c.event.click.doc_id)) == c.event.click.rank:
-            clicked[c.event.click.rank] += 1
-    ctr = {rank: clicked.get(rank, 0) / n for rank, n in shown.items() if n}
-    top = ctr.get(1, 0.0)
-    if top <= 0:
-        return {}
-    return {rank: value / top for rank, value in ctr.items()}
-
-
 def judge_log(
     impressions: list[StoredEvent], clicks: list[StoredEvent], ratings: list[StoredEvent],
-    training: TrainingSettings, skip_queries: set[str],
+    training: TrainingSettings, skip_queries: set[str], propensity: Callable[[int], float | None] | None = None,
 ) -> tuple[list[Judgement], dict[str, int]]:
-    """Apply the labelling rules to events joined by query_id. Returns judgements and skip counts."""
+    """Apply the labelling rules to events joined by query_id. Returns judgements and skip counts.
+
+    `propensity(rank)`: the measured examination propensity, for inverse-propensity weights (None: unweighted)."""
     skipped: dict[str, int] = defaultdict(int)
     by_query_clicks: dict[str, list] = defaultdict(list)
     by_query_ratings: dict[str, list] = defaultdict(list)
@@ -120,11 +106,13 @@ def judge_log(
         by_query_clicks[c.query_id].append(c.event.click)
     for r in ratings:
         by_query_ratings[r.query_id].append(r.event.rating)
-    propensity = estimate_propensity(impressions, clicks) if training.propensity_weights else {}
     out: list[Judgement] = []
     for imp in impressions:
         if imp.session_id == TRAINER_SESSION:
             continue  # the trainer's own searches
+        if held_out(imp.session_id, training.judge_holdout_share):
+            skipped["judge_holdout"] += 1
+            continue
         impression = imp.event.impression
         rank_of = {r.doc_id: r.rank for r in impression.results}
         # The feedback service refuses feedback on documents that were not shown; should any reach
@@ -150,10 +138,9 @@ def judge_log(
             latest[rating.doc_id] = rating.rating
         for click in query_clicks:
             if click.dwell_ms >= training.dwell_threshold_ms and click.doc_id not in latest:
-                rank = click.rank or rank_of.get(click.doc_id, 0)
                 weight = 1.0
-                if propensity:
-                    p = propensity.get(rank, 0.0)
+                if propensity is not None:  # the rank the impression showed it at, not the one the click claims
+                    p = propensity(rank_of[click.doc_id]) or 0.0
                     weight = min(training.propensity_clip, 1.0 / p) if p > 0 else training.propensity_clip
                 positives[click.doc_id] = max(positives.get(click.doc_id, 0.0), weight)
         for doc_id, value in latest.items():
@@ -237,7 +224,7 @@ class Miner:
         cid = data.corpus_id
         judgements, skipped = judge_log(
             list(self.events.impressions(cid)), list(self.events.clicks(cid)), list(self.events.ratings(cid)),
-            self.training, skip,
+            self.training, skip, self._propensity(cid),
         )
         k = self.training.negatives_per_positive
         wanted = {d for j in judgements for d in (*j.positives, *j.negatives)}
@@ -256,6 +243,16 @@ class Miner:
                 triplets.append(Triplet(j.query, texts[doc_id], doc_id, [neg_texts[d] for d in negatives],
                                         negatives, "events", round(weight, 4)))
         return triplets, skipped
+
+    def _propensity(self, corpus_id: str) -> Callable[[int], float | None] | None:
+        """The corpus's propensities measured now, when mining weights by them and interventions measured any."""
+        if not self.training.propensity_weights:
+            return None
+        measured = position_bias.measure(self.settings, self.events, corpus_id)
+        if not measured.measured():
+            log.warning("propensity_weights: corpus %s has no intervened searches yet; clicks mined unweighted", corpus_id)
+            return None
+        return measured.at
 
     def _from_golden(self, data: CorpusData, path: Path, skip: set[str], rng: random.Random):
         questions = [g for g in load_golden(path) if g.corpus_id in ("", data.corpus_id)]

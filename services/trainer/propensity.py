@@ -24,6 +24,7 @@ import json
 import os
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -119,8 +120,9 @@ def estimate(corpus_id: str, searches: list[LoggedSearch], max_rank: int, bootst
                 swapped, control)[0]
         for _ in range(0, bootstrap, 10)
     ]) if n else np.full((1, max_rank), np.nan)
-    with np.errstate(invalid="ignore"):
-        low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0) if n else (draws[0], draws[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ranks no intervention reached: all-NaN columns
+        low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
 
     def values(a: np.ndarray) -> list[float | None]:
         return [None if not np.isfinite(x) else round(float(x), 5) for x in a]

@@ -11,17 +11,20 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.candidates import TRAINER_SESSION, FileCandidates
+from services.trainer.click_log import held_out
 from services.trainer.mining import Miner, corpus_triplet_files, judge_log, load_triplets
+from services.trainer.propensity import load
 from tests.trainer.conftest import TEST_Q, TRAIN_Q, build_corpus, make_settings
 
 _seq = iter(range(10**6))
 
 
-def impression(qid, query, docs, corpus="tiny", session="s1"):
+def impression(qid, query, docs, corpus="tiny", session="s1", intervention=""):
     return feedback_pb2.FeedbackEvent(
         event_id=f"e{next(_seq)}", query_id=qid, session_id=session, timestamp_ms=1_700_000_000_000 + next(_seq),
         impression=feedback_pb2.Impression(corpus_id=corpus, query=query, results=[
-            feedback_pb2.ShownResult(doc_id=d, rank=r) for r, d in enumerate(docs, 1)]))
+            feedback_pb2.ShownResult(doc_id=d, rank=r) for r, d in enumerate(docs, 1)],
+            intervention=intervention, intervention_depth=len(docs) if intervention else 0))
 
 
 def click(qid, doc, rank, dwell_ms):
@@ -92,16 +95,35 @@ def test_a_rated_positive_is_never_a_skip_negative(store, settings):
     assert j.negatives == ["bees-2"]
 
 
-def test_propensity_weights_from_the_log(store, data_dir):
+def test_propensity_weights_are_the_measured_ones(store, data_dir):
+    """Weights come from the intervened searches (a top-N shuffle: p(3) = clicks at 3 / clicks at 1 = 1/4),
+    not from the click-through rates of the ranking's own order."""
     settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
+    miner = Miner(settings, FileCandidates(settings.training.candidates_file), store)
+    store.add([impression("q9", "how do bees make honey", SHOWN), click("q9", SHOWN[2], 3, 20_000)])
+    [unweighted] = load_triplets(miner.mine("tiny", ["events"]).files)
+    assert unweighted.weight == 1.0  # nothing intervened yet: nothing measured, clicks unweighted
     events = []
-    for i in range(4):  # rank 1 clicked 4 times in 4 impressions, rank 3 once: propensity(3) = 1/4
-        events.append(impression(f"q{i}", "how do bees make honey", SHOWN))
+    for i in range(4):
+        events.append(impression(f"q{i}", "how do bees make honey", SHOWN, intervention="top_n_shuffle"))
         events.append(click(f"q{i}", SHOWN[0], 1, 20_000))
     events.append(click("q0", SHOWN[2], 3, 20_000))
     store.add(events)
-    judgements, _ = judge(store, settings)
-    assert judgements[0].positives == {SHOWN[0]: 1.0, SHOWN[2]: 4.0}
+    weights = {(t.query, t.positive_doc_id, t.weight) for t in load_triplets(miner.mine("tiny", ["events"]).files)}
+    assert ("how do bees make honey", SHOWN[2], 4.0) in weights and ("how do bees make honey", SHOWN[0], 1.0) in weights
+    assert load(settings, "tiny").at(3) == 0.25
+
+
+def test_held_out_sessions_are_never_mined(store, settings):
+    share = settings.training.judge_holdout_share
+    sessions = [f"user-{i}" for i in range(200)]
+    kept = [s for s in sessions if not held_out(s, share)]
+    assert 0.1 < 1 - len(kept) / len(sessions) < 0.3  # about the configured share
+    store.add([e for i, s in enumerate(sessions) for e in (
+        impression(f"q{i}", "how do bees make honey", SHOWN, session=s), click(f"q{i}", "bees-0", 3, 30_000))])
+    judgements, skipped = judge(store, settings)
+    assert {j.query_id for j in judgements} == {f"q{i}" for i, s in enumerate(sessions) if s in kept}
+    assert skipped == {"judge_holdout": len(sessions) - len(kept)}
 
 
 def test_eval_queries_and_trainer_searches_are_never_mined(store, settings):

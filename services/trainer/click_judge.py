@@ -1,0 +1,158 @@
+"""The click judge: challenger vs champion on held-out sessions' logged clicks, corrected for position bias.
+
+A share of sessions (`training.judge_holdout_share`, by a hash of the session id) is never mined. For each
+of their searches with a satisfied click (dwell >= `training.dwell_threshold_ms`), each model reranks the
+search's query as it would be served, and the clicks are credited where that model would put them:
+
+    IPS-DCG@10(model) = sum over clicked d of  [rank_model(d) <= 10] / log2(1 + rank_model(d))
+                                              / max(p(rank_logged(d)), 1 / training.propensity_clip)
+
+With the examination propensities p measured from the interventions (services/trainer/propensity.py)
+this is an unbiased estimate of the model's DCG@10 with click-through relevance, up to the clipping
+(Joachims, Swaminathan and Schnabel, WSDM 2017; Agarwal et al., "Counterfactual Learning-to-Rank for
+Additive Metrics and Deep Models", 2018). Per-search differences go through the gate's paired test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from services.common.config import Settings
+from services.common.errors import ErrorKind, FeedrankError
+from services.events.store import EventStore
+from services.trainer import propensity
+from services.trainer.click_log import LoggedSearch, held_out, logged_searches
+from services.trainer.corpus import CorpusData, EvalSet, normalize_query
+from services.trainer.evaluation import FUSED, Evaluator, _write_json_atomic, paired_test
+
+METRIC = "ips_dcg@10"
+CUTOFF = 10
+
+
+def ips_dcg(ranking: dict[str, int], clicks: list[tuple[str, float]], cutoff: int = CUTOFF) -> float:
+    """One search's IPS-DCG of a ranking ({doc: 1-based rank}) for clicks given as (doc, inverse propensity)."""
+    total = 0.0
+    for doc_id, weight in clicks:
+        rank = ranking.get(doc_id, 0)
+        if 0 < rank <= cutoff:
+            total += weight / math.log2(1 + rank)
+    return total
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    searches: list[LoggedSearch]  # held-out searches with a satisfied click, newest first
+    sessions: int  # distinct sessions among them
+
+
+class ClickJudge:
+    def __init__(self, settings: Settings, events: EventStore, evaluator: Evaluator):
+        self.settings = settings
+        self.training = settings.training
+        self.events = events
+        self.evaluator = evaluator
+
+    def held_out(self, corpus_id: str) -> HeldOut:
+        """The newest `judge_max_sessions` held-out sessions' searches that carry a satisfied click."""
+        training = self.training
+        kept: list[LoggedSearch] = []
+        sessions: set[str] = set()
+        for search in reversed(logged_searches(self.events, corpus_id)):
+            if not held_out(search.session_id, training.judge_holdout_share):
+                continue
+            if search.session_id not in sessions and training.judge_max_sessions and \
+                    len(sessions) >= training.judge_max_sessions:
+                continue
+            search.clicks = [c for c in search.clicks if c.dwell_ms >= training.dwell_threshold_ms]
+            if search.clicks:
+                kept.append(search)
+                sessions.add(search.session_id)
+        return HeldOut(kept, len(sessions))
+
+    def evaluate(self, corpus_id: str, challenger: str, champion: str, *, save: bool = True) -> dict[str, Any]:
+        """Challenger vs champion (a version id or "fused") on the held-out sessions' clicks."""
+        started = time.perf_counter()
+        held = self.held_out(corpus_id)
+        needed = self.training.judge_min_sessions
+        if held.sessions < needed:
+            raise FeedrankError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"corpus {corpus_id} has {held.sessions} held-out sessions with a click for the click judge; it needs "
+                f"{needed} (training.judge_min_sessions; {self.training.judge_holdout_share:g} of sessions are held "
+                "out, training.judge_holdout_share)",
+            )
+        measured = propensity.measure(self.settings, self.events, corpus_id)
+        if not measured.measured():
+            raise FeedrankError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"corpus {corpus_id} has no measured propensities ({measured.intervened} intervened searches): the "
+                "click judge needs interventions (interventions.share > 0, corpus not in interventions.opt_out_corpora)",
+            )
+        clip = self.training.propensity_clip
+        weighted = [[(c.doc_id, 1.0 / max(measured.at(c.rank) or 0.0, 1.0 / clip)) for c in s.clicks]
+                    for s in held.searches]
+        rankings = self._rankings(corpus_id, held.searches, {FUSED: None, "champion": _version(champion),
+                                                             "challenger": _version(challenger)})
+        values = {name: np.array([ips_dcg(ranking[_key(s.query)], w) for s, w in zip(held.searches, weighted)])
+                  for name, ranking in rankings.items()}
+        diffs = values["challenger"] - values["champion"]
+        p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
+        record = {
+            "eval_id": time.strftime("e%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "judge": "clicks",
+            "corpus_id": corpus_id,
+            "eval_set": f"clicks:holdout@{self.training.judge_holdout_share:g}",
+            "sessions": held.sessions,
+            "searches": len(held.searches),
+            "clicks": sum(len(s.clicks) for s in held.searches),
+            "champion": {"version_id": champion},
+            "challenger": {"version_id": challenger},
+            "metrics": {name: {METRIC: float(v.mean())} for name, v in values.items()},
+            "gain": float(diffs.mean()),
+            "p_value": p,
+            "test": {"kind": self.training.paired_test, "samples": self.training.test_samples, "sided": "one",
+                     "wins": int((diffs > 0).sum()), "losses": int((diffs < 0).sum()), "ties": int((diffs == 0).sum())},
+            "propensity_clip": clip,
+            "propensities": {"ranks": measured.ranks, "propensity": measured.propensity,
+                             "intervened": measured.intervened},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if save:
+            _write_json_atomic(self.evaluator.root / f"{record['eval_id']}.json", record)
+        return record
+
+    def _rankings(self, corpus_id: str, searches: list[LoggedSearch],
+                  models: dict[str, str | None]) -> dict[str, dict[str, dict[str, int]]]:
+        """{model: {query key: {doc: rank as that model serves it}}}, each distinct query ranked once."""
+        queries = {_key(s.query): s.query for s in searches}
+        data = CorpusData(self.settings, corpus_id)
+        try:
+            es = EvalSet(corpus_id, "clicks:holdout", queries, {})
+            lists, _ = self.evaluator.candidate_lists(data, es)
+            out: dict[str, dict[str, dict[str, int]]] = {}
+            done: dict[str | None, dict[str, dict[str, int]]] = {}
+            for name, version_id in models.items():
+                if version_id not in done:
+                    run = self.evaluator.model_run(version_id, data, es, lists)
+                    done[version_id] = {q: {d: i for i, d in enumerate(sorted(scores, key=scores.get, reverse=True), 1)}
+                                        for q, scores in run.items()}
+                out[name] = done[version_id]
+        finally:
+            data.close()
+        return out
+
+
+def _key(query: str) -> str:
+    return hashlib.sha256(normalize_query(query).encode()).hexdigest()[:16]
+
+
+def _version(name: str) -> str | None:
+    return None if name in ("", FUSED) else name
