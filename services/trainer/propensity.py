@@ -52,7 +52,10 @@ class Propensities:
     created_at: str = ""
 
     def at(self, rank: int) -> float | None:
-        """The propensity of a rank: the deepest estimated rank at or above it stands in for an unestimated one."""
+        """The propensity of a rank: the deepest estimated rank at or above it stands in for an unestimated one.
+        None when no rank below the first was measured."""
+        if not self.measured():
+            return None
         for value in reversed(self.propensity[: max(rank, 1)]):
             if value is not None:
                 return value
