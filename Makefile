@@ -53,10 +53,11 @@ load: $(STAMP)
 k8s-check: $(STAMP)
 	tools/k8s_check.sh
 
-# The learning loop end to end: DATASET=<BEIR folder> picks another corpus, QUICK=1 a short run.
+# The learning loop end to end: DATASET=<BEIR folder> picks another corpus, QUICK=1 a short run,
+# JUDGE=clicks the loop with no labels given to the trainer (the click judge decides).
 DATASET ?= ../shared/data/scifact
 demo: $(STAMP)
-	$(PY) -m services.cli demo --dataset $(DATASET) $(if $(QUICK),--quick) $(if $(NOISE),--noise $(NOISE))
+	$(PY) -m services.cli demo --dataset $(DATASET) $(if $(QUICK),--quick) $(if $(NOISE),--noise $(NOISE)) $(if $(JUDGE),--judge $(JUDGE))
 
 clean:
 	rm -rf .venv build *.egg-info

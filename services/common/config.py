@@ -561,6 +561,15 @@ class DemoSettings(_Group):
     )
     test_split: str = Field("test", description="Qrels split reported; no training or selection step sees it")
     bootstrap: bool = Field(True, description="Make (or reuse) a bootstrap v0 and put it through the gate")
+    judge: Literal["labels", "clicks"] = Field(
+        "labels", description="Who judges the loop: labels = the gate on held-out labelled train queries (v0 from "
+        "labels); clicks = the trainer gets no qrels at all (a copy of the corpus without them): v0 is the fused "
+        "order, the users' clicks train the challenger and the click judge decides"
+    )
+    intervention_share: float = Field(
+        0.3, ge=0, le=1, description="Share of simulated users' searches whose top 20 are shuffled "
+        "(interventions.share): what the propensities are measured from"
+    )
 
 
 class InterleavingSettings(_Group):

@@ -17,12 +17,13 @@ def demo(
     dataset: Path = typer.Option(DEFAULT_DATASET, help="BEIR dataset folder"),
     quick: bool = typer.Option(False, "--quick", help="A smaller corpus and fewer sessions (minutes, not tens)"),
     noise: Optional[float] = typer.Option(None, help="Share of random clicks and wrong thumbs (default demo.noise)"),
+    judge: Optional[str] = typer.Option(None, help="labels or clicks: who judges the loop (default demo.judge)"),
 ) -> None:
     """Ingest, bootstrap, simulate users, learn from their feedback through Kafka, hot-swap, measure."""
     from services.demo.run import Demo
 
     try:
-        outcome = Demo(get_settings(), dataset, quick=quick, noise=noise).run()
+        outcome = Demo(get_settings(), dataset, quick=quick, noise=noise, judge=judge).run()
     except FeedrankError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err

@@ -72,3 +72,56 @@ def plot(path: Path, versions: list[dict], losses: list[dict], rows: dict[str, d
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def write_propensities(out_dir: Path, propensities: dict, console: Console | None = None) -> dict[str, Path]:
+    """The measured propensities beside the simulated users' true examination: a table, Markdown and a plot."""
+    from services.trainer.propensity import Propensities, plot
+
+    truth = dict(zip(propensities["ranks"], propensities["true"]))
+    measured = Propensities(**{k: v for k, v in propensities.items() if k in Propensities.__dataclass_fields__})
+    table = Table("rank", "estimated", "95% interval", "true examination", "relative error",
+                  title=f"position bias: {measured.intervened} shuffled searches of {measured.searches}")
+    lines = ["### Position bias: estimated vs the simulator's true examination", "",
+             "| rank | estimated | 95% interval | true | relative error |", "|---|---|---|---|---|"]
+    for r, est, lo, hi in zip(measured.ranks, measured.propensity, measured.ci_low, measured.ci_high):
+        cells = (str(r), _num(est), f"{_num(lo)}-{_num(hi)}", f"{truth[r]:.3f}",
+                 "-" if est is None else f"{(est - truth[r]) / truth[r]:+.1%}")
+        table.add_row(*cells)
+        lines.append("| " + " | ".join(cells) + " |")
+    (console or Console()).print(table)
+    paths = {"propensity_markdown": out_dir / "propensity.md", "propensity_plot": out_dir / "propensity.png"}
+    paths["propensity_markdown"].write_text("\n".join(lines) + "\n")
+    plot(paths["propensity_plot"], measured, truth)
+    return paths
+
+
+def agreement(judging: list[dict]) -> dict:
+    """How often the click judge's sign matched the labelled judge's where the labelled difference was significant."""
+    beside = [d["beside"] for d in judging if d.get("judge") == "labels" and (d.get("beside") or {}).get("available")]
+    significant = [b for b in beside if b["labelled_significant"]]
+    return {"compared": len(beside), "labelled_significant": len(significant),
+            "agree_on_sign": sum(1 for b in significant if b["same_sign"])}
+
+
+def print_agreement(judging: list[dict], console: Console | None = None) -> None:
+    out = console or Console()
+    for d in judging:
+        n = d.get("numbers") or {}
+        gain = n.get("ips_gain", n.get("ndcg_gain"))
+        line = f"gate on {d['version_id']}: {d['judge']} judge, gain {gain:+.4f} (p={n.get('p_value', 1.0):.4f})" \
+            if gain is not None else f"gate on {d['version_id']}: {d['judge']} judge"
+        beside = d.get("beside") or {}
+        if beside.get("available"):
+            line += f"; click judge beside it: {beside['gain']:+.4f} (p={beside['p_value']:.4f})"
+        elif beside:
+            line += f"; click judge not available: {beside.get('reason', '')}"
+        out.print(line)
+    a = agreement(judging)
+    if a["compared"]:
+        out.print(f"click judge vs labels: {a['agree_on_sign']} of {a['labelled_significant']} significant labelled "
+                  f"differences agree on sign ({a['compared']} compared)")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -6,14 +6,21 @@ dataset -> ingest -> services up -> v0 bootstrap (labels of a share of the train
 -> mine -> train -> evaluate vs champion on held-out train queries -> gate -> hot-swap under load
 -> test metrics again (no training step ever saw the test queries) -> table, JSON, Markdown, PNG.
 
+With `demo.judge=clicks` (`make demo JUDGE=clicks`) the trainer gets no labels at all: it ingests a copy of
+the corpus without queries or qrels, v0 is the fused order, the users' clicks train the challenger and the
+click judge (held-out sessions, IPS over the propensities measured from shuffled searches) decides. Only
+this process reads qrels: the simulated users' relevance and the final report's test split.
+
 Everything runs on the embedded default as real processes on loopback. A rerun on the same data dir
 resumes: ingest skips unchanged documents, the bootstrap is cached, events and versions are kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +64,8 @@ class DemoOutcome:
     decisions: list[dict] = field(default_factory=list)
     simulation: dict = field(default_factory=dict)
     swap: dict = field(default_factory=dict)
+    judging: list[dict] = field(default_factory=list)  # each gate decision: its judge, and the click judge beside
+    propensities: dict = field(default_factory=dict)  # measured vs the simulator's true examination
     paths: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,16 +93,28 @@ def subset_dataset(source: Path, dest: Path, max_docs: int, seed: int) -> Path:
     return dest
 
 
+def unlabelled_copy(source: Path, dest: Path) -> Path:
+    """The corpus alone (no queries, no qrels): what the trainer of the click-judged loop is given."""
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "corpus.jsonl"
+    if not target.is_file() or target.stat().st_size != (source / "corpus.jsonl").stat().st_size:
+        shutil.copyfile(source / "corpus.jsonl", target)
+    return dest
+
+
 class Demo:
-    def __init__(self, settings: Settings, dataset: Path, *, quick: bool, noise: float | None = None):
+    def __init__(self, settings: Settings, dataset: Path, *, quick: bool, noise: float | None = None,
+                 judge: str | None = None):
         self.settings = settings
-        overrides = {} if noise is None else {"noise": noise}
+        overrides = {k: v for k, v in (("noise", noise), ("judge", judge)) if v is not None}
         self.demo: DemoSettings = validated("demo", DemoSettings, settings.demo, overrides)
         self.quick = quick
         self.noise = self.demo.noise
+        self.by_clicks = self.demo.judge == "clicks"
         self.source = Path(dataset).resolve()
         beir.check_dataset(self.source)
-        self.corpus_id = self.source.name + ("-quick" if quick else "")
+        # Its own corpus id: a corpus ingested with qrels elsewhere in the data dir must not lend them to the trainer.
+        self.corpus_id = self.source.name + ("-quick" if quick else "") + ("-clicks" if self.by_clicks else "")
         self.data_dir = settings.data_path
         self.out_dir = self.data_dir / "demo" / self.corpus_id
         self.users_split = self._users_split()
@@ -121,7 +142,8 @@ class Demo:
 
     def run(self) -> DemoOutcome:
         dataset = self._dataset()
-        self._ingest(dataset)
+        self._ingest(unlabelled_copy(dataset, self.data_dir / "datasets" / f"{self.corpus_id}-unlabelled")
+                     if self.by_clicks else dataset)
         queries = beir.load_queries(dataset)
         test = beir.load_qrels(dataset, self.demo.test_split)
         with _started(LocalStack(self.data_dir, env=self._service_env())) as stack:
@@ -133,6 +155,7 @@ class Demo:
                 asked, labelled = self._simulation_queries(queries)
                 stats = self._simulate_and_learn(asked, queries)
                 self._measure_learned(meter)
+                self._record_judging()
             finally:
                 meter.close()
         self.outcome.simulation = {
@@ -179,7 +202,20 @@ class Demo:
 
     def _service_env(self) -> dict[str, str]:
         loop = self._loop_settings()
-        return {
+        # Shuffled searches measure the position bias (both judges: the click judge also runs beside the labels).
+        interventions = {"FEEDRANK_INTERVENTIONS__SHARE": f"{self.demo.intervention_share:g}",
+                         "FEEDRANK_INTERVENTIONS__KIND": "top_n_shuffle", "FEEDRANK_INTERVENTIONS__TOP_N": "20"}
+        if self.by_clicks:  # no split, no golden file: the trainer is told of no labels
+            return {
+                "FEEDRANK_RERANKING__RERANKER_MODE": loop.reranking.reranker_mode,
+                "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(loop.reranking.tribrid_reranker_topn),
+                "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(loop.training.eval_rerank_depth),
+                "FEEDRANK_TRAINING__JUDGE": "clicks",
+                "FEEDRANK_TRAINING__SEED": str(loop.training.seed),
+                "FEEDRANK_ENGINE__WATCH_INTERVAL_S": str(loop.engine.watch_interval_s),
+                "FEEDRANK_LOG_LEVEL": "WARNING", **interventions,
+            }
+        return {**interventions,
             "FEEDRANK_RERANKING__RERANKER_MODE": loop.reranking.reranker_mode,
             "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(loop.reranking.tribrid_reranker_topn),
             "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(loop.training.eval_rerank_depth),
@@ -198,7 +234,7 @@ class Demo:
 
     def _bootstrap(self) -> None:
         """v0 without feedback (cached across runs); the gate decides whether it replaces the fused order."""
-        if not self.demo.bootstrap:
+        if not self.demo.bootstrap or self.by_clicks:
             return
         from services.trainer.core import TrainerCore
 
@@ -234,8 +270,14 @@ class Demo:
         """(qrels of the queries users ask, the queries whose labels the bootstrap learned from).
 
         Users ask the users' split minus the trainer's held-out evaluation queries and, unless
-        labelled_share is 1, minus the labelled ones: they bring queries v0 never saw."""
+        labelled_share is 1, minus the labelled ones: they bring queries v0 never saw. With the click judge
+        there is no holdout and no labelled share: users ask every query of the split (their relevance is
+        the simulated world's, read here, never by the trainer)."""
         from services.trainer.corpus import CorpusData, train_queries
+
+        if self.by_clicks:
+            qrels = beir.load_qrels(self._dataset(), self.users_split)
+            return {q: rel for q, rel in sorted(qrels.items()) if q in queries and any(g > 0 for g in rel.values())}, set()
 
         settings = self._loop_settings()
         data = CorpusData(settings, self.corpus_id)
@@ -251,8 +293,13 @@ class Demo:
         sessions = self.demo.quick_sessions if self.quick else self.demo.sessions
         model = ClickModel.noisy(self.noise, self.settings.training.seed) if self.noise else ClickModel(
             seed=self.settings.training.seed)
+        if self.by_clicks:
+            # Position-based users (no stop after a satisfying click) on the top 20: their examination
+            # probability per rank is exactly the model's, the truth the measured propensities are set beside.
+            model = dataclasses.replace(model, stop_after_relevant=0.0)
+        self.click_model = model
         simulator = UserSimulator(self.stack.target("retriever"), self.stack.target("feedback"), self.corpus_id,
-                                  queries, train_qrels, model)
+                                  queries, train_qrels, model, top_k=20 if self.by_clicks else 10)
         stats = SimulationStats()
         already = self._feedback_events()  # a resumed run finds earlier sessions' events in the store
         try:
@@ -290,7 +337,8 @@ class Demo:
         run = trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=30)
         if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
             raise FeedrankError(ErrorKind.INTERNAL, f"training run {run_id} ended {trainer_pb2.RunStatus.Name(run.status)}: {run.error}")
-        with status(console, "gate: challenger vs champion on the held-out evaluation queries"):
+        held_out = "held-out sessions' clicks" if self.by_clicks else "held-out evaluation queries"
+        with status(console, f"gate: challenger vs champion on the {held_out}"):
             decision = trainer.Promote(trainer_pb2.PromoteRequest(corpus_id=self.corpus_id, version_id=run.version_id),
                                        timeout=1800)
         self.outcome.decisions.append({"step": "feedback", "version_id": run.version_id, "promoted": decision.promoted,
@@ -346,6 +394,22 @@ class Demo:
         self.outcome.rows["refused by the gate"] = {**refused, "version_id": version}
         self._version("learned (refused)", version, refused, False)
 
+    def _record_judging(self) -> None:
+        """Which judge made each gate decision, the click judge's verdict beside the labelled one, and the
+        propensities the trainer measured set beside the simulated users' true examination probabilities."""
+        from services.trainer.gate import read_decisions
+        from services.trainer.propensity import load
+
+        for d in read_decisions(self.data_dir / "trainer" / "decisions.jsonl"):
+            if d.get("corpus_id") == self.corpus_id and d.get("judge"):
+                self.outcome.judging.append({k: d.get(k) for k in ("version_id", "promoted", "judge", "numbers",
+                                                                     "beside", "reason")})
+        measured = load(self.settings, self.corpus_id)
+        if measured is not None and measured.measured():
+            truth = {r: self.click_model.examination(r) / self.click_model.examination(1) for r in measured.ranks}
+            self.outcome.propensities = {**measured.as_dict(), "true": [truth[r] for r in measured.ranks],
+                                         "stop_after_relevant": self.click_model.stop_after_relevant}
+
     def _version(self, label: str, version: str, row: dict, promoted: bool | None = None) -> None:
         self.outcome.versions.append({"label": label, "version_id": version, "ndcg@10": row["ndcg@10"],
                                       "promoted": promoted})
@@ -356,8 +420,15 @@ class Demo:
         payload = {"corpus_id": self.corpus_id, "quick": self.quick, "rows": self.outcome.rows,
                    "versions": self.outcome.versions, "training_loss": self.outcome.training_loss,
                    "decisions": self.outcome.decisions, "simulation": self.outcome.simulation,
-                   "swap": self.outcome.swap, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                   "swap": self.outcome.swap, "judge": self.demo.judge, "judging": self.outcome.judging,
+                   "agreement": report.agreement(self.outcome.judging),
+                   "propensities": self.outcome.propensities,
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = report.write(self.out_dir, payload, self.outcome.rows, title)
+        if self.outcome.propensities:
+            paths.update(report.write_propensities(self.out_dir, self.outcome.propensities, console))
+        if self.outcome.judging:
+            report.print_agreement(self.outcome.judging, console)
         self.outcome.paths = {k: str(v) for k, v in paths.items()}
         console.print("wrote " + ", ".join(self.outcome.paths.values()))
 

@@ -105,7 +105,8 @@ class ClickJudge:
         diffs = values["challenger"] - values["champion"]
         p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
         record = {
-            "eval_id": time.strftime("e%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            # "c", not "e": the labelled evaluations' listings (e*.json, nDCG per version) stay theirs.
+            "eval_id": time.strftime("c%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "judge": "clicks",
             "corpus_id": corpus_id,
