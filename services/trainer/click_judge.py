@@ -59,12 +59,12 @@ class ClickJudge:
         self.events = events
         self.evaluator = evaluator
 
-    def held_out(self, corpus_id: str) -> HeldOut:
-        """The newest `judge_max_sessions` held-out sessions' searches that carry a satisfied click."""
+    def held_out(self, corpus_id: str, until_ms: int | None = None) -> HeldOut:
+        """The newest `judge_max_sessions` held-out sessions' searches (before `until_ms`) with a satisfied click."""
         training = self.training
         kept: list[LoggedSearch] = []
         sessions: set[str] = set()
-        for search in reversed(logged_searches(self.events, corpus_id)):
+        for search in reversed(logged_searches(self.events, corpus_id, until_ms)):
             if not held_out(search.session_id, training.judge_holdout_share):
                 continue
             if search.session_id not in sessions and training.judge_max_sessions and \
@@ -76,10 +76,12 @@ class ClickJudge:
                 sessions.add(search.session_id)
         return HeldOut(kept, len(sessions))
 
-    def evaluate(self, corpus_id: str, challenger: str, champion: str, *, save: bool = True) -> dict[str, Any]:
-        """Challenger vs champion (a version id or "fused") on the held-out sessions' clicks."""
+    def evaluate(self, corpus_id: str, challenger: str, champion: str, *, save: bool = True,
+                 until_ms: int | None = None) -> dict[str, Any]:
+        """Challenger vs champion (a version id or "fused") on the held-out sessions' clicks (logged before
+        `until_ms`: a replay of an earlier decision)."""
         started = time.perf_counter()
-        held = self.held_out(corpus_id)
+        held = self.held_out(corpus_id, until_ms)
         needed = self.training.judge_min_sessions
         if held.sessions < needed:
             raise FeedrankError(
@@ -114,6 +116,7 @@ class ClickJudge:
             "sessions": held.sessions,
             "searches": len(held.searches),
             "clicks": sum(len(s.clicks) for s in held.searches),
+            "until_ms": max(s.timestamp_ms for s in held.searches) + 1,  # replays select the same searches
             "champion": {"version_id": champion},
             "challenger": {"version_id": challenger},
             "metrics": {name: {METRIC: float(v.mean())} for name, v in values.items()},

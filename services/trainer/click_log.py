@@ -49,10 +49,11 @@ def held_out(session_id: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
-def logged_searches(events: EventStore, corpus_id: str) -> list[LoggedSearch]:
-    """Every user search of the corpus with its clicks, oldest first (the trainer's own searches left out)."""
+def logged_searches(events: EventStore, corpus_id: str, until_ms: int | None = None) -> list[LoggedSearch]:
+    """Every user search of the corpus (before `until_ms`) with its clicks, oldest first (the trainer's own
+    searches left out)."""
     searches: dict[str, LoggedSearch] = {}
-    for stored in events.impressions(corpus_id):
+    for stored in events.iter_events("impression", corpus_id, until_ms=until_ms):
         if stored.session_id == TRAINER_SESSION:
             continue
         impression = stored.event.impression
