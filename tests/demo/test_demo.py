@@ -15,10 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 
 
-def run_demo(env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
+def run_demo(env: dict[str, str], timeout_s: float, *args: str) -> subprocess.CompletedProcess:
     """The demo in its own process group, so a timeout also stops the broker and services it started."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "demo", "--quick", "--dataset", str(SCIFACT)],
+        [sys.executable, "-m", "services.cli", "demo", "--quick", "--dataset", str(SCIFACT), *args],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     try:
@@ -66,16 +66,45 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
         assert (tmp_path / "data" / "demo" / "scifact-quick" / name).stat().st_size > 0
 
 
-@pytest.mark.parametrize(("noise", "dataset", "field"), [
-    (2.0, SCIFACT, "demo.noise"),  # the CLI's --noise is checked like FEEDRANK_DEMO__NOISE
-    (-0.1, SCIFACT, "demo.noise"),
-    (None, REPO / "no-such-dataset", "dataset"),
+@pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}")
+@pytest.mark.timeout(3000)
+def test_quick_demo_judged_by_clicks_alone(tmp_path):
+    """`make demo QUICK=1 JUDGE=clicks`: the trainer is given no qrels, no queries and no golden file."""
+    data = tmp_path / "data"
+    env = {**os.environ, "FEEDRANK_DATA_DIR": str(data), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0"}
+    run = run_demo(env, 2700, "--judge", "clicks")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    # The trainer reads a corpus only from its folder under corpora/: there is nothing labelled to open.
+    corpus = data / "corpora" / "scifact-quick-clicks"
+    assert (corpus / "docs.sqlite").is_file()
+    assert not (corpus / "qrels").exists() and not (corpus / "queries.jsonl").exists()
+    result = json.loads((data / "demo" / "scifact-quick-clicks" / "demo.json").read_text())
+    rows, simulation = result["rows"], result["simulation"]
+    assert simulation["failed_searches"] == 0 and simulation["failed_feedback"] == 0, simulation["errors"]
+    assert simulation["queries_labelled_for_v0"] == 0  # v0 is the fused order
+    decisions = [d for d in result["judging"] if d["judge"] == "clicks"]
+    assert decisions and not any(d["judge"] == "labels" for d in result["judging"])
+    assert decisions[-1]["promoted"], decisions[-1]["reason"]
+    assert rows["fused+learned"]["ndcg@10"] >= rows["fused"]["ndcg@10"] + 0.02, rows
+    # The measured propensities sit beside the simulated users' true examination, ranks 1..20.
+    measured = result["propensities"]
+    assert measured["ranks"] == list(range(1, 21)) and measured["intervened"] > 0
+    assert measured["true"][:3] == [1.0, 0.5, pytest.approx(1 / 3)]
+    for name in ("propensity.md", "propensity.png"):
+        assert (data / "demo" / "scifact-quick-clicks" / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(("cli", "dataset", "field"), [
+    ({"noise": 2.0}, SCIFACT, "demo.noise"),  # the CLI's --noise is checked like FEEDRANK_DEMO__NOISE
+    ({"noise": -0.1}, SCIFACT, "demo.noise"),
+    ({"judge": "votes"}, SCIFACT, "demo.judge"),  # and --judge like FEEDRANK_DEMO__JUDGE
+    ({}, REPO / "no-such-dataset", "dataset"),
 ])
-def test_bad_demo_input_is_refused_naming_the_field(tmp_path, noise, dataset, field):
+def test_bad_demo_input_is_refused_naming_the_field(tmp_path, cli, dataset, field):
     from services.common.config import Settings
     from services.common.errors import ErrorKind, FeedrankError
     from services.demo.run import Demo
 
     with pytest.raises(FeedrankError) as refused:
-        Demo(Settings(data_dir=str(tmp_path)), dataset, quick=True, noise=noise)
+        Demo(Settings(data_dir=str(tmp_path)), dataset, quick=True, **cli)
     assert (refused.value.kind, refused.value.field) == (ErrorKind.INVALID_ARGUMENT, field)
