@@ -141,3 +141,46 @@ def test_too_few_sessions_to_judge_on_is_a_failed_precondition(data_dir):
         store.close()
     assert refused.value.kind == ErrorKind.FAILED_PRECONDITION
     assert "has 3 held-out sessions" in str(refused.value) and "needs 40" in str(refused.value)
+
+
+class _Labels:
+    """The labelled evaluator's answer for one comparison (what Evaluator.evaluate returns)."""
+
+    def __init__(self, gain: float, p: float):
+        self.gain, self.p = gain, p
+
+    def evaluate(self, corpus_id, challenger, champion):
+        return {"ndcg_gain": self.gain, "p_value": self.p, "queries": 40, "eval_id": "e1",
+                "metrics": {"challenger": {"ndcg@10": 0.5 + self.gain}, "champion": {"ndcg@10": 0.5},
+                            "fused": {"ndcg@10": 0.45}}}
+
+
+class _Clicks:
+    def __init__(self, gain: float | None):
+        self.gain = gain
+
+    def evaluate(self, corpus_id, challenger, champion):
+        if self.gain is None:
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "corpus tiny has 3 held-out sessions ...")
+        return {"gain": self.gain, "p_value": 0.01, "eval_id": "c1", "sessions": 80, "searches": 90, "clicks": 120,
+                "propensity_clip": 10.0, "metrics": {n: {"ips_dcg@10": 1.0} for n in ("challenger", "champion", "fused")}}
+
+
+@pytest.mark.parametrize(("labelled", "clicks", "beside"), [
+    ((0.04, 0.01), 0.3, {"available": True, "labelled_significant": True, "same_sign": True}),
+    ((0.04, 0.01), -0.2, {"available": True, "labelled_significant": True, "same_sign": False}),
+    ((-0.01, 0.7), 0.1, {"available": True, "labelled_significant": False, "same_sign": False}),
+    ((0.04, 0.01), None, {"available": False}),
+])
+def test_where_labels_decide_the_click_verdict_is_recorded_beside(data_dir, labelled, clicks, beside):
+    from services.trainer.judges import Judges
+
+    build_corpus(data_dir)
+    verdict = Judges(make_settings(data_dir), _Labels(*labelled), _Clicks(clicks)).verdict("tiny", "v2", "fused")
+    assert (verdict.judge, verdict.gain, verdict.p_value) == ("labels", *labelled)
+    assert {k: verdict.beside[k] for k in beside} == beside
+    assert verdict.numbers["ndcg_gain"] == labelled[0]
+    by_clicks = Judges(make_settings(data_dir, judge="clicks"), _Labels(*labelled), _Clicks(0.3)).verdict(
+        "tiny", "v2", "fused")
+    assert (by_clicks.judge, by_clicks.gain, by_clicks.beside) == ("clicks", 0.3, {})
+    assert by_clicks.numbers["sessions"] == 80 and by_clicks.metric.startswith("IPS-DCG@10")
