@@ -10,7 +10,7 @@ import pytest
 from services.common.config import InterventionSettings
 from services.proto.feedrank.v1 import feedback_pb2_grpc, retriever_pb2
 from services.retriever.interventions import intervene
-from services.retriever.service import Hit
+from services.retriever.domain import Hit
 from tests.retriever.conftest import RecordingFeedback, start_stub_server
 from tests.retriever.test_server import _settings, _with_server, data, template  # noqa: F401 (fixtures)
 
