@@ -290,7 +290,10 @@ class Demo:
         return {q: rel for q, rel in minable.items() if q in asked and q in queries}, set(labelled)
 
     def _simulate_and_learn(self, train_qrels: dict[str, dict[str, int]], queries: dict[str, str]) -> SimulationStats:
-        sessions = self.demo.quick_sessions if self.quick else self.demo.sessions
+        if self.quick:
+            sessions = self.demo.quick_click_sessions if self.by_clicks else self.demo.quick_sessions
+        else:
+            sessions = self.demo.sessions
         model = ClickModel.noisy(self.noise, self.settings.training.seed) if self.noise else ClickModel(
             seed=self.settings.training.seed)
         if self.by_clicks:
