@@ -29,10 +29,6 @@ class ClickModel:
     wrong_thumbs: float = 0.0
     seed: int = 7
 
-    def examination(self, rank: int) -> float:
-        """The true probability that a user who has not stopped looks at the result at `rank`."""
-        return (1.0 / rank) ** self.examination_decay
-
     @classmethod
     def noisy(cls, share: float, seed: int = 7) -> ClickModel:
         """`share` of clicks random and of thumbs wrong (the issue's "30% noisy feedback")."""
