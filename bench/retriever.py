@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import describe as describe_machine  # noqa: E402
 from services.common.config import EndpointSettings, get_settings  # noqa: E402
 from services.evaluation import beir, metrics  # noqa: E402
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc  # noqa: E402
@@ -171,13 +171,70 @@ def bm25_throughput(settings, corpus_id: str, dataset: Path, queries: dict[str, 
     }
 
 
+def ingest_embedding(dataset: Path, precisions: list[str], limit: int) -> dict:
+    """Documents/s of the ingest embedder per document precision, and the dense leg's nDCG@10 with each.
+
+    Embeds the corpus as ingest does (windows sorted by token count, batches cut by a padded-token
+    budget) without the indexes, so it measures the engine alone; queries use the served query graph.
+    """
+    import numpy as np
+
+    from services.engine.cpus import usable_cores
+    from services.retriever.corpus import batched
+    from services.retriever.embedder import Embedder
+    from services.retriever.ingest import embed_text
+
+    settings = get_settings()
+    r = settings.retrieval
+    docs = list(beir.iter_corpus(dataset))[: limit or None]
+    queries = beir.load_queries(dataset)
+    qrels = beir.load_qrels(dataset, "test")
+    qids = sorted(q for q in qrels if q in queries)
+    engine = settings.engine.model_copy(update={"intra_op_threads": r.ingest_threads or usable_cores()})
+    out: dict = {"documents": len(docs), "window": r.ingest_window_docs, "batch_size": r.embed_batch_size,
+                 "max_batch_tokens": settings.engine.max_batch_tokens, "query_precision": r.query_precision}
+    for precision in precisions:
+        embedder = Embedder.from_data_dir(settings.data_path, engine, r.embedder_max_length, r.embed_batch_size,
+                                          r.query_precision, precision)
+        embedder.encode([embed_text(d) for d in docs[:64]])  # warm the shapes
+        started = time.perf_counter()
+        vectors = np.concatenate([embedder.encode([embed_text(d) for d in window])
+                                  for window in batched(docs, r.ingest_window_docs)])
+        seconds = time.perf_counter() - started
+        q = np.stack([embedder.encode_query(queries[qid]) for qid in qids])
+        scores = q @ vectors.T
+        top = np.argsort(-scores, axis=1)[:, :100]
+        run = {qid: {docs[j].id: float(scores[i, j]) for j in top[i]} for i, qid in enumerate(qids)}
+        out[precision] = {
+            "docs_per_s": len(docs) / seconds, "seconds": seconds,
+            "dense": metrics.evaluate(run, {q: qrels[q] for q in qids}, ["ndcg@10", "recall@100"]),
+        }
+    if "fp32" in out and "int8" in out:
+        out["int8_speedup"] = out["int8"]["docs_per_s"] / out["fp32"]["docs_per_s"]
+        out["int8_ndcg10_loss"] = out["fp32"]["dense"]["ndcg@10"] - out["int8"]["dense"]["ndcg@10"]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-id", default="scifact")
     parser.add_argument("--dataset", default=str(REPO / ".." / "shared" / "data" / "scifact"))
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "retriever.json"))
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="measure the ingest embedder (docs/s, dense nDCG@10 per document precision) and stop")
+    parser.add_argument("--doc-precisions", default="fp32,int8")
+    parser.add_argument("--ingest-limit", type=int, default=0, help="embed only the first N documents (0 = all)")
+    parser.add_argument("--ingest-out", default=str(REPO / "bench" / "results" / "ingest.json"))
     args = parser.parse_args()
+    if args.ingest_only:
+        result = {"benchmark": "ingest", "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  "machine": describe_machine(),
+                  **ingest_embedding(Path(args.dataset), args.doc_precisions.split(","), args.ingest_limit)}
+        Path(args.ingest_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.ingest_out).write_text(json.dumps(result, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+        return
 
     base = get_settings()
     # Impressions off and no reranker: this measures retrieval alone.
@@ -201,7 +258,7 @@ def main() -> None:
     results = {
         "benchmark": "retriever",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_1m": os.getloadavg()[0]},
+        "machine": describe_machine(),
         "corpus": {"id": args.corpus_id, "documents": sum(1 for _ in beir.iter_corpus(dataset))},
         "query_precision": settings.retrieval.query_precision,
         "latency_without_rerank": {

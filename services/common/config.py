@@ -125,12 +125,33 @@ class EngineSettings(_Group):
     precision: Literal["fp32", "fp16", "int8"] = Field(
         "fp32", description="fp16 applies on CUDA only; int8 is dynamic quantization for CPU"
     )
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = physical cores")
+    intra_op_threads: int = Field(
+        0, ge=0, description="onnxruntime intra-op threads; 0 = the cores this process may use (CPU affinity, "
+        "capped by the cgroup CPU quota), not the host's count"
+    )
+    optimize_graphs: bool = Field(
+        True, description="Serve fp32 graphs fused by onnxruntime's transformer optimizer (attention, LayerNorm, "
+        "GELU), made once per graph and cached by its sha256 under graph_cache_dir; the registry stays untouched"
+    )
+    graph_cache_dir: str = Field(
+        "", description="Where fused graphs are cached; empty = $XDG_CACHE_HOME/feedrank/graphs (~/.cache/...)"
+    )
     max_length: int = Field(0, ge=0, description="Token limit per pair; 0 = the version's training length")
     batching_enabled: bool = Field(True, description="Coalesce pairs of concurrent requests into batches")
     max_batch_pairs: int = Field(32, ge=1, description="Most pairs in one forward pass")
     max_batch_tokens: int = Field(16384, ge=1, description="Most padded tokens in one forward pass")
     max_wait_ms: float = Field(2.0, ge=0, description="How long a batch waits for more pairs once work is queued")
+    batch_warmup_s: float = Field(
+        2.0, ge=0, description="Time spent measuring each loaded version's batch curve (pairs/s by batch size) "
+        "before its first batch; 0 = no curve: merge requests whenever batching_enabled, up to max_batch_pairs"
+    )
+    batch_min_gain: float = Field(
+        1.1, ge=1, description="Concurrent requests are merged (and waited for) only when the curve's best "
+        "pairs/s beats batch size 1 by this factor; otherwise each request runs alone, as with batching off"
+    )
+    batch_calibration_tokens: int = Field(
+        128, ge=8, description="Tokens per pair when measuring the batch curve (capped by the version's max length)"
+    )
     max_queue_pairs: int = Field(8192, ge=1, description="Queued pairs beyond this are refused (RESOURCE_EXHAUSTED)")
     cache_entries: int = Field(2048, ge=0, description="Result-cache size in requests; 0 disables the cache")
     doc_vector_cache: int = Field(
@@ -187,7 +208,14 @@ class RetrievalSettings(_Group):
         0.4, ge=0, le=1, description="BM25 b (OpenSearch index similarity; tantivy's BM25 is fixed at b=0.75)"
     )
     embedder_max_length: int = Field(256, ge=8, description="Token limit of the bi-encoder")
-    embed_batch_size: int = Field(64, ge=1, description="Documents embedded per batch at ingest")
+    embed_batch_size: int = Field(
+        64, ge=1, description="Most documents in one forward pass at ingest (engine.max_batch_tokens caps the "
+        "padded tokens too)"
+    )
+    ingest_window_docs: int = Field(
+        512, ge=1, description="Documents read and embedded together at ingest; each window is sorted by token "
+        "count before batching, so a wider one pads less (progress advances once per window)"
+    )
     ingest_threads: int = Field(
         0, ge=0, description="onnxruntime threads of the bi-encoder in offline work (ingest, eval); 0 = all cores"
     )
@@ -199,6 +227,10 @@ class RetrievalSettings(_Group):
         "int8", description="Graph that embeds a served query (documents always use fp32). int8 (dynamic "
         "quantization) measured 2.4 ms vs 6.1 ms per SciFact query on one core, dense nDCG@10 0.647 vs 0.645, "
         "Recall@100 0.923 vs 0.925; on CUDA the fp32 graph runs either way"
+    )
+    doc_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="Graph that embeds documents at ingest. int8 is faster; its measured retrieval loss "
+        "is in bench/results/ingest.json (`python -m bench.retriever --ingest-only`). Changing it means re-ingesting"
     )
     top_k: int = Field(10, ge=1, le=1000, description="Results returned when a request does not say")
     candidate_k: int = Field(100, ge=1, le=1000, description="Depth of each leg before fusion")

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from services.common.errors import ErrorKind, FeedrankError
+from services.engine.optimize import optimized_graph
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,8 @@ def export_cross_encoder(
     if getattr(model, "num_labels", 1) != 1:
         raise FeedrankError(ErrorKind.INVALID_ARGUMENT, "only single-logit cross-encoders are supported", "source")
     out_dir.mkdir(parents=True, exist_ok=True)
-    export_graph(_Forward(model[0].auto_model.eval(), "logits"), out_dir / "model.onnx", "logits", per_token=False)
+    network = _eager_attention(model[0].auto_model)
+    export_graph(_Forward(network.eval(), "logits"), out_dir / "model.onnx", "logits", per_token=False)
     model.tokenizer.save_pretrained(str(out_dir))
     for name in TOKENIZER_FILES:
         if (source / name).is_file() and not (out_dir / name).is_file():
@@ -58,8 +61,18 @@ def export_token_encoder(source: Path, path: Path) -> None:
     """Export a bi-encoder's transformer (token embeddings out; pooling happens in numpy)."""
     from transformers import AutoModel
 
-    export_graph(_Forward(AutoModel.from_pretrained(str(source)).eval(), "last_hidden_state"), path,
-                 "last_hidden_state", per_token=True)
+    network = _eager_attention(AutoModel.from_pretrained(str(source)))
+    export_graph(_Forward(network.eval(), "last_hidden_state"), path, "last_hidden_state", per_token=True)
+
+
+def _eager_attention(network):
+    """Trace the eager attention: its MatMul/Softmax pattern is what onnxruntime fuses into one Attention
+    op (the SDPA trace is not fused and measured 1.6x slower on a 2-core AVX2 CPU); scores are equal."""
+    if hasattr(network, "set_attn_implementation"):
+        network.set_attn_implementation("eager")
+    else:
+        network.config._attn_implementation = "eager"
+    return network
 
 
 def export_graph(module, path: Path, output_name: str, *, per_token: bool) -> None:
@@ -103,9 +116,16 @@ class _Forward:
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 of the fused graph: fused attention becomes one quantized op (QAttention), which
+    measured 1.8x the pairs/s of quantizing the unfused graph."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    with tempfile.TemporaryDirectory(prefix="feedrank-int8-") as tmp:
+        fused, _ = optimized_graph(src, Path(tmp), use_gpu=False)
+        # Fused ops are outside the standard domain, so shape inference cannot type their outputs.
+        quantize_dynamic(str(fused), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def convert_fp16(src: Path, dst: Path) -> None:

@@ -1,10 +1,9 @@
-"""onnxruntime sessions: provider choice (CUDA or CPU), threads and precision, from EngineSettings."""
+"""onnxruntime sessions: provider choice (CUDA or CPU), threads, precision and graph fusion, from EngineSettings."""
 
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ import onnxruntime as ort
 
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.engine.cpus import usable_cores
+from services.engine.optimize import default_cache_dir, optimized_graph
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class OnnxModel:
     providers: tuple[str, ...]
     precision: str
     input_names: tuple[str, ...]
+    threads: int = 0
+    fused: dict[str, int] = field(default_factory=dict)  # fused operators in the served graph (empty: plain)
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         wanted = {k: v for k, v in feeds.items() if k in self.input_names}
@@ -72,9 +75,13 @@ def load_model(folder: Path, settings: EngineSettings, stem: str = "model") -> O
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"no {path.name} in {folder}")
         log.warning("%s missing in %s; serving fp32", path.name, folder)
         precision, path = "fp32", folder / model_file(stem, "fp32")
+    fused: dict[str, int] = {}
+    if precision == "fp32" and settings.optimize_graphs:
+        path, fused = _fused_copy(path, settings, on_gpu=providers[0] == CUDA)
+    threads = _threads(settings.intra_op_threads)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = settings.intra_op_threads or _physical_cores()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
@@ -86,9 +93,21 @@ def load_model(folder: Path, settings: EngineSettings, stem: str = "model") -> O
         providers=tuple(session.get_providers()),
         precision=precision,
         input_names=tuple(i.name for i in session.get_inputs()),
+        threads=threads,
+        fused=fused,
     )
 
 
-def _physical_cores() -> int:
-    count = os.cpu_count() or 1
-    return max(1, count // 2) if count > 4 else count
+def _threads(configured: int) -> int:
+    return configured or usable_cores()
+
+
+def _fused_copy(path: Path, settings: EngineSettings, on_gpu: bool) -> tuple[Path, dict[str, int]]:
+    """The optimizer's fused copy of an fp32 graph, or the graph itself when it cannot be made: a
+    model the optimizer does not understand still serves, only slower."""
+    cache = Path(settings.graph_cache_dir) if settings.graph_cache_dir else default_cache_dir()
+    try:
+        return optimized_graph(path, cache, use_gpu=on_gpu)
+    except Exception as err:  # the optimizer raises arbitrary types on graphs it cannot parse
+        log.warning("serving the unfused graph %s: the transformer optimizer failed: %s", path, err)
+        return path, {}

@@ -80,5 +80,6 @@ class RerankerServicer(reranker_pb2_grpc.RerankerServicer):
             max_wait_ms=s.engine.max_wait_ms, max_queue_pairs=s.engine.max_queue_pairs,
             max_documents=s.reranking.max_documents, max_text_bytes=s.reranking.max_text_bytes,
             enabled=s.engine.batching_enabled,
+            policies=[reranker_pb2.BatchPolicy(**p.as_dict()) for p in self.core.batcher.policies()],
         )
         return to_info(self.core.info(), limits)

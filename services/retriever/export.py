@@ -16,13 +16,17 @@ from services.engine.export import TOKENIZER_FILES, export_token_encoder
 log = logging.getLogger(__name__)
 
 
-def export_encoder(source: Path, target: Path, fingerprint: str) -> None:
+def export_encoder(source: Path, target: Path, fingerprint: str, export_format: int) -> None:
     """Write `model.onnx` (token embeddings, pooling happens in numpy) and the tokenizer into `target`."""
     target.mkdir(parents=True, exist_ok=True)
+    (target / "export.json").unlink(missing_ok=True)
+    # Variants derived from an earlier graph are stale with it.
+    for variant in target.glob("model.*.onnx"):
+        variant.unlink()
     export_token_encoder(source, target / "model.onnx")
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
             shutil.copy2(source / name, target / name)
     # Written last: its presence with a matching fingerprint marks a complete export.
-    (target / "export.json").write_text(json.dumps({"source": str(source), "fingerprint": fingerprint}))
+    (target / "export.json").write_text(json.dumps({"source": str(source), "fingerprint": fingerprint, "format": export_format}))
     log.info("exported embedder to %s", target)

@@ -60,15 +60,20 @@ def ingest_docs(
     progress: Progress | None = None,
     source: str = "",
     backends: tuple[str, str] = ("", ""),
+    window: int = 512,
 ) -> IngestReport:
-    """Add new documents, re-index changed ones, skip unchanged ones; `prune` deletes the rest."""
+    """Add new documents, re-index changed ones, skip unchanged ones; `prune` deletes the rest.
+
+    Documents are read `window` at a time: the embedder sorts each window by token count, so a
+    wider window pads less.
+    """
     started = time.perf_counter()
     report = IngestReport(corpus.corpus_id)
     seen: set[str] = set()
     with corpus.lock:
         pending: list[Doc] = []
         pending_vectors: list[np.ndarray] = []
-        for batch in batched(docs, embedder.batch_size):
+        for batch in batched(docs, window):
             batch = _dedupe(batch, seen)
             known = corpus.store.shas([d.id for d in batch])
             changed = [d for d in batch if known.get(d.id) != doc_sha(d)]

@@ -72,7 +72,7 @@ class RetrieverCore:
             r = self.settings.retrieval
             engine = self.settings.engine.model_copy(update={"intra_op_threads": r.embedder_threads})
             self._embedder = Embedder.from_data_dir(
-                self.data_dir, engine, r.embedder_max_length, r.embed_batch_size, r.query_precision
+                self.data_dir, engine, r.embedder_max_length, r.embed_batch_size, r.query_precision, r.doc_precision
             )
         return self._embedder
 
@@ -86,7 +86,8 @@ class RetrieverCore:
     ) -> IngestReport:
         corpus = self.corpora.get(check_corpus_id(corpus_id), create=True)
         return ingest_docs(
-            corpus, self.embedder, docs, prune=prune, progress=progress, source=source, backends=self._backends
+            corpus, self.embedder, docs, prune=prune, progress=progress, source=source, backends=self._backends,
+            window=self.settings.retrieval.ingest_window_docs,
         )
 
     def ingest_beir(self, corpus_id: str, dataset: Path, *, prune: bool = False, progress: Progress | None = None) -> IngestReport:

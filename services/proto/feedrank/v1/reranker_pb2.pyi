@@ -95,7 +95,7 @@ class ModelVersionInfo(_message.Message):
     def __init__(self, version_id: _Optional[str] = ..., base_model: _Optional[str] = ..., run_id: _Optional[str] = ..., kind: _Optional[str] = ..., max_length: _Optional[int] = ..., loaded_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class BatchingLimits(_message.Message):
-    __slots__ = ("max_batch_pairs", "max_batch_tokens", "max_wait_ms", "max_queue_pairs", "max_documents", "max_text_bytes", "enabled")
+    __slots__ = ("max_batch_pairs", "max_batch_tokens", "max_wait_ms", "max_queue_pairs", "max_documents", "max_text_bytes", "enabled", "policies")
     MAX_BATCH_PAIRS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class BatchingLimits(_message.Message):
     MAX_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     MAX_TEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
     max_batch_pairs: int
     max_batch_tokens: int
     max_wait_ms: float
@@ -110,7 +111,31 @@ class BatchingLimits(_message.Message):
     max_documents: int
     max_text_bytes: int
     enabled: bool
-    def __init__(self, max_batch_pairs: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue_pairs: _Optional[int] = ..., max_documents: _Optional[int] = ..., max_text_bytes: _Optional[int] = ..., enabled: _Optional[bool] = ...) -> None: ...
+    policies: _containers.RepeatedCompositeFieldContainer[BatchPolicy]
+    def __init__(self, max_batch_pairs: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[float] = ..., max_queue_pairs: _Optional[int] = ..., max_documents: _Optional[int] = ..., max_text_bytes: _Optional[int] = ..., enabled: _Optional[bool] = ..., policies: _Optional[_Iterable[_Union[BatchPolicy, _Mapping]]] = ...) -> None: ...
+
+class BatchPolicy(_message.Message):
+    __slots__ = ("version_id", "pairs_per_s", "calibration_tokens", "gain", "merge", "batch_pairs")
+    class PairsPerSEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: float
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[float] = ...) -> None: ...
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GAIN_FIELD_NUMBER: _ClassVar[int]
+    MERGE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    version_id: str
+    pairs_per_s: _containers.ScalarMap[int, float]
+    calibration_tokens: int
+    gain: float
+    merge: bool
+    batch_pairs: int
+    def __init__(self, version_id: _Optional[str] = ..., pairs_per_s: _Optional[_Mapping[int, float]] = ..., calibration_tokens: _Optional[int] = ..., gain: _Optional[float] = ..., merge: _Optional[bool] = ..., batch_pairs: _Optional[int] = ...) -> None: ...
 
 class CloudUsage(_message.Message):
     __slots__ = ("provider", "model", "billed_units", "estimated_cost_usd")
