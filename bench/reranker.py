@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -29,7 +27,9 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.machine import describe as describe_machine  # noqa: E402
 from services.common.config import EngineSettings  # noqa: E402
+from services.engine.cpus import usable_cores  # noqa: E402
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc  # noqa: E402
 from services.registry.importer import import_model  # noqa: E402
 from services.registry.store import FileRegistry  # noqa: E402
@@ -71,6 +71,15 @@ def summarize(latencies: list[float], pairs: int, wall: float) -> dict:
     }
 
 
+async def batch_policies(target: str) -> list[dict]:
+    """The batch curve and policy the server measured for each loaded version (GetInfo)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        info = await reranker_pb2_grpc.RerankerStub(channel).GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=30)
+    return [{"version_id": p.version_id, "merge": p.merge, "batch_pairs": p.batch_pairs, "gain": p.gain,
+             "calibration_tokens": p.calibration_tokens, "pairs_per_s": {str(k): v for k, v in sorted(p.pairs_per_s.items())}}
+            for p in info.limits.policies]
+
+
 async def grpc_load(target: str, requests: list[tuple[str, list[str]]], concurrency: int) -> dict:
     messages = [
         reranker_pb2.RerankRequest(query=q, truncate=True,
@@ -100,7 +109,7 @@ def torch_load(model_dir: Path, requests, concurrency: int) -> dict:
     import torch
     from sentence_transformers import CrossEncoder
 
-    torch.set_num_threads(os.cpu_count() or 2)
+    torch.set_num_threads(usable_cores())  # the same cores feedrank's sessions are given
     model = CrossEncoder(str(model_dir), max_length=256, device="cpu")
     model.predict([(requests[0][0], requests[0][1][0])])
     latencies: list[float] = []
@@ -252,7 +261,7 @@ def main() -> None:
         gflops = matmul_gflops()
 
     results: dict = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "matmul_gflops": gflops},
+        "machine": {**describe_machine(), "matmul_gflops": gflops},
         "setup": {"docs_per_request": args.docs_per_request, "pairs_per_measurement": args.pairs, "max_length": 256,
                   "note": "load client shares the machine with the server"},
         "runs": {},
@@ -265,6 +274,7 @@ def main() -> None:
                 with console.status(f"{name} at concurrency {c}"):
                     results["runs"].setdefault(name, {})[str(c)] = asyncio.run(grpc_load(server.target, requests, c))
             results["runs"][name]["peak_rss_mb"] = peak_rss_mb(server.proc.pid)
+            results.setdefault("batch_policy", {})[name] = asyncio.run(batch_policies(server.target))
         finally:
             server.stop()
     for c in levels:
@@ -286,17 +296,19 @@ def main() -> None:
     results["feedrank_gflops"] = best * GFLOP_PER_PAIR_256
     results["feedrank_share_of_matmul"] = results["feedrank_gflops"] / gflops
     top = str(levels[-1])
+    runs = results["runs"]
     results["ratios"] = {
-        f"batching_vs_torch_at_{top}": results["runs"]["feedrank_batching"][top]["pairs_per_s"]
-        / results["runs"]["torch_in_process"][top]["pairs_per_s"],
-        f"batching_vs_no_batching_at_{top}": results["runs"]["feedrank_batching"][top]["pairs_per_s"]
-        / results["runs"]["feedrank_no_batching"][top]["pairs_per_s"],
+        **{f"batching_vs_torch_at_{c}": runs["feedrank_batching"][str(c)]["pairs_per_s"]
+           / runs["torch_in_process"][str(c)]["pairs_per_s"] for c in levels},
+        **{f"batching_vs_no_batching_at_{c}": runs["feedrank_batching"][str(c)]["pairs_per_s"]
+           / runs["feedrank_no_batching"][str(c)]["pairs_per_s"] for c in levels},
         "int8_vs_fp32": results["int8"]["int8_speedup"],
     }
     if isinstance(results["runs"].get("infinity"), dict):
         results["ratios"][f"batching_vs_infinity_at_{top}"] = (
             results["runs"]["feedrank_batching"][top]["pairs_per_s"] / results["runs"]["infinity"][top]["pairs_per_s"]
         )
+    results["machine"]["load_avg_1m_end"] = describe_machine()["load_avg_1m"]
     results["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
@@ -320,6 +332,13 @@ def _print(results: dict, levels: list[int]) -> None:
     console.print("int8: " + ", ".join(f"{k} {v:.3f}" for k, v in results["int8"].items()))
     console.print("pairs/s by batch size (short pairs, in-process): " + ", ".join(
         f"{k} {v:.0f}" if k.isdigit() else f"{k} {v:.2f}x" for k, v in results["batch_curve_pairs_per_s"].items()))
+    for name, policies in results.get("batch_policy", {}).items():
+        for p in policies:
+            console.print(f"{name}: measured curve {p['pairs_per_s']} at {p['calibration_tokens']} tokens, gain "
+                          f"{p['gain']:.2f}x -> {'merge up to ' + str(p['batch_pairs']) if p['merge'] else 'no merging'}")
+    console.print(f"machine: {results['machine']['cpu_model']}, ISA " + ", ".join(
+        k for k, v in results["machine"]["isa"].items() if v) + f", usable cores {results['machine']['usable_cores']}, "
+        f"load {results['machine']['load_avg_1m']:.1f} -> {results['machine']['load_avg_1m_end']:.1f}")
     console.print("ratios: " + ", ".join(f"{k} {v:.2f}x" for k, v in results["ratios"].items()))
 
 

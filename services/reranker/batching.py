@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 import weakref
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.engine.batch_curve import BatchCurve, measure
 from services.engine.scorer import Scorer
+
+log = logging.getLogger(__name__)
 
 BATCH_PAIRS = Histogram(
     "feedrank_rerank_batch_pairs", "Pairs per forward pass", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -118,8 +121,11 @@ class Batcher:
             # One word-piece per word: the pair's length is about the words plus the query and markers.
             text = " ".join(["word"] * max(1, tokens - 8))
             items = scorer.prepare("calibration query", [text] * s.max_batch_pairs)
-            curve = measure(lambda n: scorer.score(items[:n]), s.max_batch_pairs, s.batch_warmup_s,
-                            max(len(items[0].ids), 1))
+            try:
+                curve = measure(lambda n: scorer.score(items[:n]), s.max_batch_pairs, s.batch_warmup_s,
+                                max(len(items[0].ids), 1))
+            except Exception as err:  # requests then fail on their own forward pass, with its error
+                log.warning("batch curve of %s not measured: %s", scorer.version_id, err)
         if curve is None:
             policy = BatchPolicy(scorer.version_id, None, s.batching_enabled, s.max_batch_pairs)
         else:

@@ -102,3 +102,29 @@ def test_batching_off_never_merges_even_when_it_would_pay():
     (policy,) = batcher.policies()
     assert not policy.merge and policy.curve.gain > 2  # measured, reported, not used
     assert max(len(b) for b in _served(scorer)) <= 2  # one request's two pairs at most
+
+
+def test_a_scorer_that_fails_its_curve_fails_its_requests_not_the_batcher():
+    import pytest
+
+    from services.common.errors import FeedrankError
+
+    class Broken(_TimedScorer):
+        def score(self, items):
+            raise RuntimeError("no session")
+
+    async def run():
+        batcher = Batcher(EngineSettings(batch_warmup_s=0.1))
+        batcher.start()
+        try:
+            broken, healthy = Broken("broken", 0, 0), _TimedScorer("ok", 0, 0)
+            with pytest.raises(FeedrankError, match="inference failed"):
+                await asyncio.wait_for(batcher.submit(broken, broken.prepare("q", ["a b"])), 30)
+            result = await asyncio.wait_for(batcher.submit(healthy, healthy.prepare("q", ["a b"])), 30)
+            return batcher.policies(), result.scores
+        finally:
+            await batcher.close()
+
+    policies, scores = asyncio.run(run())
+    assert [(p.version_id, p.curve is None) for p in policies] == [("broken", True), ("ok", False)]
+    assert scores.tolist() == [3.0]
