@@ -30,9 +30,9 @@ def test_measure_reads_the_curve_of_a_forward_pass():
     def forward(n: int) -> None:  # fixed overhead plus a cost per pair: batching pays, then flattens
         time.sleep(0.004 + 0.001 * n)
 
-    curve = measure(forward, max_size=16, budget_s=0.3, tokens=64)
+    curve = measure(forward, max_size=16, budget_s=2.0, tokens=64)
     assert curve.tokens == 64
-    assert curve.pairs_per_s[1] < curve.pairs_per_s[4] < curve.pairs_per_s[16]
+    assert curve.pairs_per_s[1] < curve.pairs_per_s[2] < curve.pairs_per_s[4]
     assert curve.gain > 2
 
 
@@ -43,3 +43,13 @@ def test_length_batches_pad_each_batch_to_its_own_longest():
     assert sorted(i for b in batches for i in b) == list(range(8))
     # The token budget cuts too: 256 * 2 > 500.
     assert all(len(b) == 1 for b in length_batches([256, 256, 256], max_items=8, max_tokens=500))
+
+
+def test_measuring_stops_at_the_budget_on_a_slow_machine():
+    def slow(n: int) -> None:  # batching pays all the way, but every pass is slow
+        time.sleep(0.02 + 0.001 * n)
+
+    started = time.perf_counter()
+    curve = measure(slow, max_size=256, budget_s=0.1, tokens=64)
+    assert {1, 2} <= set(curve.pairs_per_s) and 256 not in curve.pairs_per_s
+    assert time.perf_counter() - started < 1.0
