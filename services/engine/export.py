@@ -153,15 +153,16 @@ def export_bi_encoder(
     towers = {"query": Path(query_source)}
     if Path(doc_source).resolve() != Path(query_source).resolve():
         towers["doc"] = Path(doc_source)
+    # config.json first: the fusion that int8 is quantized from reads the attention heads from it.
+    for name in TOKENIZER_FILES:
+        if (Path(query_source) / name).is_file():
+            shutil.copy2(Path(query_source) / name, out_dir / name)
     for stem, source in towers.items():
         export_token_encoder(source, out_dir / f"{stem}.onnx")
         if "int8" in variants:
             quantize_int8(out_dir / f"{stem}.onnx", out_dir / f"{stem}.int8.onnx")
         if "fp16" in variants:
             convert_fp16(out_dir / f"{stem}.onnx", out_dir / f"{stem}.fp16.onnx")
-    for name in TOKENIZER_FILES:
-        if (Path(query_source) / name).is_file():
-            shutil.copy2(Path(query_source) / name, out_dir / name)
     return {
         "kind": "bi-encoder",
         "base_model": str(doc_source),
