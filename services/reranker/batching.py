@@ -120,8 +120,8 @@ class Batcher:
             tokens = min(s.batch_calibration_tokens, scorer.max_length)
             # One word-piece per word: the pair's length is about the words plus the query and markers.
             text = " ".join(["word"] * max(1, tokens - 8))
-            items = scorer.prepare("calibration query", [text] * s.max_batch_pairs)
             try:
+                items = scorer.prepare("calibration query", [text] * s.max_batch_pairs)
                 curve = measure(lambda n: scorer.score(items[:n]), s.max_batch_pairs, s.batch_warmup_s,
                                 max(len(items[0].ids), 1))
             except Exception as err:  # requests then fail on their own forward pass, with its error
