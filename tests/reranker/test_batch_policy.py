@@ -11,7 +11,7 @@ import numpy as np
 from services.common.config import EngineSettings
 from services.proto.feedrank.v1 import reranker_pb2
 from services.reranker.batching import Batcher
-from services.reranker.scorer import Scorer
+from services.engine.scorer import Scorer
 
 
 @dataclass(frozen=True)
