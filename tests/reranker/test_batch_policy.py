@@ -35,6 +35,9 @@ class _TimedScorer(Scorer):
     def pair_lengths(self, query, texts):
         return [len(t.split()) + 4 for t in texts]
 
+    def document_heads(self, texts, max_tokens):
+        return [" ".join(t.split()[:max_tokens]) for t in texts]
+
     def score(self, items):
         width = max(len(i.ids) for i in items)
         time.sleep(self.overhead + self.per_token * width * len(items))
