@@ -372,7 +372,8 @@ class Demo:
         with status(console, "waiting for the reranker to hot-swap the new champion"):
             while time.monotonic() - started < timeout_s:
                 info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=10)
-                if info.aliases.get("champion") == version_id:
+                served = info.corpus_aliases[self.corpus_id].aliases if self.corpus_id in info.corpus_aliases else {}
+                if served.get("champion") == version_id:
                     self.outcome.swap = {"version_id": version_id, "seconds": round(time.monotonic() - started, 2),
                                          "swap_count": info.swap_count}
                     channel.close()

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from services.common.config import get_settings
 from services.common.errors import FeedrankError
-from services.registry.store import open_registry
+from services.registry.store import ALIASES, open_registry, scope_name
 
 model_app = typer.Typer(no_args_is_help=True, help="Model versions in the registry (offline: works on the registry folder)")
 console = Console()
@@ -20,7 +20,9 @@ console = Console()
 @model_app.command("import")
 def import_cmd(
     source: Path = typer.Argument(..., help="Hugging Face cross-encoder folder"),
-    alias: Optional[str] = typer.Option(None, help="Point this alias (champion/challenger) at the new version"),
+    alias: Optional[str] = typer.Option(None, help="Point this alias (champion/challenger/previous) at the new version"),
+    corpus: str = typer.Option("", "--corpus-id", help="Corpus whose alias it is (default: the global scope, which "
+                               "serves every corpus without an alias of its own)"),
     max_length: Optional[int] = typer.Option(None, help="Token limit to serve with (default: the model's)"),
 ) -> None:
     """Export a cross-encoder to ONNX, smoke-test it and register it as a new version."""
@@ -30,24 +32,29 @@ def import_cmd(
     try:
         with console.status(f"exporting {source} to ONNX"):
             manifest = import_model(
-                open_registry(settings.registry_path), source, settings.engine, alias=alias, max_length=max_length
+                open_registry(settings.registry_path), source, settings.engine, alias=alias, corpus_id=corpus,
+                max_length=max_length,
             )
     except FeedrankError as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
-    console.print(f"registered [bold]{manifest.version_id}[/bold]" + (f" as {alias}" if alias else ""))
+    console.print(f"registered [bold]{manifest.version_id}[/bold]" + (f" as {alias} of {scope_name(corpus)}"
+                                                                       if alias else ""))
 
 
 @model_app.command("list")
 def list_cmd() -> None:
-    """Versions, their metrics and the aliases pointing at them."""
+    """Each corpus's aliases, then the versions with the corpus each was trained for and their metrics."""
     registry = open_registry(get_settings().registry_path)
-    aliases = registry.aliases()
-    table = Table("version", "aliases", "kind", "base", "run", "created", "nDCG@10")
+    scopes = registry.all_aliases()
+    aliases = Table("corpus", *ALIASES, title="aliases (a corpus without its own uses global's)")
+    for scope in sorted(scopes):
+        aliases.add_row(scope_name(scope), *(scopes[scope].get(alias, "") for alias in ALIASES))
+    console.print(aliases)
+    table = Table("version", "corpus", "kind", "base", "run", "created", "nDCG@10")
     for m in registry.versions():
-        names = ",".join(a for a, v in aliases.items() if v == m.version_id)
         ndcg = m.metrics.get("ndcg@10")
-        table.add_row(m.version_id, names, m.kind, Path(m.base_model).name, m.run_id, m.created_at,
+        table.add_row(m.version_id, m.corpus_id or "(any)", m.kind, Path(m.base_model).name, m.run_id, m.created_at,
                       f"{ndcg:.4f}" if isinstance(ndcg, (int, float)) else "")
     console.print(table)
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services import __version__
+from services.common.auth import require_admin
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.session import choose_providers
+from services.registry.store import ALIASES, GLOBAL, check_scope
 from services.reranker import MIN_TOKENS_PER_DOC
 from services.reranker.batching import Batcher
 from services.reranker.cache import ResultCache, cache_key
@@ -45,6 +47,7 @@ class RerankQuery:
     truncate: bool = True
     return_text: bool = False
     max_tokens_per_doc: int = 0  # > 0: documents are cut to this many tokens before scoring
+    corpus_id: str = GLOBAL  # whose aliases `model` names; GLOBAL: the corpus-neutral scope
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class RerankerCore:
         elif self.mode == "cloud":
             scores, version, timings, cached = await self._cloud_scores(request.query, texts)
         else:
-            loaded = await self.pool.get(name)
+            loaded = await self.pool.get(name, request.corpus_id)
             if loaded is None:
                 scores, version, timings, cached = self._passthrough(len(texts)), PASSTHROUGH, Timings(), False
             else:
@@ -133,8 +136,12 @@ class RerankerCore:
             raise invalid("top_n", "must be >= 0")
         if request.max_tokens_per_doc and request.max_tokens_per_doc < MIN_TOKENS_PER_DOC:
             raise invalid("max_tokens_per_doc", f"must be at least {MIN_TOKENS_PER_DOC} (0 = no limit)")
-        if request.model and request.model not in ("champion", "challenger") and self.mode in ("none", "cloud"):
-            raise invalid("model", f"mode {self.mode} serves no model versions")
+        check_scope(request.corpus_id)
+        if request.model and request.model not in ALIASES:
+            if self.mode in ("none", "cloud"):
+                raise invalid("model", f"mode {self.mode} serves no model versions")
+            # Any version, of any corpus, loaded on demand: an operator's tool, not a reader's.
+            require_admin("model", "naming a model version rather than an alias")
 
     def _snippet(self, text: str) -> str:
         limit = self.settings.reranking.rerank_input_snippet_chars
@@ -214,7 +221,8 @@ class RerankerCore:
             "providers": providers,
             "precision": engine.precision,
             "loaded": [v for v in self.pool.loaded()],
-            "aliases": self.pool.alias_targets(),
+            "aliases": self.pool.alias_targets(GLOBAL),
+            "corpus_aliases": self.pool.all_alias_targets(),
             "last_reload_at": self.pool.last_reload_at,
             "last_reload_error": self.pool.last_reload_error,
             "swap_count": self.pool.swap_count,

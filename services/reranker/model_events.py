@@ -1,5 +1,9 @@
 """Follow Kafka topic `kafka.topics.models`: a ModelPublished event makes the pool re-read aliases now.
 
+Events are keyed by corpus id (`global` for the corpus-neutral scope); the refresh re-reads every
+corpus's aliases, and swaps only what changed, so one corpus's promotion leaves the others' versions
+in place.
+
 The registry watch still runs; this only cuts the delay between a promotion and the swap. Every
 replica must see every event, so the consumer joins no group and starts from the earliest offset
 (replayed events are harmless: a refresh with unchanged aliases does nothing).
@@ -71,5 +75,6 @@ class ModelEventFollower:
             log.warning("undecodable model event skipped: %s", err)
             return
         self.events_seen += 1
-        log.info("model published", extra={"fields": {"version": event.version_id, "alias": event.alias}})
+        log.info("model published", extra={"fields": {"corpus": event.corpus_id or "global", "version": event.version_id,
+                                                          "alias": event.alias}})
         asyncio.run_coroutine_threadsafe(self.pool.refresh(), self.loop)

@@ -23,6 +23,7 @@ def to_query(request: reranker_pb2.RerankRequest) -> RerankQuery:
         truncate=request.truncate,
         return_text=request.return_text,
         max_tokens_per_doc=request.max_tokens_per_doc,
+        corpus_id=request.corpus_id,
     )
 
 
@@ -52,10 +53,12 @@ def to_info(info: dict, limits) -> reranker_pb2.RerankerInfo:
                 version_id=v.manifest.version_id, base_model=v.manifest.base_model, run_id=v.manifest.run_id,
                 kind=v.manifest.kind, max_length=v.scorer.max_length, loaded_at=v.loaded_at,
                 metrics={k: float(x) for k, x in v.manifest.metrics.items() if isinstance(x, (int, float))},
+                corpus_id=v.manifest.corpus_id, weights_bytes=v.weights_bytes,
             )
             for v in info["loaded"]
         ],
         aliases=info["aliases"],
+        corpus_aliases={c: reranker_pb2.AliasTargets(aliases=a) for c, a in info["corpus_aliases"].items() if c},
         limits=limits,
         last_reload_at=info["last_reload_at"],
         last_reload_error=info["last_reload_error"],

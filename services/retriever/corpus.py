@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -23,15 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from services.common.documents import Doc
-from services.common.errors import ErrorKind, FeedrankError, invalid
-
-_CORPUS_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" would let "scifact\n" through
-
-
-def check_corpus_id(corpus_id: str, field: str = "corpus_id") -> str:
-    if not _CORPUS_ID.fullmatch(corpus_id or ""):
-        raise invalid(field, f"{corpus_id!r} is not a corpus id (letters, digits, '_', '.', '-'; at most 64)")
-    return corpus_id
+from services.common.errors import ErrorKind, FeedrankError
+from services.common.ids import check_corpus_id  # noqa: F401  (re-exported: the corpus modules' callers use it)
 
 
 def corpora_root(data_dir: Path) -> Path:

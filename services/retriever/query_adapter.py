@@ -1,12 +1,14 @@
-"""The vector leg follows the served model version's query adapter.
+"""The vector leg follows the query adapter of the version serving the searched corpus.
 
 A query-adapter version (manifest `extra.vector_leg_adapter`, services/trainer/adapter.py) changes
 the query tower: q' = normalize(q + q W) against the unchanged corpus vectors. The retriever applies
 it in its vector leg, so the candidates the reranker sees are the ones the version was chosen on
 (bench/learning.md row 8). Which version: the one the reranker is asked for (the request's model,
-else `champion` in learning mode or the configured local model), read from the registry the
-reranker reads; alias targets are re-read at most every `retrieval.adapter_refresh_s`, so a promotion
-reaches the vector leg as it reaches the reranker's hot-swap, with no restart.
+else `champion` in learning mode or the configured local model), resolved among the searched corpus's
+aliases (else the global scope's corpus-neutral ones) in the registry the reranker reads; alias
+targets are re-read at most every `retrieval.adapter_refresh_s`, so a promotion reaches the vector
+leg as it reaches the reranker's hot-swap, with no restart. Another corpus's promotion never changes
+which adapter a corpus's searches use.
 
 An adapter is only applied to the corpus it was trained on (its manifest's corpus_id). Any fault
 (no registry, a damaged version) falls back to the base tower with a warning: a search never fails
@@ -51,7 +53,7 @@ class QueryAdapters:
         self.dimension = dimension
         self.registry: Registry | None = None
         self.refresh_s = refresh_s
-        self._targets: dict[str, tuple[float, str | None]] = {}  # name -> (read at, version id)
+        self._targets: dict[tuple[str, str], tuple[float, str | None]] = {}  # (name, corpus) -> (read at, id)
         self._adapters: dict[str, QueryAdapter | None] = {}  # version id -> adapter (None: has none)
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -65,7 +67,7 @@ class QueryAdapters:
                 return None
             self.registry = open_registry(self.root)
         try:
-            version_id = self._resolve(model)
+            version_id = self._resolve(model, corpus_id)
         except (FeedrankError, OSError, ValueError) as err:
             log.warning("vector leg uses the base query tower: model %r: %s", model, err)
             return None
@@ -80,15 +82,15 @@ class QueryAdapters:
             return None
         return adapter
 
-    def _resolve(self, name: str) -> str | None:
+    def _resolve(self, name: str, corpus_id: str) -> str | None:
         now = time.monotonic()
         with self._lock:
-            cached = self._targets.get(name)
+            cached = self._targets.get((name, corpus_id))
         if cached is not None and now - cached[0] < self.refresh_s:
             return cached[1]
-        version_id = self.registry.resolve(name)
+        version_id = self.registry.resolve(name, corpus_id)
         with self._lock:
-            self._targets[name] = (now, version_id)
+            self._targets[(name, corpus_id)] = (now, version_id)
         return version_id
 
     def _load(self, version_id: str) -> QueryAdapter | None:

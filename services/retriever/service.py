@@ -16,11 +16,13 @@ from pathlib import Path
 
 import grpc
 
+from services.common.auth import require_admin
 from services.common.config import FusionSettings, RerankingSettings, Settings, validated
 from services.common.documents import Doc
 from services.common.errors import invalid
 from services.common.query_token import QueryIdSigner, signing_key
 from services.evaluation import beir
+from services.registry.store import ALIASES
 from services.retriever import convert, interventions
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
@@ -142,6 +144,8 @@ class RetrieverCore:
         if request.rerank_mode is not None and request.rerank_mode not in ("none", "local", "learning", "cloud"):
             raise invalid("rerank_mode", f"must be none, local, learning or cloud, got {request.rerank_mode!r}")
         check_corpus_id(request.corpus_id)
+        if request.model and request.model not in ALIASES:
+            require_admin("model", "naming a model version rather than an alias")
         corpus = self.corpora.get(request.corpus_id)
         fusion, reranking = self.config.current()
         if request.fusion:
@@ -207,6 +211,7 @@ class RetrieverCore:
         rerank_request = convert.rerank_request(
             request.query, hits, docs, reranking.rerank_input_snippet_chars, model, vectors
         )
+        rerank_request.corpus_id = request.corpus_id  # the reranker serves this corpus's aliases only
         try:
             response = await self.reranker.rerank(rerank_request, reranking.reranker_timeout)
         except grpc.aio.AioRpcError as err:

@@ -239,8 +239,8 @@ def _print_decision(r: trainer_pb2.PromoteResponse) -> None:
 
 
 def promote(
-    corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whose eval set decides"),
-    version: str = typer.Option("", help="Version to promote (default: the challenger)"),
+    corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whose champion it becomes; its eval set decides"),
+    version: str = typer.Option("", help="Version to promote (default: the corpus's challenger)"),
     force: bool = typer.Option(False, help="Skip the gate (recorded as forced)"),
     target: Optional[str] = TargetOpt,
 ) -> None:
@@ -251,9 +251,10 @@ def promote(
     _print_decision(decision)
 
 
-def rollback(corpus_id: str = typer.Option("global", "--corpus-id", help="Kafka key of the event"),
+def rollback(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whose champion rolls back "
+                                           "(\"\" for the global scope of corpus-neutral versions)"),
              target: Optional[str] = TargetOpt) -> None:
-    """Point champion back at the previous champion (the registry keeps the history)."""
+    """Point the corpus's champion back at its previous champion (the registry keeps each corpus's history)."""
     _print_decision(_call(target, "Rollback", trainer_pb2.RollbackRequest(corpus_id=corpus_id)))
 
 

@@ -138,7 +138,8 @@ class TrainerCore:
             if training.recipe == "query-adapter":
                 self._execute_adapter(record, training, triplets, cancel)
                 return
-            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], training)
+            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], record.corpus_id,
+                                                                 training)
             self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
             log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
             outcome = train_run(self.runs, run_id, training, start_dir, from_base, triplets, cancel)
@@ -147,7 +148,7 @@ class TrainerCore:
 
             manifest = import_model(
                 self.registry, self.runs.model_dir(run_id), self.settings.engine, alias="challenger",
-                max_length=training.max_length, reason=f"run {run_id}",
+                corpus_id=record.corpus_id, max_length=training.max_length, reason=f"run {run_id}",
                 manifest_fields={
                     "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
                     "metrics": outcome.metrics, "base_model": start_name,
@@ -176,7 +177,7 @@ class TrainerCore:
         from services.retriever.embedder import packaged_model_dir
 
         run_id = record.run_id
-        W0, start_name = self._start_adapter(record.settings["start_from"])
+        W0, start_name = self._start_adapter(record.settings["start_from"], record.corpus_id)
         self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
         log.info("run %s: query adapter from %s on %d triplets", run_id, start_name, len(triplets))
 
@@ -190,7 +191,7 @@ class TrainerCore:
         manifest = import_bi_encoder(
             self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
             doc_max_length=self.settings.retrieval.embedder_max_length, adapter=outcome.W,
-            alias="challenger", reason=f"run {run_id}",
+            alias="challenger", corpus_id=record.corpus_id, reason=f"run {run_id}",
             manifest_fields={
                 "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
                 "metrics": outcome.metrics, "base_model": start_name,
@@ -204,11 +205,11 @@ class TrainerCore:
         self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
         log.info("run %s succeeded: version %s is the challenger", run_id, manifest.version_id)
 
-    def _start_adapter(self, start_from: str) -> tuple[np.ndarray | None, str]:
-        """(starting W or None for zeros, name for the manifest): the champion's adapter when it has one."""
+    def _start_adapter(self, start_from: str, corpus_id: str) -> tuple[np.ndarray | None, str]:
+        """(starting W or None for zeros, name for the manifest): the corpus champion's adapter when it has one."""
         from services.retriever.embedder import packaged_model_dir
 
-        champion = self.registry.aliases().get("champion") if start_from == "champion" else None
+        champion = self.registry.resolve("champion", corpus_id) if start_from == "champion" else None
         if champion is not None:
             W0 = champion_adapter(self.registry.local_path(champion))
             if W0 is not None:
@@ -216,10 +217,10 @@ class TrainerCore:
             log.info("champion %s has no query adapter (a cross-encoder): the adapter starts from zeros", champion)
         return None, f"{packaged_model_dir()} (adapter from zeros)"
 
-    def _start_model(self, start_from: str, training) -> tuple[Path, bool, str]:
-        """(folder, is it a scratch start, name for the manifest)."""
+    def _start_model(self, start_from: str, corpus_id: str, training) -> tuple[Path, bool, str]:
+        """(folder, is it a scratch start, name for the manifest): the champion serving the corpus, or the base."""
         if start_from == "champion":
-            champion = self.registry.aliases().get("champion")
+            champion = self.registry.resolve("champion", corpus_id)
             if champion is not None:
                 hf_dir = self.registry.manifest(champion).extra.get("hf_dir")
                 if not hf_dir or not Path(hf_dir).is_dir():
@@ -265,17 +266,17 @@ class TrainerCore:
         return self.gate.promote(corpus_id, version_id, force)
 
     def rollback(self, corpus_id: str) -> dict[str, Any]:
-        return self.gate.rollback(corpus_id or "global")
+        """Roll back one corpus's champion; an empty corpus id names the global scope (corpus-neutral versions)."""
+        return self.gate.rollback(corpus_id)
 
     def start_experiment(self, corpus_id: str, challenger_version: str = "", share: float | None = None,
                          query_budget: int = 0) -> Experiment:
         """Interleave the corpus's champion with `challenger_version` (default: the challenger alias)."""
         if not corpus_id:
             raise invalid("corpus_id", "required")
-        aliases = self.registry.aliases()
-        challenger = (self.registry.resolve(challenger_version) if challenger_version
-                      else aliases.get("challenger"))
-        return self.experiments.start(corpus_id, aliases.get("champion") or "", challenger or "", share=share,
+        challenger = self.registry.resolve(challenger_version or "challenger", corpus_id)
+        champion = self.registry.resolve("champion", corpus_id)  # the corpus's aliases, never another's
+        return self.experiments.start(corpus_id, champion or "", challenger or "", share=share,
                                       query_budget=query_budget or None)
 
     def experiment(self, corpus_id: str) -> Experiment:

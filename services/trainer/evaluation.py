@@ -151,16 +151,16 @@ class Evaluator:
                                         self.settings.fusion)
                 for qid, q in zip(qids, queries)}
 
-    def resolve(self, name: str, default_alias: str) -> str | None:
-        """A version id, or None for the fused order (the name "fused", or an alias pointing nowhere)."""
+    def resolve(self, name: str, default_alias: str, corpus_id: str) -> str | None:
+        """A version id, or None for the fused order (the name "fused", or an alias of the corpus pointing nowhere)."""
         name = name or default_alias
-        return None if name == FUSED else self.registry.resolve(name)
+        return None if name == FUSED else self.registry.resolve(name, corpus_id)
 
     # -- an evaluation -------------------------------------------------------------------------
 
     def evaluate(self, corpus_id: str, challenger: str = "", champion: str = "", *, save: bool = True) -> dict[str, Any]:
-        challenger_id = self.resolve(challenger, "challenger")
-        champion_id = self.resolve(champion, "champion")
+        challenger_id = self.resolve(challenger, "challenger", corpus_id)
+        champion_id = self.resolve(champion, "champion", corpus_id)
         data = CorpusData(self.settings, corpus_id)
         try:
             es = eval_set(self.settings, data)

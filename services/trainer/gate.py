@@ -8,9 +8,11 @@ A challenger becomes champion only when
   3. and, when `guard_corpus` is set, it loses no more than `guard_tolerance` nDCG@10 there.
 Every decision, pass or fail, is appended with its numbers to `$FEEDRANK_DATA_DIR/trainer/decisions.jsonl`.
 
-Aliases are the registry's (global: one champion serves every corpus); the corpus names the
-evaluation set and the Kafka key. Rollback replays the registry's alias history to find the
-champion before the current one, so two rollbacks in a row go back two versions.
+Aliases are the corpus's own (services/registry/store.py): the challenger is compared with the
+champion serving that corpus (its own, else the global corpus-neutral one, else the fused order), and
+a promotion or rollback changes that corpus's champion and `previous` only. The corpus also names the
+evaluation set and the Kafka key. Rollback replays the corpus's alias history to find the champion
+before the current one, so two rollbacks in a row go back two versions.
 """
 
 from __future__ import annotations
@@ -25,16 +27,13 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.common.config import KafkaSettings, Settings
-from services.common.errors import ErrorKind, FeedrankError
+from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.proto.feedrank.v1 import feedback_pb2
-from services.registry.store import Registry
+from services.registry.store import ROLLBACK_REASON, Registry, champion_lineage, check_scope, scope_name
 from services.trainer.evaluation import FUSED, Evaluator
 from services.trainer.judges import Judges
 
 log = logging.getLogger(__name__)
-
-ROLLBACK_REASON = "rollback"
-
 
 GATE_DECISIONS = Counter("feedrank_gate_decisions_total", "Promotion decisions", ["outcome"])
 
@@ -75,19 +74,6 @@ class ModelPublisher:
                 self._producer = None
 
 
-def champion_lineage(history: list[dict[str, Any]]) -> list[str | None]:
-    """The champions in order, rollbacks undone (None = the fused order)."""
-    stack: list[str | None] = [None]
-    for record in history:
-        if record.get("alias") != "champion":
-            continue
-        if str(record.get("reason", "")).startswith(ROLLBACK_REASON) and len(stack) > 1:
-            stack.pop()
-        else:
-            stack.append(record.get("to"))
-    return stack
-
-
 class Gate:
     def __init__(self, settings: Settings, registry: Registry, evaluator: Evaluator, publisher: ModelPublisher | None,
                  judges: Judges):
@@ -105,18 +91,21 @@ class Gate:
             return self._promote(corpus_id, version_id, force)
 
     def _promote(self, corpus_id: str, version_id: str, force: bool) -> dict[str, Any]:
-        aliases = self.registry.aliases()
-        candidate = self.registry.resolve(version_id) if version_id else aliases.get("challenger")
+        check_scope(corpus_id)
+        candidate = self.registry.resolve(version_id or "challenger", corpus_id)
         if not candidate:
-            raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no challenger to promote: train a run first")
+            raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
+                                f"no challenger to promote for corpus {corpus_id}: train a run first")
         manifest = self.registry.manifest(candidate)
-        champion = aliases.get("champion")
+        if manifest.corpus_id not in ("", corpus_id):
+            raise invalid("version_id", f"{candidate} was trained for corpus {manifest.corpus_id!r}, not {corpus_id!r}")
+        champion = self.registry.resolve("champion", corpus_id)
         numbers: dict[str, float] = {"triplets": float(manifest.extra.get("triplets", 0))}
         base = {"corpus_id": corpus_id, "version_id": candidate, "champion_before": champion or FUSED}
         if candidate == champion:
             return self._record(base, False, champion, f"{candidate} is already the champion", numbers)
         if force:
-            return self._flip(base, candidate, corpus_id, "forced (gate skipped)", numbers)
+            return self._flip(base, candidate, corpus_id, "forced (gate skipped)", numbers, judge="forced")
         if numbers["triplets"] < self.training.min_triplets:
             return self._record(base, False, champion, f"trained on {numbers['triplets']:.0f} triplets, fewer than "
                                 f"min_triplets={self.training.min_triplets}", numbers)
@@ -142,16 +131,21 @@ class Gate:
         if failures:
             return self._record(base, False, champion, "; ".join(failures), numbers)
         reason = f"{verdict.judge} judge: gain {gain:+.4f} {verdict.metric} (p={p:.4f}) over {champion or FUSED}"
-        return self._flip(base, candidate, corpus_id, reason, numbers)
+        return self._flip(base, candidate, corpus_id, reason, numbers, judge=verdict.judge)
 
     def rollback(self, corpus_id: str) -> dict[str, Any]:
+        """Back to the corpus's champion before the current one (`corpus_id` "" is the global scope)."""
+        check_scope(corpus_id)
         with self._lock:
-            lineage = champion_lineage(self.registry.history())
-            current = self.registry.aliases().get("champion")
+            lineage = champion_lineage(self.registry.history(corpus_id))
+            current = self.registry.aliases(corpus_id).get("champion")
             if len(lineage) < 2 or current is None:
-                raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no earlier champion to roll back to")
+                raise FeedrankError(ErrorKind.FAILED_PRECONDITION,
+                                    f"no earlier champion of {scope_name(corpus_id)} to roll back to")
             previous = lineage[-2]
-            self.registry.set_alias("champion", previous, f"{ROLLBACK_REASON} from {current}")
+            self.registry.update_aliases(
+                corpus_id, {"champion": previous, "previous": lineage[-3] if len(lineage) > 2 else None},
+                f"{ROLLBACK_REASON} from {current}", judge="rollback")
             numbers: dict[str, float] = {}
             published = self._publish(previous, corpus_id, numbers)
             reason = f"rolled back from {current} to {previous or FUSED}" + published
@@ -160,8 +154,12 @@ class Gate:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _flip(self, base: dict, candidate: str, corpus_id: str, reason: str, numbers: dict[str, float]) -> dict[str, Any]:
-        self.registry.set_alias("champion", candidate, f"promote ({corpus_id}): {reason}")
+    def _flip(self, base: dict, candidate: str, corpus_id: str, reason: str, numbers: dict[str, float],
+              judge: str) -> dict[str, Any]:
+        # `previous` is the corpus's own champion before this one; a global fallback was never the corpus's.
+        own = self.registry.aliases(corpus_id).get("champion")
+        self.registry.update_aliases(corpus_id, {"champion": candidate, "previous": own},
+                                     f"promote ({corpus_id}): {reason}", judge=judge)
         return self._record(base, True, candidate, reason + self._publish(candidate, corpus_id, numbers), numbers)
 
     def _publish(self, version_id: str | None, corpus_id: str, numbers: dict[str, float]) -> str:

@@ -20,7 +20,7 @@ class RerankDocument(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., legs: _Optional[_Union[_common_pb2.LegScores, _Mapping]] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "documents", "top_n", "model", "truncate", "return_text", "max_tokens_per_doc")
+    __slots__ = ("query", "documents", "top_n", "model", "truncate", "return_text", "max_tokens_per_doc", "corpus_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     TOP_N_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class RerankRequest(_message.Message):
     TRUNCATE_FIELD_NUMBER: _ClassVar[int]
     RETURN_TEXT_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_PER_DOC_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     documents: _containers.RepeatedCompositeFieldContainer[RerankDocument]
     top_n: int
@@ -35,7 +36,8 @@ class RerankRequest(_message.Message):
     truncate: bool
     return_text: bool
     max_tokens_per_doc: int
-    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[RerankDocument, _Mapping]]] = ..., top_n: _Optional[int] = ..., model: _Optional[str] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., max_tokens_per_doc: _Optional[int] = ...) -> None: ...
+    corpus_id: str
+    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[RerankDocument, _Mapping]]] = ..., top_n: _Optional[int] = ..., model: _Optional[str] = ..., truncate: _Optional[bool] = ..., return_text: _Optional[bool] = ..., max_tokens_per_doc: _Optional[int] = ..., corpus_id: _Optional[str] = ...) -> None: ...
 
 class RerankResult(_message.Message):
     __slots__ = ("index", "id", "score", "text")
@@ -70,7 +72,7 @@ class GetRerankerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelVersionInfo(_message.Message):
-    __slots__ = ("version_id", "base_model", "run_id", "kind", "max_length", "loaded_at", "metrics")
+    __slots__ = ("version_id", "base_model", "run_id", "kind", "max_length", "loaded_at", "metrics", "corpus_id", "weights_bytes")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +87,8 @@ class ModelVersionInfo(_message.Message):
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_BYTES_FIELD_NUMBER: _ClassVar[int]
     version_id: str
     base_model: str
     run_id: str
@@ -92,7 +96,22 @@ class ModelVersionInfo(_message.Message):
     max_length: int
     loaded_at: str
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, version_id: _Optional[str] = ..., base_model: _Optional[str] = ..., run_id: _Optional[str] = ..., kind: _Optional[str] = ..., max_length: _Optional[int] = ..., loaded_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    corpus_id: str
+    weights_bytes: int
+    def __init__(self, version_id: _Optional[str] = ..., base_model: _Optional[str] = ..., run_id: _Optional[str] = ..., kind: _Optional[str] = ..., max_length: _Optional[int] = ..., loaded_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., corpus_id: _Optional[str] = ..., weights_bytes: _Optional[int] = ...) -> None: ...
+
+class AliasTargets(_message.Message):
+    __slots__ = ("aliases",)
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.ScalarMap[str, str]
+    def __init__(self, aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class BatchingLimits(_message.Message):
     __slots__ = ("max_batch_pairs", "max_batch_tokens", "max_wait_ms", "max_queue_pairs", "max_documents", "max_text_bytes", "enabled", "policies")
@@ -150,7 +169,7 @@ class CloudUsage(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., model: _Optional[str] = ..., billed_units: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RerankerInfo(_message.Message):
-    __slots__ = ("build_version", "mode", "backend", "providers", "loaded", "aliases", "limits", "last_reload_at", "last_reload_error", "swap_count", "cloud_usage", "precision")
+    __slots__ = ("build_version", "mode", "backend", "providers", "loaded", "aliases", "limits", "last_reload_at", "last_reload_error", "swap_count", "cloud_usage", "precision", "corpus_aliases")
     class AliasesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +177,13 @@ class RerankerInfo(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CorpusAliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: AliasTargets
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[AliasTargets, _Mapping]] = ...) -> None: ...
     BUILD_VERSION_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +196,7 @@ class RerankerInfo(_message.Message):
     SWAP_COUNT_FIELD_NUMBER: _ClassVar[int]
     CLOUD_USAGE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_ALIASES_FIELD_NUMBER: _ClassVar[int]
     build_version: str
     mode: str
     backend: str
@@ -182,4 +209,5 @@ class RerankerInfo(_message.Message):
     swap_count: int
     cloud_usage: _containers.RepeatedCompositeFieldContainer[CloudUsage]
     precision: str
-    def __init__(self, build_version: _Optional[str] = ..., mode: _Optional[str] = ..., backend: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., loaded: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., aliases: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[BatchingLimits, _Mapping]] = ..., last_reload_at: _Optional[str] = ..., last_reload_error: _Optional[str] = ..., swap_count: _Optional[int] = ..., cloud_usage: _Optional[_Iterable[_Union[CloudUsage, _Mapping]]] = ..., precision: _Optional[str] = ...) -> None: ...
+    corpus_aliases: _containers.MessageMap[str, AliasTargets]
+    def __init__(self, build_version: _Optional[str] = ..., mode: _Optional[str] = ..., backend: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., loaded: _Optional[_Iterable[_Union[ModelVersionInfo, _Mapping]]] = ..., aliases: _Optional[_Mapping[str, str]] = ..., limits: _Optional[_Union[BatchingLimits, _Mapping]] = ..., last_reload_at: _Optional[str] = ..., last_reload_error: _Optional[str] = ..., swap_count: _Optional[int] = ..., cloud_usage: _Optional[_Iterable[_Union[CloudUsage, _Mapping]]] = ..., precision: _Optional[str] = ..., corpus_aliases: _Optional[_Mapping[str, AliasTargets]] = ...) -> None: ...
