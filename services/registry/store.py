@@ -263,6 +263,8 @@ class FileRegistry(Registry):
             records = []
             for alias, version_id in changes.items():
                 previous = scope.get(alias)
+                if previous == version_id:
+                    continue  # no record of a change that did not happen
                 if version_id is None:
                     scope.pop(alias, None)
                 else:

@@ -303,8 +303,8 @@ def _publish_adapter(data, W, corpus_id: str) -> str:
 
 
 def test_vector_leg_follows_the_served_versions_query_adapter(data, embedder):
-    """W sends the query's vector onto `bank-2`: through the champion's adapter the vector leg ranks it
-    first; rerank mode none, another corpus's adapter, or a version without one leave the base tower."""
+    """W sends the query's vector onto `bank-2`: through the corpus champion's adapter the vector leg ranks it
+    first; rerank mode none, or another corpus's champion (its adapter included), leave the base tower."""
     import numpy as np
 
     from services.registry.store import open_registry
@@ -321,12 +321,13 @@ def test_vector_leg_follows_the_served_versions_query_adapter(data, embedder):
     async def body(stub, core):
         search = lambda **kw: stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query=query, top_k=12, **kw))
         out = {"no champion": await search(rerank_mode="learning")}
-        registry.set_alias("champion", mine, "test")
+        registry.set_alias("champion", mine, "test", corpus_id="tiny")
         await asyncio.sleep(0.1)  # adapter_refresh_s below
         out["champion"] = await search(rerank_mode="learning")
         out["mode none"] = await search(rerank_mode="none")
         out["explicit"] = await search(rerank_mode="learning", model=mine)
-        registry.set_alias("champion", other, "test")
+        registry.set_alias("champion", None, "test", corpus_id="tiny")
+        registry.set_alias("champion", other, "test", corpus_id="another-corpus")
         await asyncio.sleep(0.1)
         out["other corpus"] = await search(rerank_mode="learning")
         return out
@@ -352,7 +353,7 @@ def test_a_damaged_adapter_falls_back_to_the_base_tower(data, embedder, caplog):
     version = _publish_adapter(data, np.zeros((384, 384)), "tiny")
     registry = open_registry(data / "registry")
     (registry.local_path(version) / "adapter.npy").write_bytes(b"not a numpy file")
-    registry.set_alias("champion", version, "test")
+    registry.set_alias("champion", version, "test", corpus_id="tiny")
 
     async def body(stub, core):
         return [await stub.Search(retriever_pb2.SearchRequest(corpus_id="tiny", query="lava", rerank_mode="learning"))

@@ -154,7 +154,7 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
                                                "depth": int(record.metrics["blend_depth"])}
         else:
             assert len(manifest.extra["linear_head"]["coef"]) == 7
-        assert core.registry.aliases()["challenger"] == record.version_id
+        assert core.registry.aliases("partners")["challenger"] == record.version_id
 
         decision = core.promote("partners", record.version_id)
         assert decision["promoted"], decision["reason"]
@@ -197,7 +197,7 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
         adapter = (np.random.default_rng(0).standard_normal((384, 384)) * 0.05).astype(np.float32)
         manifest = import_bi_encoder(core.registry, base, base, settings.engine, query_max_length=64,
                                      doc_max_length=settings.retrieval.embedder_max_length, adapter=adapter,
-                                     alias="champion",
+                                     alias="champion", corpus_id="partners",
                                      manifest_fields={"corpus_id": "partners",
                                                       "extra": {"doc_tower_is_dense_leg": True, **head}})
         data = CorpusData(settings, "partners")
@@ -217,7 +217,7 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
             requests[qid] = RerankQuery(es.queries[qid], [
                 Document(c.doc_id, texts[c.doc_id], fused_score=c.score, vector=tuple(vectors[c.doc_id].tolist()),
                          lexical_score=c.lexical_score, lexical_rank=c.lexical_rank, vector_rank=c.vector_rank)
-                for c in top])
+                for c in top], corpus_id="partners")
         data.close()
 
         async def serve():

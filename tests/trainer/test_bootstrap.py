@@ -44,7 +44,7 @@ def test_bootstrap_is_cached_and_the_loop_fine_tunes_the_champion(data_dir):
         decision = first["decision"]
         assert decision["version_id"] == first["version_id"] and "ndcg_gain" in decision["numbers"]
         assert decision["promoted"], decision["reason"]
-        assert core.registry.aliases()["champion"] == first["version_id"]
+        assert core.registry.aliases("tiny")["champion"] == first["version_id"]
 
         second = core.bootstrap("tiny")
         assert second["cached"] and second["version_id"] == first["version_id"]

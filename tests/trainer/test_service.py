@@ -107,7 +107,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     assert run.status == trainer_pb2.RUN_STATUS_SUCCEEDED, run.error
     assert run.settings["max_steps"] == "2" and sorted(run.triplet_files) == sorted(mined.files)
     registry = FileRegistry(data_dir / "registry")
-    assert registry.aliases() == {"challenger": run.version_id}
+    assert registry.aliases("tiny") == {"challenger": run.version_id} and registry.aliases() == {}
     manifest = registry.manifest(run.version_id)
     assert manifest.run_id == run_id and manifest.extra["triplets"] == 9 and manifest.triplet_files == list(run.triplet_files)
     assert (data_dir / "runs" / run_id / "model" / "config.json").is_file()
@@ -129,7 +129,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     models.subscribe([kafka_settings.topics.models])
     try:
         rerank = reranker_pb2_grpc.RerankerStub(grpc.insecure_channel(reranker.target))
-        assert "champion" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).aliases
+        assert "tiny" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases
 
         decision = stub.Promote(trainer_pb2.PromoteRequest(corpus_id="tiny"), timeout=300, metadata=AUTH)
         assert decision.promoted and decision.champion == run.version_id, decision.reason
@@ -146,19 +146,23 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
         assert record.key == b"tiny" and (event.version_id, event.alias) == (run.version_id, "champion")
         assert event.manifest_sha256 == registry.manifest_digest(run.version_id)
 
-        wait_for(lambda: rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).aliases.get("champion")
-                 == run.version_id, 60, "the reranker to serve the new champion")
-        scored = rerank.Rerank(reranker_pb2.RerankRequest(query="bees", documents=[
+        wait_for(lambda: rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases["tiny"]
+                 .aliases.get("champion") == run.version_id, 60, "the reranker to serve the new champion")
+        scored = rerank.Rerank(reranker_pb2.RerankRequest(query="bees", corpus_id="tiny", documents=[
             reranker_pb2.RerankDocument(id="a", text="honey bees"), reranker_pb2.RerankDocument(id="b", text="owls")]),
             timeout=10)
         assert scored.model_version == run.version_id
+        # tiny's champion serves tiny only: a request for another corpus gets the fused (input) order.
+        other = rerank.Rerank(reranker_pb2.RerankRequest(query="bees", corpus_id="guard", documents=[
+            reranker_pb2.RerankDocument(id="a", text="honey bees")]), timeout=10)
+        assert other.model_version == "none"
 
         rolled = stub.Rollback(trainer_pb2.RollbackRequest(corpus_id="tiny"), timeout=60, metadata=AUTH)
         assert rolled.promoted and rolled.champion == "fused"
-        assert "champion" not in registry.aliases()
+        assert "champion" not in registry.aliases("tiny")
         event = feedback_pb2.ModelPublished.FromString(wait_for(published, 60, "rollback event").value)
         assert event.version_id == "" and event.alias == "champion"
-        wait_for(lambda: "champion" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).aliases,
+        wait_for(lambda: "tiny" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases,
                  60, "the reranker to drop the champion")
         with pytest.raises(grpc.RpcError) as err:
             stub.Rollback(trainer_pb2.RollbackRequest(corpus_id="tiny"), timeout=60, metadata=AUTH)
@@ -178,7 +182,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
         finally:
             core.close()
         assert not decision["promoted"] and why in decision["reason"], decision
-        assert "champion" not in registry.aliases()
+        assert "champion" not in registry.aliases("tiny")
     decisions = read_decisions(data_dir / "trainer" / "decisions.jsonl")
     assert [d["promoted"] for d in decisions] == [True, True, False, False]
     from prometheus_client import REGISTRY

@@ -19,6 +19,7 @@ from services.common.errors import FeedrankError, invalid, not_found
 from services.gateway import convert, schemas
 from services.gateway.deps import AdminDep, BackendsDep, SettingsDep
 from services.proto.feedrank.v1 import reranker_pb2, trainer_pb2
+from services.registry.store import GLOBAL, check_scope, pick
 
 router = APIRouter(tags=["reranker"])
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # fullmatch: "$" would accept a trailing newline
@@ -35,13 +36,20 @@ async def info(b: BackendsDep) -> dict:
     return convert.to_dict(await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker"))
 
 
-@router.get("/reranker/status", summary="Champion and challenger with their metrics, and the latest run")
-async def status(b: BackendsDep) -> dict:
+@router.get("/reranker/status", summary="A corpus's champion and challenger with their metrics, every corpus's "
+            "aliases, and the latest run")
+async def status(b: BackendsDep, corpus_id: str = Query("", description="Corpus whose served aliases to show "
+                                                         "(empty: the global, corpus-neutral ones)")) -> dict:
+    check_scope(corpus_id)
     info = await b.call(b.reranker.GetInfo, reranker_pb2.GetRerankerInfoRequest(), service="reranker")
     loaded = {v.version_id: convert.to_dict(v) for v in info.loaded}
-    models = {alias: loaded.get(version, {"version_id": version}) for alias, version in info.aliases.items()}
-    out = {"mode": info.mode, "aliases": dict(info.aliases), "champion": models.get("champion"),
-           "challenger": models.get("challenger"), "last_reload_error": info.last_reload_error,
+    scopes = {GLOBAL: dict(info.aliases), **{c: dict(a.aliases) for c, a in info.corpus_aliases.items()}}
+    served = {alias: pick(scopes, corpus_id, alias) for alias in ("champion", "challenger")}
+    models = {alias: loaded.get(version, {"version_id": version}) if version else None
+              for alias, version in served.items()}
+    out = {"mode": info.mode, "corpus_id": corpus_id, "aliases": dict(info.aliases),
+           "corpus_aliases": {c: a for c, a in scopes.items() if c}, "champion": models["champion"],
+           "challenger": models["challenger"], "last_reload_error": info.last_reload_error,
            "latest_run": None, "trainer_error": ""}
     # The page stays useful while the trainer is down: the serving side answers on its own.
     try:

@@ -27,11 +27,22 @@ function renderModel(id, model) {
     metricTable(model.metrics));
 }
 
+// Every corpus's own aliases as the reranker serves them; a corpus missing here uses the global ones.
+function renderAliases(global, corpora) {
+  const names = ["champion", "challenger", "previous"];
+  const rows = [["(global)", global || {}], ...Object.entries(corpora || {}).sort()];
+  document.getElementById("aliases").replaceChildren(el("table", { class: "metrics" },
+    el("tr", {}, el("th", {}, "corpus"), ...names.map((n) => el("th", {}, n))),
+    ...rows.map(([corpusId, aliases]) => el("tr", {}, el("td", {}, corpusId),
+      ...names.map((n) => el("td", {}, aliases[n] || "-"))))));
+}
+
 async function refresh() {
   try {
-    const status = await api("GET", "/reranker/status");
+    const status = await api("GET", `/reranker/status?corpus_id=${encodeURIComponent(corpus())}`);
     renderModel("champion", status.champion);
     renderModel("challenger", status.challenger);
+    renderAliases(status.aliases, status.corpus_aliases);
     setStatus("status", `mode ${status.mode}` + (status.trainer_error ? ` · trainer: ${status.trainer_error}` : "") +
               (status.latest_run ? ` · latest run ${status.latest_run.run_id} (${status.latest_run.status})` : ""));
     if (status.latest_run && !stream && ["queued", "running"].includes(status.latest_run.status)) follow(status.latest_run.run_id);
