@@ -154,11 +154,15 @@ class FileRegistry(Registry):
         self._aliases_file = self.root / "aliases.json"
         self._history_file = self.root / "aliases.history.jsonl"
         self._owners: dict[str, str] = {}  # version id -> its corpus (versions are immutable)
+        # On a read-only mount (the retriever's) neither can run: readers interpret the old alias format as they read.
         try:
             self._sweep_staging()
+        except OSError as err:
+            log.info("registry %s: staging not swept here: %s", self.root, err)
+        try:
             self._migrate()
-        except OSError as err:  # a read-only mount: readers interpret the old format as they read
-            log.info("registry %s not writable here (%s): no staging sweep or alias migration", self.root, err)
+        except (OSError, FeedrankError) as err:
+            log.info("registry %s: aliases not migrated here: %s", self.root, err)
 
     def _version_dir(self, version_id: str) -> Path:
         path = (self.versions_dir / check_version_id(version_id)).resolve()

@@ -129,7 +129,8 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     models.subscribe([kafka_settings.topics.models])
     try:
         rerank = reranker_pb2_grpc.RerankerStub(grpc.insecure_channel(reranker.target))
-        assert "tiny" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases
+        served = rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases
+        assert served["tiny"].aliases == {"challenger": run.version_id}  # loaded, but no champion yet
 
         decision = stub.Promote(trainer_pb2.PromoteRequest(corpus_id="tiny"), timeout=300, metadata=AUTH)
         assert decision.promoted and decision.champion == run.version_id, decision.reason
@@ -162,8 +163,8 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
         assert "champion" not in registry.aliases("tiny")
         event = feedback_pb2.ModelPublished.FromString(wait_for(published, 60, "rollback event").value)
         assert event.version_id == "" and event.alias == "champion"
-        wait_for(lambda: "tiny" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5).corpus_aliases,
-                 60, "the reranker to drop the champion")
+        wait_for(lambda: "champion" not in rerank.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=5)
+                 .corpus_aliases["tiny"].aliases, 60, "the reranker to drop the champion")
         with pytest.raises(grpc.RpcError) as err:
             stub.Rollback(trainer_pb2.RollbackRequest(corpus_id="tiny"), timeout=60, metadata=AUTH)
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
