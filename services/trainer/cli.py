@@ -326,7 +326,7 @@ def bootstrap(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus to 
     decision = result["decision"]
     console.print(("reused cached " if result["cached"] else "trained ")
                   + f"v0 [bold]{result['version_id']}[/bold] (run {result['run_id']}, triplets {result['triplets']})")
-    console.print(("[green]promoted to champion[/green]" if decision["promoted"] else
+    console.print((f"[green]promoted to {corpus_id}'s champion[/green]" if decision["promoted"] else
                    "[yellow]stays challenger[/yellow]") + f": {decision['reason']}")
     console.print(json.dumps(decision["numbers"], indent=2))
 
