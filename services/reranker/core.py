@@ -99,6 +99,10 @@ class RerankerCore:
         """`deadline` is time.monotonic() based; work past it is dropped before the model."""
         started = time.perf_counter()
         self._validate(request)
+        if request.model and request.model not in ALIASES:
+            await self.pool.check_exists(request.model)  # a mistyped id is the caller's mistake, said as such
+            # Any version, of any corpus, loaded on demand: an operator's tool, not a reader's.
+            require_admin("model", "naming a model version rather than an alias")
         name = request.model or self.default_model
         texts = [self._snippet(d.text) for d in request.documents]
         if self.mode == "none":
@@ -137,11 +141,8 @@ class RerankerCore:
         if request.max_tokens_per_doc and request.max_tokens_per_doc < MIN_TOKENS_PER_DOC:
             raise invalid("max_tokens_per_doc", f"must be at least {MIN_TOKENS_PER_DOC} (0 = no limit)")
         check_scope(request.corpus_id)
-        if request.model and request.model not in ALIASES:
-            if self.mode in ("none", "cloud"):
-                raise invalid("model", f"mode {self.mode} serves no model versions")
-            # Any version, of any corpus, loaded on demand: an operator's tool, not a reader's.
-            require_admin("model", "naming a model version rather than an alias")
+        if request.model and request.model not in ALIASES and self.mode in ("none", "cloud"):
+            raise invalid("model", f"mode {self.mode} serves no model versions")
 
     def _snippet(self, text: str) -> str:
         limit = self.settings.reranking.rerank_input_snippet_chars

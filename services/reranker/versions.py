@@ -78,6 +78,14 @@ class VersionPool:
         check_version_id(name, "model")
         return await self._get_by_id(name)
 
+    async def check_exists(self, version_id: str) -> None:
+        """INVALID_ARGUMENT (field `model`) unless the id names a version with a readable manifest; loads nothing."""
+        check_version_id(version_id, "model")
+        try:
+            await asyncio.to_thread(self.registry.manifest, version_id)
+        except FeedrankError as err:
+            raise invalid("model", f"cannot serve version {version_id!r}: {err}") from err
+
     async def _get_by_id(self, version_id: str) -> LoadedVersion:
         try:
             version = await self._load_once(version_id)

@@ -84,6 +84,10 @@ def test_naming_a_version_id_needs_the_admin_role(registry):
         with pytest.raises(FeedrankError) as err:
             asyncio.run(rerank(_query(other), role))
         assert err.value.kind is ErrorKind.UNAUTHENTICATED and err.value.field == "model"
+        # An id that names no version is a mistake said as such, before any role check.
+        with pytest.raises(FeedrankError) as err:
+            asyncio.run(rerank(_query("v-no-such-version"), role))
+        assert err.value.kind is ErrorKind.INVALID_ARGUMENT and err.value.field == "model"
         # Aliases need no admin role.
         assert asyncio.run(rerank(_query("champion", "alpha"), role)).model_version != other
     assert asyncio.run(rerank(_query(other), "admin")).model_version == other
