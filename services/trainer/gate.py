@@ -148,9 +148,11 @@ class Gate:
                 f"{ROLLBACK_REASON} from {current}", judge="rollback")
             numbers: dict[str, float] = {}
             published = self._publish(previous, corpus_id, numbers)
-            reason = f"rolled back from {current} to {previous or FUSED}" + published
+            served = self.registry.resolve("champion", corpus_id)  # with none of its own: the global one, or fused
+            reason = f"rolled back from {current} to {previous or FUSED}" + \
+                (f" (served by the global champion {served})" if served != previous else "") + published
             return self._record({"corpus_id": corpus_id, "version_id": previous or FUSED, "champion_before": current,
-                                 "action": "rollback"}, True, previous, reason, numbers)
+                                 "action": "rollback"}, True, served, reason, numbers)
 
     # -- helpers -------------------------------------------------------------------------------
 

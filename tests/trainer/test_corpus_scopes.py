@@ -152,8 +152,17 @@ def test_the_gate_of_a_corpus_compares_against_its_own_champion_only(data_dir, h
         assert core.evaluator.evaluate(B, save=False)["champion"]["version_id"] == beta_challenger
         # alpha's gate, in turn, sees alpha's champion and never beta's.
         assert core.evaluator.evaluate(A, save=False)["champion"]["version_id"] == alpha_champion
+        assert registry.aliases(A) == {"champion": alpha_champion}
+        assert registry.aliases(B) == {"champion": beta_challenger, "challenger": beta_challenger}
+        assert [h["judge"] for h in registry.history(B) if h["alias"] == "champion"] == ["labels"]
+
+        # Rolled back, beta has no champion of its own: a corpus-neutral global one serves it, never alpha's.
+        fields = registry.manifest(alpha_champion).to_json()
+        fields = {k: v for k, v in fields.items() if k not in ("version_id", "corpus_id", "files", "created_at")}
+        neutral = registry.publish(registry.local_path(alpha_champion), fields).version_id
+        registry.set_alias("champion", neutral, "imported for every corpus")
+        rolled = core.rollback(B)
+        assert rolled["champion"] == neutral and rolled["version_id"] == "fused", rolled
+        assert registry.resolve("champion", B) == neutral and registry.resolve("champion", A) == alpha_champion
     finally:
         core.close()
-    assert registry.aliases(A) == {"champion": alpha_champion}
-    assert registry.aliases(B) == {"champion": beta_challenger, "challenger": beta_challenger}
-    assert [h["judge"] for h in registry.history(B) if h["alias"] == "champion"] == ["labels"]
