@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -394,16 +395,17 @@ class FileRegistry(Registry):
             self._commit(scopes, [record], restore=lambda: _write_json_atomic(self._aliases_file, data))
             log.warning("registry aliases migrated to per-corpus scopes", extra={"fields": {"aliases": moves}})
 
+
 def new_version_id() -> str:
     return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
-_GENERATED_VERSION_ID = re.compile(r"^v\d{8}-\d{6}-[0-9a-f]{6}$")
+_GENERATED_VERSION_ID = re.compile(r"v\d{8}-\d{6}-[0-9a-f]{6}")
 
 
 def is_generated_version_id(name: str) -> bool:
     """Whether `name` has the shape new_version_id() gives (other APIs' model names never do)."""
-    return bool(_GENERATED_VERSION_ID.match(name))
+    return bool(_GENERATED_VERSION_ID.fullmatch(name))
 
 
 def _now() -> str:
