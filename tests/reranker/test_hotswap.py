@@ -6,8 +6,10 @@ import threading
 import time
 
 import grpc
+import pytest
 
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc
+from tests.conftest import admin_metadata
 from tests.reranker.test_service import _request
 
 
@@ -93,7 +95,12 @@ def test_challenger_and_version_ids_can_be_asked_for(reranker_process, registry)
     with grpc.insecure_channel(server.target) as channel:
         stub = reranker_pb2_grpc.RerankerStub(channel)
         assert stub.Rerank(_request(3, model="challenger"), timeout=30).model_version == other
-        assert stub.Rerank(_request(3, model=other), timeout=30).model_version == other
+        # A version id is an operator's choice: the admin token (the reranker made the data dir's admin.token).
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Rerank(_request(3, model=other), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and "model" in err.value.details()
+        admin = admin_metadata(server.env["FEEDRANK_DATA_DIR"])
+        assert stub.Rerank(_request(3, model=other), timeout=30, metadata=admin).model_version == other
 
 
 def test_model_published_event_triggers_the_swap(reranker_process, registry, tmp_path):

@@ -325,7 +325,11 @@ def test_vector_leg_follows_the_served_versions_query_adapter(data, embedder):
         await asyncio.sleep(0.1)  # adapter_refresh_s below
         out["champion"] = await search(rerank_mode="learning")
         out["mode none"] = await search(rerank_mode="none")
-        out["explicit"] = await search(rerank_mode="learning", model=mine)
+        with pytest.raises(grpc.aio.AioRpcError) as anonymous:  # naming a version id needs the admin token
+            await search(rerank_mode="learning", model=mine)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED and "model" in anonymous.value.details()
+        out["explicit"] = await stub.Search(retriever_pb2.SearchRequest(
+            corpus_id="tiny", query=query, top_k=12, rerank_mode="learning", model=mine), metadata=admin_metadata(data))
         registry.set_alias("champion", None, "test", corpus_id="tiny")
         registry.set_alias("champion", other, "test", corpus_id="another-corpus")
         await asyncio.sleep(0.1)
