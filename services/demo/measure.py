@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import grpc
-
+from services.common.channels import open_channel
+from services.common.config import EndpointSettings
 from services.evaluation import metrics
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 
@@ -27,13 +27,15 @@ class Measured:
 
 class RankingMeter:
     def __init__(self, retriever_target: str, corpus_id: str, queries: dict[str, str],
-                 qrels: dict[str, dict[str, int]], *, candidate_k: int = 100, timeout_s: float = 60.0):
+                 qrels: dict[str, dict[str, int]], *, endpoints: EndpointSettings, admin_token: str,
+                 candidate_k: int = 100, timeout_s: float = 60.0):
         self.corpus_id = corpus_id
         self.queries = {q: queries[q] for q in sorted(qrels) if q in queries}
         self.qrels = {q: qrels[q] for q in self.queries}
         self.candidate_k = candidate_k
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(retriever_target)
+        # The meter names version ids (v0, the learned version), which only the admin token may do.
+        self._channel = open_channel(retriever_target, endpoints, token=admin_token)
         self._search = retriever_pb2_grpc.RetrieverStub(self._channel).Search
 
     def close(self) -> None:

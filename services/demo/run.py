@@ -149,7 +149,8 @@ class Demo:
         with _started(LocalStack(self.data_dir, env=self._service_env())) as stack:
             self.stack = stack
             self._bootstrap()
-            meter = RankingMeter(stack.target("retriever"), self.corpus_id, queries, test)
+            meter = RankingMeter(stack.target("retriever"), self.corpus_id, queries, test,
+                                 endpoints=stack.endpoints, admin_token=stack.admin_token)
             try:
                 self._measure_baselines(meter)
                 asked, labelled = self._simulation_queries(queries)
