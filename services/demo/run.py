@@ -39,6 +39,7 @@ from services.demo import report
 from services.demo.measure import RankingMeter
 from services.demo.simulate import ClickModel, SimulationStats, UserSimulator
 from services.devstack.stack import LocalStack
+from services.events.kinds import TEACHING_KINDS
 from services.evaluation import beir
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
@@ -319,7 +320,7 @@ class Demo:
 
     def _feedback_events(self) -> int:
         by_type = self._trainer().EventStats(trainer_pb2.EventStatsRequest(), timeout=30).by_type
-        return by_type.get("click", 0) + by_type.get("rating", 0)
+        return sum(by_type.get(kind, 0) for kind in TEACHING_KINDS)
 
     def _wait_for_events(self, wanted: int, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s

@@ -26,6 +26,7 @@ from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 
 from services.common.config import KafkaSettings
+from services.events.kinds import EVENT_KINDS
 from services.events.store import EventStore, Incoming
 from services.kafka.clients import consumer_config
 from services.proto.feedrank.v1 import feedback_pb2
@@ -82,8 +83,8 @@ class EventConsumer:
                 try:
                     event = feedback_pb2.FeedbackEvent.FromString(record.value or b"")
                     kind = event.WhichOneof("kind")
-                    if not event.event_id or kind is None:
-                        raise ValueError("no event_id or no kind")
+                    if not event.event_id or kind not in EVENT_KINDS:
+                        raise ValueError(f"no event_id or no known kind ({kind})")
                 except (DecodeError, ValueError) as err:
                     rejected.append((tp.partition, record.offset, record.value, str(err)))
                     continue

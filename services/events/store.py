@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.config import Settings
+from services.events.kinds import EVENT_KINDS, kind_of
 from services.proto.feedrank.v1 import feedback_pb2
-
-KINDS = ("impression", "click", "rating")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -122,16 +121,17 @@ class EventStore:
     # -- writing --------------------------------------------------------------------------------
 
     def add(self, items: Iterable[Incoming | feedback_pb2.FeedbackEvent]) -> AddResult:
-        """Store events in one durable transaction; an event_id already present is skipped."""
+        """Store events in one durable transaction; an event_id already present is skipped.
+
+        An event with no kind, or one the kinds table has no row for, refuses the whole batch (INVALID_ARGUMENT).
+        """
         now = int(time.time() * 1000)
         rows, corpora = [], []
         for item in items:
             inc = item if isinstance(item, Incoming) else Incoming(item)
             ev = inc.event
-            kind = ev.WhichOneof("kind")
-            if kind not in KINDS:
-                raise ValueError(f"event {ev.event_id!r} has no kind")
-            doc_id = ev.click.doc_id if kind == "click" else ev.rating.doc_id if kind == "rating" else None
+            row = kind_of(ev)
+            kind, doc_id = row.name, row.doc_id(ev)
             rows.append((ev.event_id, kind, ev.query_id, ev.session_id, ev.timestamp_ms, ev.source, doc_id,
                          ev.SerializeToString(deterministic=True), inc.partition, inc.offset, now))
             if kind == "impression":
@@ -162,8 +162,8 @@ class EventStore:
         since_ms: int | None = None, until_ms: int | None = None,
     ) -> Iterator[StoredEvent]:
         """Events in timestamp order, filtered by kind, corpus and [since_ms, until_ms)."""
-        if kind is not None and kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+        if kind is not None and kind not in EVENT_KINDS:
+            raise ValueError(f"kind must be one of {tuple(EVENT_KINDS)}, not {kind!r}")
         sql = ["SELECT e.event_id, e.kind, e.query_id, e.session_id, e.timestamp_ms, q.corpus_id, e.payload "
                "FROM events e LEFT JOIN query_corpus q ON q.query_id = e.query_id WHERE 1=1"]
         args: list[object] = []

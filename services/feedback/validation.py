@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from services.common.config import FeedbackSettings
 from services.common.errors import invalid
+from services.events.kinds import kind_of, require_id
 from services.proto.feedrank.v1 import feedback_pb2
 
 # Earlier than 2001-09-09 in milliseconds is almost surely seconds (or zero) sent as milliseconds.
@@ -24,13 +25,6 @@ class ValidRecord:
     kind: str
 
 
-def _require_id(value: str, field: str, limit: int) -> None:
-    if not value:
-        raise invalid(field, "is required")
-    if len(value) > limit:
-        raise invalid(field, f"is {len(value)} characters, more than {limit}")
-
-
 def validate_event(
     event: feedback_pb2.FeedbackEvent, index: int, limits: FeedbackSettings, now_ms: int
 ) -> ValidRecord:
@@ -40,39 +34,17 @@ def validate_event(
     if size > limits.max_event_bytes:
         raise invalid(at, f"is {size} bytes, more than max_event_bytes {limits.max_event_bytes}")
     ids = limits.max_id_chars
-    _require_id(event.event_id, f"{at}.event_id", ids)
-    _require_id(event.query_id, f"{at}.query_id", limits.max_query_id_chars)
-    _require_id(event.session_id, f"{at}.session_id", ids)
+    require_id(event.event_id, f"{at}.event_id", ids)
+    require_id(event.query_id, f"{at}.query_id", limits.max_query_id_chars)
+    require_id(event.session_id, f"{at}.session_id", ids)
     if event.timestamp_ms < _MIN_TIMESTAMP_MS:
         raise invalid(f"{at}.timestamp_ms", "must be unix epoch milliseconds")
     ahead_s = (event.timestamp_ms - now_ms) / 1000.0
     if ahead_s > limits.max_future_skew_s:
         raise invalid(f"{at}.timestamp_ms", f"is {ahead_s:.0f}s in the future (limit {limits.max_future_skew_s:.0f}s)")
-    kind = event.WhichOneof("kind")
-    if kind is None:
-        raise invalid(f"{at}.kind", "one of impression, click or rating is required")
-    if kind == "impression":
-        imp = event.impression
-        _require_id(imp.corpus_id, f"{at}.impression.corpus_id", ids)
-        if not imp.results:
-            raise invalid(f"{at}.impression.results", "at least one shown result is required")
-        for j, shown in enumerate(imp.results):
-            _require_id(shown.doc_id, f"{at}.impression.results[{j}].doc_id", ids)
-            if shown.rank < 1:
-                raise invalid(f"{at}.impression.results[{j}].rank", "must be >= 1")
-    elif kind == "click":
-        _require_id(event.click.doc_id, f"{at}.click.doc_id", ids)
-        if event.click.rank < 1:
-            raise invalid(f"{at}.click.rank", "must be >= 1")
-        if event.click.dwell_ms < 0:
-            raise invalid(f"{at}.click.dwell_ms", "must be >= 0")
-    else:
-        _require_id(event.rating.doc_id, f"{at}.rating.doc_id", ids)
-        if not 1 <= event.rating.rating <= 5:
-            raise invalid(f"{at}.rating.rating", "must be 1-5 (thumbs up = 5, thumbs down = 1)")
-        if event.rating.rank < 0:
-            raise invalid(f"{at}.rating.rank", "must be >= 1, or 0 when unknown")
-    return ValidRecord(event.query_id.encode(), event.SerializeToString(deterministic=True), kind)
+    kind = kind_of(event, f"{at}.kind")
+    kind.validate(getattr(event, kind.name), f"{at}.{kind.name}", limits)
+    return ValidRecord(event.query_id.encode(), event.SerializeToString(deterministic=True), kind.name)
 
 
 def validate_batch(

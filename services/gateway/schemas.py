@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from services.events.kinds import TEACHING_KINDS
 from services.reranker import MIN_TOKENS_PER_DOC
 
 INT32 = 2**31 - 1
@@ -94,7 +95,7 @@ class TelemetryEvent(_Body):
     query_id: Text = Field(description="query_id of the search response the result came from")
     doc_id: Text
     query: Text = Field("", description="Accepted for the seed's clients; the query_id already names the query")
-    type: Literal["click", "rating"] | None = Field(None, description="Default: rating when rating is set, else click")
+    type: Literal[TEACHING_KINDS] | None = Field(None, description="Default: rating when rating is set, else click")
     rating: Int32 | None = Field(None, description="1-5; thumbs up = 5, thumbs down = 1")
     rank: Int32 = Field(0, description="1-based position the result was shown at (required for clicks)")
     dwell_ms: Annotated[int, Field(ge=-INT64 - 1, le=INT64)] = Field(0, description="Time spent on the clicked result")

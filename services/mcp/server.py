@@ -17,6 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from services.client import AsyncFeedrank, Click, Rating, SearchResults
 from services.common.config import Settings
 from services.common.errors import FeedrankError, invalid
+from services.events.kinds import TEACHING_KINDS
 from services.gateway import convert, schemas
 
 INSTRUCTIONS = (
@@ -52,12 +53,17 @@ def create_server(settings: Settings) -> MCPServer:
 
     @server.tool(description="Record whether a search result was relevant (rating 1-5) or that it was opened (click)")
     async def feedback(query_id: str, doc_id: str, rank: int, rating: int | None = None,
-                       kind: Literal["rating", "click"] = "rating", dwell_ms: int = 0,
+                       kind: Literal[TEACHING_KINDS] = "rating", dwell_ms: int = 0,
                        session_id: str = "mcp") -> schemas.Accepted:
         try:
-            if kind == "rating" and rating is None:
-                raise invalid("rating", "is required for a rating event")
-            event = Rating(doc_id, rating, rank) if kind == "rating" else Click(doc_id, dwell_ms, rank)
+            if kind == "rating":
+                if rating is None:
+                    raise invalid("rating", "is required for a rating event")
+                event: Rating | Click = Rating(doc_id, rating, rank)
+            elif kind == "click":
+                event = Click(doc_id, dwell_ms, rank)
+            else:  # a kinds-table row this tool has no arguments for yet
+                raise invalid("kind", f"{kind!r} events cannot be recorded through this tool")
             reply = await clients[0].feedback(query_id, event, session_id=session_id)
         except FeedrankError as err:
             raise _tool_error(err) from None

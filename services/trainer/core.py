@@ -19,6 +19,7 @@ import numpy as np
 
 from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.events.kinds import TEACHING_KINDS
 from services.events.store import EventStore
 from services.registry.store import Registry, open_registry
 from services.trainer.adapter import champion_adapter, run_adapter
@@ -381,7 +382,7 @@ class TrainerCore:
 
     def feedback_count(self) -> int:
         """Clicks and ratings: impressions alone (the trainer's own searches included) teach nothing."""
-        return self.events.count("click") + self.events.count("rating")
+        return sum(self.events.count(kind) for kind in TEACHING_KINDS)
 
     def cycle(self, corpus_id: str) -> dict[str, Any]:
         """mine (events) -> train (from the champion) -> evaluate + gate. Returns what happened."""
@@ -415,7 +416,7 @@ class TrainerCore:
             if not (due_events or due_time):
                 continue
             corpora = training.schedule_corpora or sorted(
-                {r.corpus_id for r in self.events.stats() if r.corpus_id and r.kind != "impression"})
+                {r.corpus_id for r in self.events.stats() if r.corpus_id and r.kind in TEACHING_KINDS})
             for corpus_id in corpora:
                 try:
                     outcome = self.cycle(corpus_id)
