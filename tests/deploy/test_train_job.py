@@ -65,7 +65,8 @@ def test_the_training_job_trains_offline_and_registers_a_challenger(data_dir, tm
     assert run.settings["recipe"] == "cross-encoder" and run.settings["start_from"] == "base"
     assert sorted(run.triplet_files) == sorted(mined.files)
     registry = FileRegistry(data_dir / "registry")
-    assert registry.aliases() == {"challenger": run.version_id}
+    assert registry.aliases("tiny") == {"challenger": run.version_id}  # the corpus's own scope
+    assert registry.aliases() == {}
     assert registry.manifest(run.version_id).run_id == run.run_id
     assert f"version {run.version_id} is the challenger" in " ".join(result.stdout.split())
 
