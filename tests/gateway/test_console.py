@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from services.common.config import TrainingSettings
+from services.trainer.click_log import held_out
 from tests.gateway.conftest import ADMIN_TOKEN, CHROMIUM_ARGS, CORPUS, chromium_path
 
 
@@ -92,15 +94,18 @@ def test_search_click_and_thumbs_down_reach_the_event_store(stack, page, shots):
 def test_reranker_page_trains_and_charts_the_loss(stack, client, page, shots):
     # Feedback to learn from: a liked and a disliked result for a few queries.
     liked = set()
+    # A session the click judge keeps for itself is never mined: rate from one that trains.
+    share = TrainingSettings().judge_holdout_share
+    session = next(s for s in (f"trainer-test-{i}" for i in range(100)) if not held_out(s, share))
     for query in ("cats purr and hunt mice", "interest rates and inflation", "sorting an array", "lava eruption"):
-        reply = client.post("/search", json={"corpus_id": CORPUS, "query": query, "session_id": "trainer-test",
+        reply = client.post("/search", json={"corpus_id": CORPUS, "query": query, "session_id": session,
                                              "rerank_mode": "none"}).json()
         for rank, rating in ((1, 5), (2, 1)):
             event_id = f"train-{uuid.uuid4().hex}"
             result = reply["results"][rank - 1]
             response = client.post("/api/telemetry/event", json={
                 "event_id": event_id, "query_id": reply["query_id"], "doc_id": result["doc_id"], "rank": rank,
-                "rating": rating, "session_id": "trainer-test"})
+                "rating": rating, "session_id": session})
             assert response.status_code == 200, response.text
             liked.add(event_id)
     stack.wait_for_events(liked).close()
