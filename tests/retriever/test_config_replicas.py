@@ -17,7 +17,7 @@ from services.common.config import EndpointSettings, Settings
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from services.retriever.runtime_config import RuntimeConfig
 from services.retriever.service import RetrieverCore
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, admin_metadata
 from tests.retriever.conftest import DOCS
 
 UNREACHABLE = "127.0.0.1:1"
@@ -64,8 +64,9 @@ def _eventually(check, what: str, timeout_s: float = 60.0):
         time.sleep(0.1)
 
 
-def test_update_config_on_one_replica_changes_the_answers_of_the_other(replicas):
+def test_update_config_on_one_replica_changes_the_answers_of_the_other(replicas, corpus_dir):
     a, b = replicas
+    admin = admin_metadata(corpus_dir)  # UpdateConfig changes what is served: an admin call
     with grpc.insecure_channel(a.target) as ca, grpc.insecure_channel(b.target) as cb:
         stub_a, stub_b = retriever_pb2_grpc.RetrieverStub(ca), retriever_pb2_grpc.RetrieverStub(cb)
         # RRF scores are below 2/61; weighted min-max puts the best document near vector + sparse weight.
@@ -73,7 +74,7 @@ def test_update_config_on_one_replica_changes_the_answers_of_the_other(replicas)
 
         stub_a.UpdateConfig(retriever_pb2.UpdateConfigRequest(
             fusion=retriever_pb2.FusionConfig(method=retriever_pb2.FUSION_METHOD_WEIGHTED, vector_weight=0.8),
-            update_mask=["fusion.method", "fusion.vector_weight"]), timeout=30)
+            update_mask=["fusion.method", "fusion.vector_weight"]), timeout=30, metadata=admin)
         _eventually(lambda: _search(stub_b).results[0].legs.fused_score > 0.05, "the fusion change in its searches")
         seen = stub_b.GetConfig(retriever_pb2.GetConfigRequest(), timeout=30)
         assert seen.fusion.method == retriever_pb2.FUSION_METHOD_WEIGHTED
@@ -82,7 +83,7 @@ def test_update_config_on_one_replica_changes_the_answers_of_the_other(replicas)
         # A change sent to B is merged onto A's (the file is re-read under the lock, not B's cached copy).
         stub_b.UpdateConfig(retriever_pb2.UpdateConfigRequest(
             reranking=retriever_pb2.RerankingConfig(tribrid_reranker_topn=7),
-            update_mask=["reranking.tribrid_reranker_topn"]), timeout=30)
+            update_mask=["reranking.tribrid_reranker_topn"]), timeout=30, metadata=admin)
 
         def a_has_both():
             config = stub_a.GetConfig(retriever_pb2.GetConfigRequest(), timeout=30)
