@@ -31,6 +31,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
+from services.common.durable import fsync_dir
 from services.common.errors import ErrorKind, FeedrankError
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,6 @@ def _resync(data: bytes, position: int) -> int | None:
             return offset
     return None
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -190,7 +184,7 @@ class Spool:
             SPOOL_QUARANTINED_BYTES.inc(end - start)
             log.error("spool: a damaged record was quarantined; the records after it are kept", extra={"fields": {
                 "position": start, "bytes": end - start, "log": str(self._log_path), "quarantine": str(path)}})
-        _fsync_dir(folder)
+        fsync_dir(folder)
 
     def _replace_log(self, data, ranges: list[tuple[int, int]]) -> int:
         """Atomically replace the log by the byte `ranges` of `data`; returns the new size."""
@@ -202,7 +196,7 @@ class Spool:
             os.fsync(f.fileno())
             size = f.tell()
         os.replace(tmp, self._log_path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         os.close(self._fd)
         self._fd = os.open(self._log_path, os.O_RDWR | os.O_APPEND)
         return size
@@ -214,7 +208,7 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self._cursor_path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def append(self, entries: Sequence[tuple[bytes, bytes]]) -> None:
         """Append (key, value) records and fsync; returns once they are durable."""

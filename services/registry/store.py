@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from services.common.durable import fsync_dir, write_json_atomic
 from services.common.errors import ErrorKind, FeedrankError, invalid, not_found
 from services.common.ids import check_corpus_id, check_version_id
 from services.engine.manifest import Manifest
@@ -194,11 +195,11 @@ class FileRegistry(Registry):
                 manifest = Manifest.from_json(
                     {**manifest_fields, "version_id": version_id, "files": files, "created_at": _now()}
                 )
-                _write_json_atomic(staging / "manifest.json", manifest.to_json())
-                _fsync_dir(staging)
+                write_json_atomic(staging / "manifest.json", manifest.to_json())
+                fsync_dir(staging)
                 os.rename(staging, target)  # a reader sees the whole version or nothing
                 renamed = True
-                _fsync_dir(self.versions_dir)  # the rename itself survives a power cut
+                fsync_dir(self.versions_dir)  # the rename itself survives a power cut
         except OSError as err:
             if staging is not None:
                 shutil.rmtree(target if renamed else staging, ignore_errors=True)
@@ -331,8 +332,8 @@ class FileRegistry(Registry):
 
     def _write_aliases(self, scopes: Scopes) -> None:
         corpora = {c: dict(sorted(a.items())) for c, a in sorted(scopes.items()) if c != GLOBAL and a}
-        _write_json_atomic(self._aliases_file, {"format": _FORMAT, "global": scopes.get(GLOBAL, {}), "corpora": corpora})
-        _fsync_dir(self.root)
+        write_json_atomic(self._aliases_file, {"format": _FORMAT, "global": scopes.get(GLOBAL, {}), "corpora": corpora})
+        fsync_dir(self.root)
 
     # -- the one-time migration from global aliases --------------------------------------------
 
@@ -392,7 +393,7 @@ class FileRegistry(Registry):
             # One marker record (alias None: no lineage reads it); the old records stay as written.
             record = {"at": _now(), "corpus_id": GLOBAL, "alias": None, "from": data, "to": moves,
                       "reason": "migrated the global aliases to per-corpus scopes", "judge": "migration"}
-            self._commit(scopes, [record], restore=lambda: _write_json_atomic(self._aliases_file, data))
+            self._commit(scopes, [record], restore=lambda: write_json_atomic(self._aliases_file, data))
             log.warning("registry aliases migrated to per-corpus scopes", extra={"fields": {"aliases": moves}})
 
 
@@ -412,18 +413,6 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with tmp.open("w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
 
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -432,13 +421,6 @@ def _fsync_file(path: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

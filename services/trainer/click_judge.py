@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 
 from services.common.config import Settings
+from services.common.durable import write_json_atomic
 from services.common.errors import ErrorKind, FeedrankError
 from services.events.store import EventStore
 from services.trainer import propensity
 from services.trainer.click_log import LoggedSearch, held_out, logged_searches
 from services.trainer.corpus import CorpusData, EvalSet, normalize_query
-from services.trainer.evaluation import FUSED, Evaluator, _write_json_atomic, paired_test
+from services.trainer.evaluation import FUSED, Evaluator, paired_test
 
 METRIC = "ips_dcg@10"
 CUTOFF = 10
@@ -130,7 +131,7 @@ class ClickJudge:
             "seconds": round(time.perf_counter() - started, 2),
         }
         if save:
-            _write_json_atomic(self.evaluator.root / f"{record['eval_id']}.json", record)
+            write_json_atomic(self.evaluator.root / f"{record['eval_id']}.json", record)
         return record
 
     def _rankings(self, corpus_id: str, searches: list[LoggedSearch],

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from dataclasses import asdict
@@ -34,6 +33,7 @@ import numpy as np
 from prometheus_client import Gauge
 
 from services.common.config import Settings
+from services.common.durable import write_json_atomic
 from services.engine.pooling import adapt_queries
 from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
@@ -84,7 +84,7 @@ class Evaluator:
             lists = json.loads(path.read_text())["lists"]
             return {q: [Candidate(**row) for row in rows] for q, rows in lists.items()}, path
         lists = {qid: self.candidates.candidates(data.corpus_id, text, depth) for qid, text in sorted(es.queries.items())}
-        _write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
+        write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
                                   "created_at": _now(),
                                   "lists": {q: [asdict(c) for c in rows] for q, rows in lists.items()}})
         return lists, path
@@ -203,8 +203,8 @@ class Evaluator:
         }
         if save:
             self.root.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(self.root / f"{record['eval_id']}.json", record)
-            _write_json_atomic(self.root / "latest.json", record)
+            write_json_atomic(self.root / f"{record['eval_id']}.json", record)
+            write_json_atomic(self.root / "latest.json", record)
         log.info("evaluated", extra={"fields": {"corpus": corpus_id, "gain": record["ndcg_gain"], "p": p}})
         return record
 
@@ -217,13 +217,3 @@ class Evaluator:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with tmp.open("w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

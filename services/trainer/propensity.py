@@ -21,9 +21,7 @@ a plot beside it; read by mining (inverse-propensity weights) and by the click j
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common.config import Settings
+from services.common.durable import write_json_atomic
 from services.events.store import EventStore
 from services.trainer.click_log import LoggedSearch, logged_searches
 
@@ -144,10 +143,7 @@ def measure(settings: Settings, events: EventStore, corpus_id: str) -> Propensit
     estimated = estimate(corpus_id, logged_searches(events, corpus_id), training.propensity_max_rank,
                          training.propensity_bootstrap, training.seed)
     path = store_dir(settings) / f"{corpus_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(estimated.as_dict(), indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, estimated.as_dict())
     plot(path.with_suffix(".png"), estimated)
     return estimated
 

@@ -8,7 +8,6 @@ fault stops it (stopped, with the reason). The book is one JSON file, rewritten 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 from prometheus_client import Counter, Gauge
 
 from services.common.config import InterleavingSettings
+from services.common.durable import write_json_atomic
 from services.common.errors import ErrorKind, FeedrankError, invalid, not_found
 from services.trainer.online.credit import Outcome
 from services.trainer.online.sequential import SequentialTest, Verdict
@@ -155,13 +155,7 @@ class ExperimentBook:
         return next((e for e in self._experiments.values() if e.corpus_id == corpus_id and e.running), None)
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        with tmp.open("w") as fh:
-            json.dump([asdict(e) for e in self._experiments.values()], fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, [asdict(e) for e in self._experiments.values()])
 
 
 def _publish(experiment: Experiment) -> None:
