@@ -92,7 +92,7 @@ render() {
 
 check_secrets() {
   "$VENV/bin/python" - "$@" <<'PY'
-"""Every Secret key a pod reads (env secretKeyRef, secret volumes) is rendered with a non-empty value.
+"""Every Secret key a pod reads (env secretKeyRef, secret and projected volumes) is rendered with a non-empty value.
 
 References marked `optional: true` (the cloud providers' keys: empty = provider unused) are exempt, and so
 are the Secrets other controllers create in the cluster, named below with who creates them.
@@ -151,6 +151,11 @@ for doc in docs:
         if secret and not secret.get("optional"):
             for item in secret.get("items") or [{"key": None}]:
                 need(owner, secret["secretName"], item["key"])
+        for source in (volume.get("projected") or {}).get("sources", []):
+            secret = source.get("secret")
+            if secret and not secret.get("optional"):
+                for item in secret.get("items") or [{"key": None}]:
+                    need(owner, secret["name"], item["key"])
 
 if errors:
     print("\n".join(f"ERROR secrets ({sys.argv[2]}): {e}" for e in errors), file=sys.stderr)
@@ -308,10 +313,15 @@ else:
                and d["spec"]["template"]["metadata"]["labels"].get("feedrank.io/kafka-client") == "true"]
     for pod in clients:
         pname = pod["metadata"]["name"]
-        env = {e["name"]: e for c in pod["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+        spec = pod["spec"]["template"]["spec"]
+        env = {e["name"]: e for c in spec["containers"] for e in c.get("env", [])}
         protocol = env.get("FEEDRANK_KAFKA__SECURITY_PROTOCOL", {}).get("value")
         user = env.get("FEEDRANK_KAFKA__SASL_USERNAME", {}).get("value")
-        ref = (env.get("FEEDRANK_KAFKA__SASL_PASSWORD", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+        # The password is a file of the secrets volume (FEEDRANK_SECRETS_DIR), named like the setting.
+        ref = next(({"name": s["secret"]["name"], "key": i["key"]}
+                    for v in spec.get("volumes", []) for s in (v.get("projected") or {}).get("sources", [])
+                    if "secret" in s for i in s["secret"].get("items", [])
+                    if i["path"] == "FEEDRANK_KAFKA__SASL_PASSWORD"), {})
         if protocol != "SASL_SSL":
             errors.append(f"{pname}: FEEDRANK_KAFKA__SECURITY_PROTOCOL must be SASL_SSL (the listeners' protocol)")
         if user not in users:

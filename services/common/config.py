@@ -2,8 +2,10 @@
 
 Settings come from (highest first) constructor arguments, environment variables
 (`FEEDRANK_` prefix, `__` between group and field, e.g.
-`FEEDRANK_RERANKING__RERANKER_MODE=local`), the YAML file named by `FEEDRANK_CONFIG`,
-then the defaults below. Each field's description is its documentation; `feedrank config`
+`FEEDRANK_RERANKING__RERANKER_MODE=local`), files in the folder named by `FEEDRANK_SECRETS_DIR`
+(one file per setting, named like its environment variable: how Kubernetes mounts a Secret, so
+tokens and passwords never sit in a process's environment), the YAML file named by
+`FEEDRANK_CONFIG`, then the defaults below. Each field's description is its documentation; `feedrank config`
 prints them all. Settings are frozen: a service builds them once at startup and requests
 never mutate them (run-time changes build a new object and swap it in).
 """
@@ -16,9 +18,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from services.common.errors import invalid
+
+SECRETS_DIR_ENV = "FEEDRANK_SECRETS_DIR"
 
 
 class _Group(BaseModel):
@@ -660,6 +670,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get(SECRETS_DIR_ENV)
+        if secrets_dir:
+            sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets_dir,
+                                                       secrets_dir_missing="error"))
         yaml_path = os.environ.get("FEEDRANK_CONFIG")
         if yaml_path:
             if not Path(yaml_path).is_file():

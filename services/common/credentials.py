@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from services.common.config import Settings
+from services.common.config import SECRETS_DIR_ENV, Settings
 from services.common.errors import ErrorKind, FeedrankError
 
 ADMIN_TOKEN_FILE = "admin.token"
@@ -58,6 +58,19 @@ def client_admin_token(settings: Settings) -> str:
         return settings.endpoints.admin_token
     try:
         return admin_token_path(settings).read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def provider_key(name: str) -> str:
+    """A third-party API key: environment variable `name`, else the file `name` in FEEDRANK_SECRETS_DIR
+    (where Kubernetes mounts the Secret; empty when neither is set)."""
+    value = os.environ.get(name, "").strip()
+    folder = os.environ.get(SECRETS_DIR_ENV)
+    if value or not folder:
+        return value
+    try:
+        return (Path(folder) / name).read_text().strip()
     except FileNotFoundError:
         return ""
 

@@ -4,7 +4,8 @@ Each provider class only knows its wire format: how to build the request body an
 scores and billed units out of the response. Everything else (the HTTP client, the deadline,
 mapping failures to `FeedrankError`, counting billed units and cost) lives in `CloudReranker`.
 
-API keys come from the environment (COHERE_API_KEY, VOYAGE_API_KEY, JINA_API_KEY) and live only
+API keys come from the environment or the secrets folder (COHERE_API_KEY, VOYAGE_API_KEY, JINA_API_KEY:
+`services.common.credentials.provider_key`) and live only
 in the HTTP client's default headers: they are never logged, never put in an error message, and
 scrubbed from any provider message we pass on.
 """
@@ -15,7 +16,6 @@ import abc
 import asyncio
 import logging
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ import httpx
 from prometheus_client import Counter
 
 from services.common.config import RerankingSettings
+from services.common.credentials import provider_key
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.reranker.catalog import Catalog, CatalogModel
 
@@ -262,11 +263,12 @@ def make_cloud_reranker(settings: RerankingSettings, catalog: Catalog) -> CloudR
     model = catalog.get(provider, settings.reranker_cloud_model)
     if model.kind != "rerank" or model.local:
         raise invalid("reranker_cloud_model", f"{model.id!r} is not a hosted rerank model")
-    key = os.environ.get(cls.ENV_VAR, "").strip()
+    key = provider_key(cls.ENV_VAR)
     if not key:
         raise FeedrankError(
             ErrorKind.FAILED_PRECONDITION,
-            f"reranker_mode=cloud with provider {provider} needs the {cls.ENV_VAR} environment variable",
+            f"reranker_mode=cloud with provider {provider} needs {cls.ENV_VAR} (environment variable, or a file "
+            "of that name in FEEDRANK_SECRETS_DIR)",
         )
     base_url = settings.reranker_cloud_base_url or cls.DEFAULT_BASE_URL
     try:
