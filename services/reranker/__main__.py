@@ -23,8 +23,8 @@ SERVICE = reranker_pb2.DESCRIPTOR.services_by_name["Reranker"].full_name
 
 
 async def serve(settings: Settings, port: int | None) -> None:
-    pool = VersionPool(open_registry(settings.registry_path), settings.engine)
     batcher = Batcher(settings.engine)
+    pool = VersionPool(open_registry(settings.registry_path), settings.engine, prepare=batcher.prepare)
     cloud = None
     if settings.reranking.reranker_mode == "cloud":
         cloud = make_cloud_reranker(settings.reranking, Catalog.load())

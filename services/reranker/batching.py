@@ -4,8 +4,8 @@ The batcher sees opaque work (encodings with a length) and a scorer; it knows no
 models. Tokenization happens in the caller (a worker thread), inference on one dedicated
 thread, so the two overlap. A full queue refuses new work instead of growing.
 
-Before a scorer's first batch, the batcher measures its batch curve (pairs/s by batch size) on
-this machine. Requests are merged and waited for only when the curve says a bigger batch is
+When a version is loaded (before it is swapped in; else before its first batch), the batcher
+measures its batch curve (pairs/s by batch size) on this machine. Requests are merged and waited for only when the curve says a bigger batch is
 faster by engine.batch_min_gain; otherwise each request runs alone, as with batching off. Either
 way a batch is cut where, by the curve, the next pair would cost more padded than run apart.
 """
@@ -136,6 +136,11 @@ class Batcher:
         POLICY.labels(scorer.version_id).set(policy.batch_pairs if policy.merge else 1)
         self._policies[scorer] = policy
         return policy
+
+    async def prepare(self, scorer: Scorer) -> BatchPolicy:
+        """Learn a newly loaded scorer's policy before it serves (the version pool calls this before the
+        swap), so no request waits behind the measurement."""
+        return await self._policy(scorer)
 
     async def _policy(self, scorer: Scorer) -> BatchPolicy:
         policy = self._policies.get(scorer)

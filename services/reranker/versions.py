@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Info
@@ -44,9 +45,11 @@ class LoadedVersion:
 
 
 class VersionPool:
-    def __init__(self, registry: Registry, engine: EngineSettings):
+    def __init__(self, registry: Registry, engine: EngineSettings,
+                 prepare: Callable[[Scorer], Awaitable[object]] | None = None):
         self.registry = registry
         self.engine = engine
+        self._prepare = prepare  # run on each loaded scorer before it serves (the batcher's curve)
         self._serving: dict[str, dict[str, LoadedVersion]] = {}  # corpus (GLOBAL too) -> alias -> loaded
         self._targets: dict[str, dict[str, str]] = {}  # the registry's aliases as last read
         self._by_id: OrderedDict[str, LoadedVersion] = OrderedDict()
@@ -106,10 +109,16 @@ class VersionPool:
                 return version
         future = self._loading.get(version_id)
         if future is None:
-            future = asyncio.ensure_future(asyncio.to_thread(self._load, version_id))
+            future = asyncio.ensure_future(self._load_and_prepare(version_id))
             self._loading[version_id] = future
             future.add_done_callback(lambda _: self._loading.pop(version_id, None))
         return await asyncio.shield(future)  # a cancelled caller leaves the load to the others
+
+    async def _load_and_prepare(self, version_id: str) -> LoadedVersion:
+        version = await asyncio.to_thread(self._load, version_id)
+        if self._prepare is not None:
+            await self._prepare(version.scorer)
+        return version
 
     async def refresh(self) -> bool:
         """Bring every corpus's aliases in line with the registry; True when something was swapped."""

@@ -94,3 +94,21 @@ def test_naming_a_version_id_needs_the_admin_role(registry):
     with pytest.raises(FeedrankError) as err:
         asyncio.run(rerank(_query("champion", "alpha\n"), "admin"))
     assert err.value.kind is ErrorKind.INVALID_ARGUMENT and err.value.field == "corpus_id"
+
+
+def test_a_loaded_version_has_its_batch_curve_before_it_serves(registry):
+    first = [m.version_id for m in registry.versions()][0]
+    registry.set_alias("champion", first, "curve at load")
+
+    async def run():
+        batcher = Batcher(Settings().engine.model_copy(update={"batch_warmup_s": 0.2}))
+        pool = VersionPool(registry, Settings().engine, prepare=batcher.prepare)
+        try:
+            await pool.refresh()  # no request yet, and the batcher's loop is not even running
+            return batcher.policies(), await pool.get("champion")
+        finally:
+            await batcher.close()
+
+    (policy,), served = asyncio.run(run())
+    assert policy.version_id == first == served.manifest.version_id
+    assert policy.curve is not None and policy.curve.pairs_per_s[1] > 0
