@@ -68,7 +68,8 @@ def corpus_vectors(settings: Settings, data: CorpusData) -> tuple[list[str], np.
     missing = [i for i in ids if i not in have]
     log.info("embedding %d documents of %s without a stored vector", len(missing), data.corpus_id)
     embedder = Embedder.from_data_dir(settings.data_path, settings.engine, settings.retrieval.embedder_max_length,
-                                      settings.retrieval.embed_batch_size)
+                                      settings.retrieval.embed_batch_size,
+                                      doc_precision=settings.retrieval.doc_precision)
     docs = data.store.get(missing)
     fresh = embedder.encode([embed_text(docs[i]) for i in missing])
     have.update(zip(missing, fresh))
