@@ -55,10 +55,11 @@ class Feedrank:
         return types.search_results(request, response, self.feedback)
 
     def feedback(self, query_id: str, *events: types.Feedback, session_id: str = "",
-                   timeout: float | None = None) -> types.Recorded:
+                   timeout: float | None = None, experiment_id: str = "") -> types.Recorded:
         """Clicks and ratings on one search's results, in one request (each event with the rank it was shown
         at); `SearchResults.click/rate/feedback` fill in the query id, session and ranks for you."""
-        request = types.record_request(query_id, session_id or self.session_id, events, self.source)
+        request = types.record_request(query_id, session_id or self.session_id, events, self.source,
+                                       experiment_id)
         return types.recorded(self._call(self._feedback.Record, request, "feedback", timeout))
 
     def _call(self, method: Any, request: Any, service: str, timeout: float | None) -> Any:

@@ -34,6 +34,7 @@ class Hit:
     rank: int  # 1-based, as shown
     rerank_score: float
     legs: Legs
+    team: str = ""  # interleaved searches: "champion" or "challenger", the ranker that contributed it
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class SearchResults:
     reranked: bool
     degraded_reason: str
     timings: dict[str, float]
+    experiment_id: str = ""  # set when the list interleaves an online experiment; feedback echoes it
     # The client's feedback(query_id, *events, session_id=..., timeout=...).
     _send: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
@@ -101,7 +103,8 @@ class SearchResults:
             raise RuntimeError("these results were not made by a client, so they cannot send feedback")
         # Feedback on a result that was not shown is refused before any call.
         shown = [dataclasses.replace(e, rank=self.hit(e.doc_id).rank) for e in events]
-        return self._send(self.query_id, *shown, session_id=self.session_id, timeout=timeout)
+        return self._send(self.query_id, *shown, session_id=self.session_id, timeout=timeout,
+                          experiment_id=self.experiment_id)
 
 
 def search_request(corpus_id: str, query: str, *, top_k: int, session_id: str, model: str,
@@ -120,7 +123,7 @@ def search_results(request: retriever_pb2.SearchRequest, response: retriever_pb2
     hits = tuple(
         Hit(r.doc_id, r.title, r.snippet, r.rank, r.rerank_score,
             Legs(r.legs.lexical_score, r.legs.lexical_rank, r.legs.vector_score, r.legs.vector_rank,
-                 r.legs.fused_score, r.legs.fused_rank))
+                 r.legs.fused_score, r.legs.fused_rank), r.team)
         for r in response.results
     )
     t = response.timings
@@ -128,17 +131,17 @@ def search_results(request: retriever_pb2.SearchRequest, response: retriever_pb2
                "total_ms": t.total_ms, "lexical_ms": response.lexical_ms, "vector_ms": response.vector_ms}
     return SearchResults(response.query_id, request.corpus_id, request.query, request.session_id, hits,
                          response.model_version, response.query_adapter_version, response.reranked,
-                         response.degraded_reason, timings, send)
+                         response.degraded_reason, timings, response.experiment_id, send)
 
 
 def record_request(query_id: str, session_id: str, events: Sequence[Feedback],
-                   source: str) -> feedback_pb2.RecordRequest:
+                   source: str, experiment_id: str = "") -> feedback_pb2.RecordRequest:
     """One request for all events; each gets its own event_id, which a retry resends unchanged."""
     now_ms = int(time.time() * 1000)
     out = []
     for i, event in enumerate(events):
         message = feedback_pb2.FeedbackEvent(event_id=uuid.uuid4().hex, query_id=query_id, session_id=session_id,
-                                             timestamp_ms=now_ms, source=source)
+                                             timestamp_ms=now_ms, source=source, experiment_id=experiment_id)
         try:
             if isinstance(event, Click):
                 message.click.CopyFrom(feedback_pb2.Click(doc_id=event.doc_id, rank=event.rank,

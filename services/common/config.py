@@ -633,6 +633,26 @@ class InterleavingSettings(_Group):
     prior_strength: float = Field(50.0, gt=0, description="a of the sequential test's Beta(a, a) mixture over the "
                                   "challenger's win share: larger = more sensitive to small differences, slower on "
                                   "large ones (services/trainer/online/sequential.py)")
+    challenger_timeout_s: float = Field(0.5, gt=0, description="How much longer than the champion an interleaved "
+                                        "search waits for the challenger's ranking before it is served the "
+                                        "champion's alone (counted as a fallback)")
+    max_consecutive_failures: int = Field(20, ge=1, description="Consecutive interleaved searches whose challenger "
+                                          "failed (late, broken, or no longer the corpus's challenger) after which "
+                                          "the retriever stops the experiment, with the reason")
+    watch_ttl_s: float = Field(5.0, gt=0, description="How long the retriever trusts what the trainer said about a "
+                               "corpus's running experiment before asking again (Trainer.GetExperiment, off the "
+                               "search path)")
+    click_window_s: float = Field(60.0, gt=0, description="Clicks on an interleaved list are credited this long "
+                                  "after its impression; later ones are counted, not credited")
+    decisions_topic: str = Field("feedrank.experiments.v1", description="Kafka topic each experiment's start and "
+                                 "end is published on (a serialized feedrank.v1.Experiment, keyed by corpus id)")
+
+
+class LoopSettings(_Group):
+    """The learning loop's unattended decisions."""
+
+    auto_promote_online: bool = Field(False, description="Promote a challenger that wins its online experiment "
+                                      "(off: the win is reported and recorded, an operator promotes)")
 
 
 class RegistrySettings(_Group):
@@ -658,6 +678,7 @@ class Settings(BaseSettings):
     interventions: InterventionSettings = InterventionSettings()
     registry: RegistrySettings = RegistrySettings()
     interleaving: InterleavingSettings = InterleavingSettings()
+    loop: LoopSettings = LoopSettings()
     demo: DemoSettings = DemoSettings()
     gateway: GatewaySettings = GatewaySettings()
 

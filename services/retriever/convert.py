@@ -47,7 +47,7 @@ def rerank_request(
 def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_pb2.FeedbackEvent:
     shown = [
         feedback_pb2.ShownResult(doc_id=h.doc_id, rank=h.rank, legs=legs(h.fused), rerank_score=h.rerank_score,
-                                 ranked_rank=h.ranked_rank)
+                                 ranked_rank=h.ranked_rank, team=h.team)
         for h in outcome.hits
     ]
     return feedback_pb2.FeedbackEvent(
@@ -61,6 +61,7 @@ def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_p
             corpus_id=request.corpus_id, query=request.query, results=shown, model_version=outcome.model_version,
             intervention=outcome.intervention.kind if outcome.intervention else "",
             intervention_depth=outcome.intervention.depth if outcome.intervention else 0,
+            experiment_id=outcome.experiment_id,
         ),
     )
 
@@ -174,7 +175,7 @@ def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:
         results=[
             retriever_pb2.SearchResult(
                 doc_id=h.doc_id, title=h.title, snippet=h.snippet, legs=legs(h.fused),
-                rerank_score=h.rerank_score, rank=h.rank,
+                rerank_score=h.rerank_score, rank=h.rank, team=h.team,
             )
             for h in outcome.hits
         ],
@@ -185,4 +186,5 @@ def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:
         timings=common_pb2.Timings(inference_ms=outcome.rerank_ms, total_ms=outcome.total_ms),
         lexical_ms=outcome.lexical_ms,
         vector_ms=outcome.vector_ms,
+        experiment_id=outcome.experiment_id,
     )

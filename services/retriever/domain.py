@@ -33,6 +33,7 @@ class Hit:
     rerank_score: float = 0.0
     rank: int = 0  # as shown
     ranked_rank: int = 0  # as ranked (differs under an intervention)
+    team: str = ""  # interleaved searches: the ranker ("champion" | "challenger") that contributed it
 
 
 @dataclass
@@ -48,6 +49,7 @@ class SearchOutcome:
     total_ms: float
     query_adapter_version: str = ""
     intervention: Intervention | None = None  # the randomised reordering shown, if any
+    experiment_id: str = ""  # the online experiment whose champion and challenger this list interleaves
 
 
 @dataclass

@@ -18,17 +18,20 @@ import grpc
 
 from services.common.auth import require_admin
 from services.common.config import FusionSettings, RerankingSettings, Settings, validated
+from services.common.credentials import client_admin_token
 from services.common.documents import Doc
 from services.common.errors import invalid
 from services.common.query_token import QueryIdSigner, signing_key
 from services.evaluation import beir
 from services.registry.store import ALIASES
-from services.retriever import convert, interventions
+from services.proto.feedrank.v1 import reranker_pb2
+from services.retriever import convert, interventions, online
 from services.retriever.backends import Corpora, Corpus
 from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
 from services.retriever.domain import Hit, Legs, SearchOutcome, SearchQuery
 from services.retriever.embedder import DIMENSION, Embedder
+from services.retriever.experiment_watch import ExperimentWatch, TrainerExperiments
 from services.retriever.fusion import Fused, fuse
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
 from services.retriever.query_adapter import QueryAdapter, QueryAdapters
@@ -47,6 +50,7 @@ class RetrieverCore:
         reranker: RerankerClient | None = None,
         impressions: ImpressionSender | None = None,
         rng: random.Random | None = None,
+        experiments: ExperimentWatch | None = None,
     ):
         self.settings = settings
         self.data_dir = settings.data_path
@@ -63,6 +67,10 @@ class RetrieverCore:
         self.config = RuntimeConfig(self.data_dir / "retriever" / "config.json", settings.fusion, settings.reranking,
                                     refresh_s=settings.retrieval.config_refresh_s)
         self._rng = rng or random.Random()
+        il = settings.interleaving
+        self.experiments = experiments or ExperimentWatch(
+            TrainerExperiments(settings.endpoints.trainer, settings.endpoints, client_admin_token(settings)),
+            il.watch_ttl_s, il.max_consecutive_failures)
         # Every query_id carries what was shown, signed: the feedback service refuses clicks on anything else.
         self.signer = QueryIdSigner(signing_key(settings.feedback.signing_key, self.data_dir))
 
@@ -170,18 +178,29 @@ class RetrieverCore:
         docs = corpus.store.get([f.doc_id for f in head])
         hits = [self._hit(f, docs.get(f.doc_id)) for f in head]
         model_version, reranked, degraded, rerank_ms = "none", False, "", 0.0
+        experiment, key, challenger = self._experiment(request, mode), "", None
         if topn and hits:
             rerank_started = time.perf_counter()
-            model_version, reranked, degraded = await self._rerank(request, corpus, mode, reranking, hits[:topn], docs)
+            rerank_request = await self._rerank_request(request, corpus, mode, reranking, hits[:topn], docs)
+            if experiment is not None:
+                key = online.search_key(request.session_id, request.query)
+                challenger = self._challenger(experiment, key, rerank_request, reranking, hits, topn)
+            model_version, reranked, degraded = await self._rerank(request, reranking, rerank_request, hits[:topn])
             rerank_ms = (time.perf_counter() - rerank_started) * 1000
             if reranked:
                 hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
+        served = None
+        if challenger is not None:
+            served = await self._interleave(experiment, key, hits, challenger, top_k, reranked)
+            hits = _reordered(hits, served)
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = hit.ranked_rank = rank
         logged = self._logged()
         intervention = None
-        if logged and interventions.eligible(self.settings.interventions, request.corpus_id, request.no_intervention):
+        interleaved = served is not None and bool(served.teams)
+        if logged and not interleaved and \
+                interventions.eligible(self.settings.interventions, request.corpus_id, request.no_intervention):
             hits, intervention = interventions.intervene(hits, self.settings.interventions, self._rng)
         # Signed once the order is final (after any intervention): the id names exactly what the caller is shown.
         query_id = self.signer.sign(request.corpus_id, request.query, [h.doc_id for h in hits], time.time())
@@ -190,6 +209,7 @@ class RetrieverCore:
             lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,
             total_ms=(time.perf_counter() - started) * 1000,
             query_adapter_version=adapter.version_id if adapter else "", intervention=intervention,
+            experiment_id=served.experiment_id if interleaved else "",
         )
         if logged:
             self._impression(request, outcome)
@@ -199,11 +219,10 @@ class RetrieverCore:
         chars = self.settings.retrieval.snippet_chars
         return Hit(fused.doc_id, doc.title if doc else "", (doc.text if doc else "")[:chars], fused)
 
-    async def _rerank(
+    async def _rerank_request(
         self, request: SearchQuery, corpus: Corpus, mode: str, reranking: RerankingSettings, hits: list[Hit],
         docs: dict[str, Doc],
-    ) -> tuple[str, bool, str]:
-        """(model version, reranked?, degraded reason). Never raises for a reranker fault."""
+    ) -> reranker_pb2.RerankRequest:
         model = request.model or (reranking.reranker_local_model if mode == "local" else "")
         vectors = {}
         if self.settings.retrieval.send_vectors_to_reranker and mode != "cloud":
@@ -212,6 +231,13 @@ class RetrieverCore:
             request.query, hits, docs, reranking.rerank_input_snippet_chars, model, vectors
         )
         rerank_request.corpus_id = request.corpus_id  # the reranker serves this corpus's aliases only
+        return rerank_request
+
+    async def _rerank(
+        self, request: SearchQuery, reranking: RerankingSettings, rerank_request: reranker_pb2.RerankRequest,
+        hits: list[Hit],
+    ) -> tuple[str, bool, str]:
+        """(model version, reranked?, degraded reason). Never raises for a reranker fault."""
         try:
             response = await self.reranker.rerank(rerank_request, reranking.reranker_timeout)
         except grpc.aio.AioRpcError as err:
@@ -226,6 +252,39 @@ class RetrieverCore:
             if 0 <= result.index < len(hits):
                 hits[result.index].rerank_score = result.score
         return response.model_version, response.model_version != "none", ""
+
+    # -- online experiments (services/retriever/online.py) --------------------------------------
+    def _experiment(self, request: SearchQuery, mode: str) -> online.OnlineExperiment | None:
+        """The corpus's running experiment when this search may be interleaved: a user's search served by the
+        corpus's aliases (not one naming a model, not evaluation traffic, not fused-only or cloud)."""
+        if mode not in ("local", "learning") or request.model or request.no_intervention:
+            return None
+        return self.experiments.current(request.corpus_id)
+
+    def _challenger(self, experiment: online.OnlineExperiment, key: str, rerank_request: reranker_pb2.RerankRequest,
+                    reranking: RerankingSettings, hits: list[Hit], topn: int) -> asyncio.Task | None:
+        """The challenger's ranking, started beside the champion's, for a search assigned to the experiment."""
+        if not online.assigned(experiment, key):
+            return None
+        asked = reranker_pb2.RerankRequest()
+        asked.CopyFrom(rerank_request)
+        asked.model = "challenger"  # the corpus's challenger alias: an alias needs no admin token
+        call = self.reranker.rerank(asked, reranking.reranker_timeout + self.settings.interleaving.challenger_timeout_s)
+        return asyncio.create_task(online.challenger_ranking(
+            call, experiment, [h.doc_id for h in hits[:topn]], [h.doc_id for h in hits[topn:]]))
+
+    async def _interleave(self, experiment: online.OnlineExperiment, key: str, hits: list[Hit],
+                          challenger: asyncio.Task, top_k: int, reranked: bool) -> online.Served:
+        if not reranked:  # the champion itself degraded to the fused order: nothing to compare
+            challenger.cancel()
+            return online.Served(tuple(h.doc_id for h in hits[:top_k]))
+        served = await online.interleave(experiment, key, [h.doc_id for h in hits], lambda: challenger, top_k,
+                                         self.settings.interleaving.challenger_timeout_s)
+        if served.fallback_reason:
+            self.experiments.failed(experiment, served.fallback_reason)
+        else:
+            self.experiments.succeeded(experiment)
+        return served
 
     def _logged(self) -> bool:
         """Is this search sampled for an impression (only those may be intervened on: the log must say so)?"""
@@ -246,12 +305,22 @@ class RetrieverCore:
         return self.config.update(fusion, reranking)
 
     async def aclose(self) -> None:
+        await self.experiments.close()
         await self.impressions.close()
         await self.reranker.close()
         self.corpora.close()
 
     def close(self) -> None:
         self.corpora.close()
+
+
+def _reordered(hits: list[Hit], served: online.Served) -> list[Hit]:
+    """The hits in the order `served` shows them, each with the team that contributed it."""
+    by_id = {h.doc_id: h for h in hits}
+    shown = [by_id[d] for d in served.doc_ids]
+    for hit, team in zip(shown, served.teams):
+        hit.team = team
+    return shown
 
 
 @contextlib.contextmanager
