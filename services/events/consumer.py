@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 from kafka import KafkaConsumer, TopicPartition
@@ -41,13 +42,17 @@ LAG = Gauge("feedrank_events_consumer_lag", "Records behind the partition's high
 
 class EventConsumer:
     def __init__(self, kafka: KafkaSettings, store: EventStore, *, group_id: str | None = None,
-                 topic: str | None = None, poll_timeout_ms: int = 500, max_records: int = 500):
+                 topic: str | None = None, poll_timeout_ms: int = 500, max_records: int = 500,
+                 after_poll: Callable[[list[feedback_pb2.FeedbackEvent]], None] | None = None):
         self.kafka = kafka
         self.store = store
         self.group_id = group_id or kafka.consumer_group
         self.topic = topic or kafka.topics.feedback
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records = max_records
+        # Called with each poll's parsed events once they are stored (an empty list when the poll was empty),
+        # on the consumer's thread: the trainer's online-experiment ledger reads the stream this way.
+        self.after_poll = after_poll
         self._consumer: KafkaConsumer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,6 +78,8 @@ class EventConsumer:
         batches = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
         if not batches:
             self._update_lag(consumer)
+            if self.after_poll is not None:
+                self.after_poll([])
             return 0
         incoming: list[Incoming] = []
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
@@ -109,6 +116,8 @@ class EventConsumer:
         REJECTED.inc(len(rejected))
         DUPLICATES.inc(result.duplicates)
         self.stored_total += result.inserted
+        if self.after_poll is not None:
+            self.after_poll([i.event for i in incoming])
         try:
             consumer.commit(commit)
         except KafkaError as err:

@@ -112,8 +112,12 @@ class Registry(abc.ABC):
         """Point aliases of one scope at versions (None removes one), all at once, recording history."""
 
     @abc.abstractmethod
+    def note(self, corpus_id: str, version_id: str, reason: str, *, judge: str, numbers: dict[str, Any]) -> None:
+        """Keep a verdict on a version that changes no alias in the history (alias None: no lineage reads it)."""
+
+    @abc.abstractmethod
     def history(self, corpus_id: str | None = None) -> list[dict[str, Any]]:
-        """Alias changes in order: one scope's (GLOBAL included) or, with None, every scope's."""
+        """Alias changes (and noted verdicts) in order: one scope's (GLOBAL included) or, with None, every scope's."""
 
     @abc.abstractmethod
     def local_path(self, version_id: str) -> Path:
@@ -297,6 +301,19 @@ class FileRegistry(Registry):
             except OSError:
                 log.error("aliases.json changed but its history could not be written: %s", err)
             raise FeedrankError(ErrorKind.UNAVAILABLE, f"registry write failed: {err}") from err
+
+    def note(self, corpus_id: str, version_id: str, reason: str, *, judge: str, numbers: dict[str, Any]) -> None:
+        check_scope(corpus_id)
+        record = {"at": _now(), "corpus_id": corpus_id, "alias": None, "from": version_id, "to": version_id,
+                  "reason": reason, "judge": judge, "numbers": numbers}
+        with self._alias_lock():
+            try:
+                with self._history_file.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as err:
+                raise FeedrankError(ErrorKind.UNAVAILABLE, f"registry write failed: {err}") from err
 
     def history(self, corpus_id: str | None = None) -> list[dict[str, Any]]:
         try:

@@ -1,6 +1,7 @@
 """`python -m services.trainer [--port P]`: serve feedrank.v1.Trainer.
 
-Also consumes `kafka.topics.feedback` into the event store (training.consume_events) and, when
+Also consumes `kafka.topics.feedback` into the event store (training.consume_events), feeding the online
+experiments' ledger from the same polls, and, when
 training.schedule_every_events or schedule_every_minutes is set, runs the unattended loop.
 """
 
@@ -16,6 +17,7 @@ from services.common.logs import setup_logging
 from services.events.consumer import EventConsumer
 from services.trainer.core import TrainerCore
 from services.trainer.gate import ModelPublisher
+from services.trainer.online.verdicts import ExperimentPublisher
 from services.trainer.server import build_app
 
 log = logging.getLogger("services.trainer")
@@ -34,10 +36,11 @@ def _log_jobs(settings: Settings) -> None:
 
 async def serve(settings: Settings, port: int | None) -> None:
     _log_jobs(settings)
-    core = TrainerCore(settings, publisher=ModelPublisher(settings.kafka))
+    core = TrainerCore(settings, publisher=ModelPublisher(settings.kafka),
+                       experiment_publisher=ExperimentPublisher(settings.kafka, settings.interleaving.decisions_topic))
     consumer = None
     if settings.training.consume_events:
-        consumer = EventConsumer(settings.kafka, core.events)
+        consumer = EventConsumer(settings.kafka, core.events, after_poll=core.consume_feedback)
         consumer.start()
     app = build_app(settings, core, port)
     await app.start()

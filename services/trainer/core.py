@@ -31,6 +31,9 @@ from services.trainer.gate import Gate, ModelPublisher
 from services.trainer.judges import Judges
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
 from services.trainer.online.experiments import Experiment, ExperimentBook
+from services.trainer.online.ledger import Ledger
+from services.trainer.online.verdicts import JUDGE as ONLINE_JUDGE
+from services.trainer.online.verdicts import ExperimentPublisher, Verdicts
 from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
 from services.trainer.training import Cancelled, apply_overrides, base_model_dir, train_run
 
@@ -59,7 +62,8 @@ class _RunLog(logging.Handler):
 class TrainerCore:
     def __init__(self, settings: Settings, *, registry: Registry | None = None,
                  candidates: CandidateSource | None = None, publisher: ModelPublisher | None = None,
-                 events: EventStore | None = None, recover_runs: bool = True):
+                 events: EventStore | None = None, recover_runs: bool = True,
+                 experiment_publisher: ExperimentPublisher | None = None):
         self.settings = settings
         self.registry = registry or open_registry(settings.registry_path)
         self.candidates = candidates or open_candidates(settings)
@@ -71,8 +75,11 @@ class TrainerCore:
         self.publisher = publisher
         self.gate = Gate(settings, self.registry, self.evaluator, publisher,
                          Judges(settings, self.evaluator, ClickJudge(settings, self.events, self.evaluator)))
-        self.experiments = ExperimentBook(settings.data_path / "trainer" / "experiments.json",
-                                          settings.interleaving)
+        self.experiment_publisher = experiment_publisher
+        self.experiments = ExperimentBook(
+            settings.data_path / "trainer" / "experiments.json", settings.interleaving,
+            on_change=Verdicts(settings, self.registry, self._promote_online, experiment_publisher))
+        self.ledger = Ledger(self.experiments, int(settings.interleaving.click_window_s * 1000))
         self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="train")
         self._cancel: dict[str, threading.Event] = {}
         self._futures: dict[str, concurrent.futures.Future] = {}
@@ -280,6 +287,17 @@ class TrainerCore:
         return self.experiments.start(corpus_id, champion or "", challenger or "", share=share,
                                       query_budget=query_budget or None)
 
+    def _promote_online(self, experiment: Experiment, reason: str) -> dict[str, Any]:
+        return self.gate.promote_decided(experiment.corpus_id, experiment.challenger_version,
+                                         experiment.champion_version, reason, judge=ONLINE_JUDGE)
+
+    def consume_feedback(self, events: list) -> None:
+        """After each poll of the feedback stream (the event consumer's thread): the experiments' ledger."""
+        try:
+            self.ledger.consume(events, int(time.time() * 1000))
+        except Exception:  # the consumer thread must survive a ledger fault; the events are stored anyway
+            log.exception("online experiment ledger failed on a poll")
+
     def experiment(self, corpus_id: str) -> Experiment:
         if not corpus_id:
             raise invalid("corpus_id", "required")
@@ -436,6 +454,8 @@ class TrainerCore:
             self._loop.join(5)
         if self.publisher is not None:
             self.publisher.close()
+        if self.experiment_publisher is not None:
+            self.experiment_publisher.close()
         self.candidates.close()
         if self._own_events:
             self.events.close()

@@ -133,6 +133,20 @@ class Gate:
         reason = f"{verdict.judge} judge: gain {gain:+.4f} {verdict.metric} (p={p:.4f}) over {champion or FUSED}"
         return self._flip(base, candidate, corpus_id, reason, numbers, judge=verdict.judge)
 
+    def promote_decided(self, corpus_id: str, version_id: str, against: str | None, reason: str,
+                        judge: str) -> dict[str, Any]:
+        """Promote on a verdict reached outside the gate (an online experiment's win over `against`), recorded
+        like any promotion; refused when the champion is no longer the one the verdict was reached against."""
+        check_scope(corpus_id)
+        with self._lock:
+            champion = self.registry.resolve("champion", corpus_id)
+            base = {"corpus_id": corpus_id, "version_id": version_id, "champion_before": champion or FUSED,
+                    "judge": judge}
+            if champion != (against or None):
+                return self._record(base, False, champion, f"the champion changed from {against or FUSED} to "
+                                    f"{champion or FUSED} since the verdict ({reason})", {})
+            return self._flip(base, version_id, corpus_id, reason, {}, judge=judge)
+
     def rollback(self, corpus_id: str) -> dict[str, Any]:
         """Back to the corpus's champion before the current one (`corpus_id` "" is the global scope)."""
         check_scope(corpus_id)

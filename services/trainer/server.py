@@ -11,7 +11,7 @@ from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
 from services.proto.feedrank.v1 import trainer_pb2, trainer_pb2_grpc
 from services.trainer.core import TrainerCore
-from services.trainer.online.experiments import Experiment
+from services.trainer.online.verdicts import experiment_message
 from services.trainer.runs import STATUSES, TERMINAL, RunRecord
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,6 @@ def decision_message(decision: dict) -> trainer_pb2.PromoteResponse:
         promoted=decision["promoted"], champion=decision["champion"], reason=decision["reason"],
         numbers={k: float(v) for k, v in decision["numbers"].items()},
     )
-
-
-def experiment_message(experiment: Experiment) -> trainer_pb2.Experiment:
-    fields = trainer_pb2.Experiment.DESCRIPTOR.fields_by_name
-    return trainer_pb2.Experiment(**{name: getattr(experiment, name) for name in fields})
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):

@@ -97,13 +97,22 @@ def test_unknown_or_ended_experiment_ids_are_counted_not_credited(book):
     before = UNCREDITED.labels("click", "unknown_experiment")._value.get()
     ledger.impression("q1", "no-such-experiment", TEAMS, shown_ms=0)
     ledger.click("q1", "no-such-experiment", 1, clicked_ms=0)
-    ledger.click("q2", "", 1, clicked_ms=0)
+    ledger.click("q2", "", 1, clicked_ms=0)  # an ordinary search's click: neither credited nor an unknown id
     book.stop("a", "operator")
     ledger.click("q3", experiment.experiment_id, 1, clicked_ms=0)
     assert ledger.settle(now_ms=100) == []
-    assert ledger.counts.unknown_experiment_clicks == 3 and ledger.counts.unknown_experiment_impressions == 1
+    assert ledger.counts.unknown_experiment_clicks == 2 and ledger.counts.unknown_experiment_impressions == 1
     assert book.status("a").wins == 0
-    assert UNCREDITED.labels("click", "unknown_experiment")._value.get() == before + 3
+    assert UNCREDITED.labels("click", "unknown_experiment")._value.get() == before + 2
+
+
+def test_a_click_without_the_experiment_id_joins_its_impression_by_query_id(book):
+    experiment = book.start("a", "v1", "v2")
+    ledger = Ledger(book, click_window_ms=10)
+    ledger.impression("q1", experiment.experiment_id, TEAMS, shown_ms=0)
+    ledger.click("q1", "", 1, clicked_ms=5)  # a client that does not echo the id
+    [updated] = ledger.settle(now_ms=10)
+    assert (updated.wins, updated.losses, updated.ties) == (1, 0, 0)
 
 
 def test_clicks_whose_impression_never_comes_are_dropped_and_counted(book):

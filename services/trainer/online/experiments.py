@@ -3,6 +3,8 @@
 An experiment interleaves a corpus's champion with one challenger version on a share of its Search traffic
 until the sequential test decides (win, loss), the query budget runs out (undecided) or an operator or a
 fault stops it (stopped, with the reason). The book is one JSON file, rewritten atomically on each change.
+`on_change` hears of every start and every end (services/trainer/online/verdicts.py acts on them), outside
+the book's lock.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
@@ -62,9 +64,11 @@ class Experiment:
 
 
 class ExperimentBook:
-    def __init__(self, path: Path, settings: InterleavingSettings):
+    def __init__(self, path: Path, settings: InterleavingSettings,
+                 on_change: Callable[[Experiment], None] | None = None):
         self.path = path
         self.settings = settings
+        self.on_change = on_change
         self._lock = threading.Lock()
         self._experiments: dict[str, Experiment] = {}
         if path.exists():
@@ -94,7 +98,8 @@ class ExperimentBook:
             self._experiments[experiment.experiment_id] = experiment
             self._save()
             _publish(experiment)
-            return experiment
+        self._changed(experiment)
+        return experiment
 
     def running(self, corpus_id: str) -> Experiment | None:
         with self._lock:
@@ -126,7 +131,8 @@ class ExperimentBook:
             experiment.state, experiment.reason, experiment.ended_ms = STOPPED, reason, _now_ms()
             self._save()
             ENDED.labels(STOPPED).inc()
-            return experiment
+        self._changed(experiment)
+        return experiment
 
     def record(self, experiment_id: str, outcomes: Iterable[Outcome]) -> Experiment:
         """Count credited queries in order; the experiment ends when its test decides or its budget runs out
@@ -135,6 +141,7 @@ class ExperimentBook:
             experiment = self._experiments[experiment_id]
             if not experiment.running:
                 return experiment
+            ended = False
             test = experiment.test()
             for outcome in outcomes:
                 if test.update(outcome) is not Verdict.RUNNING:
@@ -147,9 +154,16 @@ class ExperimentBook:
                                      f"({test.wins} wins, {test.losses} losses, {test.ties} ties, "
                                      f"p = {test.p_value:.4g}, alpha = {test.alpha})")
                 ENDED.labels(experiment.state).inc()
+                ended = True
             self._save()
             _publish(experiment)
-            return experiment
+        if ended:
+            self._changed(experiment)
+        return experiment
+
+    def _changed(self, experiment: Experiment) -> None:
+        if self.on_change is not None:
+            self.on_change(replace(experiment))  # a copy: the listener may outlive the lock
 
     def _running(self, corpus_id: str) -> Experiment | None:
         return next((e for e in self._experiments.values() if e.corpus_id == corpus_id and e.running), None)

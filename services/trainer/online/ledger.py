@@ -2,9 +2,13 @@
 
 Impressions and clicks arrive from the event stream in any order (two topics, no ordering between them).
 An impression names its experiment and the team per shown position; a click names the impression's query
-id, its rank and the experiment id the response carried. A query is credited `click_window_ms` after its
+id, its rank and the experiment id the response carried (a client that does not echo it is joined by the
+query id alone, when the impression came first). A query is credited `click_window_ms` after its
 impression, with the clicks that had arrived by then. Clicks (or impressions) naming an experiment the book
 does not know, or one that has ended, are counted and left uncredited; the event store keeps them anyway.
+
+The trainer's event consumer calls `consume` after every poll (services/trainer/__main__.py). What is
+pending lives in memory: a restart forgets the queries not yet credited (at most one click window's worth).
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ class Ledger:
             self._pending[query_id] = _Pending(experiment_id, tuple(teams), shown_ms)
 
     def click(self, query_id: str, experiment_id: str, rank: int, clicked_ms: int) -> None:
-        if not self._live(experiment_id):
+        if not experiment_id and query_id not in self._pending:
+            return  # a click on a list that was not interleaved: nothing to credit
+        if experiment_id and not self._live(experiment_id):
             self.counts.unknown_experiment_clicks += 1
             UNCREDITED.labels("click", "unknown_experiment").inc()
             return
@@ -74,8 +80,14 @@ class Ledger:
             shown = sorted(event.impression.results, key=lambda r: r.rank)
             self.impression(event.query_id, event.impression.experiment_id, [r.team for r in shown],
                             event.timestamp_ms)
-        elif kind == "click" and event.experiment_id:
+        elif kind == "click":
             self.click(event.query_id, event.experiment_id, event.click.rank, event.timestamp_ms)
+
+    def consume(self, events: Sequence[feedback_pb2.FeedbackEvent], now_ms: int) -> list[Experiment]:
+        """One poll of the feedback stream (possibly empty): join its events, credit what is due."""
+        for event in events:
+            self.feed(event)
+        return self.settle(now_ms)
 
     def settle(self, now_ms: int) -> list[Experiment]:
         """Credit every impression older than the click window; the experiments that changed, updated."""

@@ -1,0 +1,103 @@
+"""What follows an online experiment's start and end: the event, the version's history, and a promotion.
+
+Every start and end is published on `interleaving.decisions_topic` (a serialized feedrank.v1.Experiment,
+keyed by corpus id). Every end (win, loss, undecided, stopped) is kept in the registry's history of the
+challenger version with its counts and p-value. A win promotes the challenger when
+`loop.auto_promote_online` is on, through the gate's promotion (judge "online": the alias history, the
+gate's decision log and the ModelPublished event, like any promotion); otherwise the win is reported and an
+operator promotes. A loss changes no alias: the experiment is over and its reason says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from services.common.config import KafkaSettings, Settings
+from services.common.errors import ErrorKind, FeedrankError
+from services.proto.feedrank.v1 import trainer_pb2
+from services.registry.store import Registry
+from services.trainer.online.experiments import RUNNING, Experiment
+
+log = logging.getLogger(__name__)
+
+JUDGE = "online"
+
+
+def experiment_message(experiment: Experiment) -> trainer_pb2.Experiment:
+    fields = trainer_pb2.Experiment.DESCRIPTOR.fields_by_name
+    return trainer_pb2.Experiment(**{name: getattr(experiment, name) for name in fields})
+
+
+def summary(experiment: Experiment) -> str:
+    return (f"online experiment {experiment.experiment_id}: {experiment.state} of {experiment.challenger_version} "
+            f"against {experiment.champion_version or 'the fused order'} after "
+            f"{experiment.wins + experiment.losses + experiment.ties} queries ({experiment.wins} wins, "
+            f"{experiment.losses} losses, {experiment.ties} ties, p = {experiment.p_value:.4g}): {experiment.reason}")
+
+
+class ExperimentPublisher:
+    """Sends each experiment change to `topic`; a broker that is down costs the event, never the decision."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str):
+        self.kafka = kafka
+        self.topic = topic
+        self._producer = None
+        self._lock = threading.Lock()
+
+    def publish(self, experiment: Experiment, timeout_s: float = 15.0) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        from services.kafka.clients import ensure_topics, producer_config
+
+        with self._lock:
+            try:
+                if self._producer is None:
+                    ensure_topics(self.kafka, [self.topic], timeout_s=timeout_s)
+                    self._producer = KafkaProducer(**producer_config(self.kafka))
+                self._producer.send(self.topic, key=experiment.corpus_id.encode(),
+                                    value=experiment_message(experiment).SerializeToString()).get(timeout=timeout_s)
+            except KafkaError as err:
+                raise FeedrankError(ErrorKind.UNAVAILABLE, f"cannot publish to {self.topic}: {err}") from err
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+class Verdicts:
+    """The book's `on_change` listener."""
+
+    def __init__(self, settings: Settings, registry: Registry, promote: Callable[[Experiment, str], dict],
+                 publisher: ExperimentPublisher | None):
+        self.settings = settings
+        self.registry = registry
+        self.promote = promote  # (the won experiment, the reason) -> the gate's decision
+        self.publisher = publisher
+
+    def __call__(self, experiment: Experiment) -> None:
+        if experiment.state != RUNNING:
+            try:
+                self._ended(experiment)
+            except FeedrankError as err:  # the experiment's own record already holds the verdict
+                log.error("experiment %s ended but its verdict was not applied: %s", experiment.experiment_id, err)
+        if self.publisher is not None:
+            try:
+                self.publisher.publish(experiment)
+            except FeedrankError as err:
+                log.warning("experiment event not published: %s", err)
+
+    def _ended(self, experiment: Experiment) -> None:
+        said = summary(experiment)
+        log.info(said)
+        self.registry.note(experiment.corpus_id, experiment.challenger_version, said, judge=JUDGE,
+                           numbers={"wins": experiment.wins, "losses": experiment.losses, "ties": experiment.ties,
+                                    "p_value": experiment.p_value, "state": experiment.state})
+        if experiment.state == "win" and self.settings.loop.auto_promote_online:
+            decision = self.promote(experiment, said)
+            log.info("online win promoted", extra={"fields": {"promoted": decision["promoted"],
+                                                              "reason": decision["reason"]}})
