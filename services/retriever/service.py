@@ -178,7 +178,7 @@ class RetrieverCore:
         docs = corpus.store.get([f.doc_id for f in head])
         hits = [self._hit(f, docs.get(f.doc_id)) for f in head]
         model_version, reranked, degraded, rerank_ms = "none", False, "", 0.0
-        experiment, key, challenger = self._experiment(request, mode), "", None
+        experiment, key, challenger = self._experiment(request, mode, reranking), "", None
         if topn and hits:
             rerank_started = time.perf_counter()
             rerank_request = await self._rerank_request(request, corpus, mode, reranking, hits[:topn], docs)
@@ -254,10 +254,12 @@ class RetrieverCore:
         return response.model_version, response.model_version != "none", ""
 
     # -- online experiments (services/retriever/online.py) --------------------------------------
-    def _experiment(self, request: SearchQuery, mode: str) -> online.OnlineExperiment | None:
+    def _experiment(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> online.OnlineExperiment | None:
         """The corpus's running experiment when this search may be interleaved: a user's search served by the
-        corpus's aliases (not one naming a model, not evaluation traffic, not fused-only or cloud)."""
-        if mode not in ("local", "learning") or request.model or request.no_intervention:
+        corpus's champion (not one naming a model, not evaluation traffic, not fused-only, cloud or a pinned
+        local version)."""
+        by_champion = mode == "learning" or (mode == "local" and reranking.reranker_local_model == "champion")
+        if not by_champion or request.model or request.no_intervention:
             return None
         return self.experiments.current(request.corpus_id)
 

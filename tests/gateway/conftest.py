@@ -126,6 +126,11 @@ def stack_env(data_dir: Path, bootstrap: str, ports: dict[str, int], **extra: st
         "FEEDRANK_TRAINING__MAX_LENGTH": "64",
         "FEEDRANK_TRAINING__DEV_SHARE": "0",
         "FEEDRANK_TRAINING__TORCH_THREADS": "1",
+        # Online experiments (tests/gateway/test_online_experiment.py): learnt, credited and broken quickly.
+        "FEEDRANK_INTERLEAVING__WATCH_TTL_S": "0.3",
+        "FEEDRANK_INTERLEAVING__CLICK_WINDOW_S": "1",
+        "FEEDRANK_INTERLEAVING__MAX_CONSECUTIVE_FAILURES": "3",
+        "FEEDRANK_INTERLEAVING__CHALLENGER_TIMEOUT_S": "10",
         **{f"FEEDRANK_ENDPOINTS__{name.upper()}": f"127.0.0.1:{port}" for name, port in ports.items()},
         **extra,
     }
