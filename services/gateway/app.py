@@ -18,7 +18,7 @@ from services.gateway.body_limit import BodyLimit
 from services.gateway.deps import forward_authorization
 from services.gateway.errors import feedrank_error_handler, validation_error_handler
 from services.gateway.ratelimit import RateLimiter
-from services.gateway.routes import compat, config, judging, reranker, search
+from services.gateway.routes import compat, config, experiments, judging, reranker, search
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings, bind_host: str | None = None) -> FastAPI:
     app.state.telemetry_limiter = RateLimiter(gw.telemetry_rate_per_s, gw.telemetry_burst, gw.rate_limit_clients)
     app.add_exception_handler(FeedrankError, feedrank_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    for module in (search, reranker, config, compat, judging):
+    for module in (search, reranker, config, compat, judging, experiments):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["console"], summary="The gateway process is up (it checks no upstream)")

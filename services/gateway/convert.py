@@ -53,13 +53,14 @@ def search_reply(response: retriever_pb2.SearchResponse) -> dict[str, Any]:
         "query_id": response.query_id,
         "results": [
             {"doc_id": r.doc_id, "title": r.title, "snippet": r.snippet, "rank": r.rank,
-             "rerank_score": r.rerank_score, "legs": to_dict(r.legs)}
+             "rerank_score": r.rerank_score, "legs": to_dict(r.legs), "team": r.team}
             for r in response.results
         ],
         "model_version": response.model_version,
         "query_adapter_version": response.query_adapter_version,
         "reranked": response.reranked,
         "degraded_reason": response.degraded_reason,
+        "experiment_id": response.experiment_id,
         "timings": {**to_dict(response.timings), "lexical_ms": response.lexical_ms, "vector_ms": response.vector_ms},
     }
 
@@ -86,7 +87,7 @@ def timestamp_ms(value: float | str | None) -> int:
 def feedback_event(event: schemas.TelemetryEvent) -> feedback_pb2.FeedbackEvent:
     message = feedback_pb2.FeedbackEvent(
         event_id=event.event_id, query_id=event.query_id, session_id=event.session_id,
-        timestamp_ms=timestamp_ms(event.timestamp), source=event.source,
+        timestamp_ms=timestamp_ms(event.timestamp), source=event.source, experiment_id=event.experiment_id,
     )
     kind = event.type or ("rating" if event.rating is not None else "click")
     if kind == "rating":

@@ -74,6 +74,8 @@ class SearchHit(BaseModel):
     rank: int
     rerank_score: float
     legs: Legs
+    team: str = Field("", description='Interleaved searches: "champion" or "challenger", the ranker that '
+                      "contributed the result")
 
 
 class SearchReply(BaseModel):
@@ -83,6 +85,8 @@ class SearchReply(BaseModel):
     query_adapter_version: str = Field(description="Version whose query adapter embedded the vector leg; empty = base")
     reranked: bool
     degraded_reason: str
+    experiment_id: str = Field("", description="Set when the results interleave an online experiment; echo it "
+                               "on feedback")
     timings: dict[str, float]
 
 
@@ -101,9 +105,22 @@ class TelemetryEvent(_Body):
     dwell_ms: Annotated[int, Field(ge=-INT64 - 1, le=INT64)] = Field(0, description="Time spent on the clicked result")
     source: Text = Field("web", description="Free-form origin")
     session_id: Text = Field("anonymous", description="Pseudonymous session id (the seed's events had none)")
+    experiment_id: Text = Field("", description="The search response's experiment_id, echoed (interleaved lists)")
     timestamp: float | Text | None = Field(
         None, description="ISO-8601 time, or unix epoch seconds or milliseconds; default: now"
     )
+
+
+class ExperimentStartBody(_Body):
+    challenger_version: Text = Field("", description="Version to interleave; empty = the corpus's challenger alias")
+    share: Finite | None = Field(None, description="Share of the corpus's searches interleaved, in [0, 1]; "
+                                 "default interleaving.share")
+    query_budget: Count = Field(0, description="Interleaved queries before it ends undecided; 0 = "
+                                "interleaving.query_budget")
+
+
+class ExperimentStopBody(_Body):
+    reason: Text = Field("", description="Kept with the experiment; default 'stopped by an operator'")
 
 
 class Accepted(BaseModel):

@@ -191,7 +191,7 @@ class RetrieverCore:
                 hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
         served = None
         if challenger is not None:
-            served = await self._interleave(experiment, key, hits, challenger, top_k, reranked)
+            served = await self._interleave(experiment, key, hits, challenger, top_k, degraded)
             hits = _reordered(hits, served)
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
@@ -276,8 +276,10 @@ class RetrieverCore:
             call, experiment, [h.doc_id for h in hits[:topn]], [h.doc_id for h in hits[topn:]]))
 
     async def _interleave(self, experiment: online.OnlineExperiment, key: str, hits: list[Hit],
-                          challenger: asyncio.Task, top_k: int, reranked: bool) -> online.Served:
-        if not reranked:  # the champion itself degraded to the fused order: nothing to compare
+                          challenger: asyncio.Task, top_k: int, degraded: str) -> online.Served:
+        # A champion that failed leaves the fused order, which is not the champion's ranking: nothing to compare.
+        # (A corpus with no champion version is served the fused order as its champion: that one is compared.)
+        if degraded:
             challenger.cancel()
             return online.Served(tuple(h.doc_id for h in hits[:top_k]))
         served = await online.interleave(experiment, key, [h.doc_id for h in hits], lambda: challenger, top_k,

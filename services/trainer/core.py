@@ -279,13 +279,24 @@ class TrainerCore:
 
     def start_experiment(self, corpus_id: str, challenger_version: str = "", share: float | None = None,
                          query_budget: int = 0) -> Experiment:
-        """Interleave the corpus's champion with `challenger_version` (default: the challenger alias)."""
+        """Interleave the corpus's champion with `challenger_version` (default: the challenger alias).
+
+        The retriever asks the reranker for the corpus's challenger alias, so a version named here becomes
+        that alias (recorded in the registry's history) once the experiment is accepted."""
         if not corpus_id:
             raise invalid("corpus_id", "required")
         challenger = self.registry.resolve(challenger_version or "challenger", corpus_id)
         champion = self.registry.resolve("champion", corpus_id)  # the corpus's aliases, never another's
-        return self.experiments.start(corpus_id, champion or "", challenger or "", share=share,
-                                      query_budget=query_budget or None)
+        experiment = self.experiments.start(corpus_id, champion or "", challenger or "", share=share,
+                                            query_budget=query_budget or None)
+        if self.registry.resolve("challenger", corpus_id) != experiment.challenger_version:
+            try:
+                self.registry.update_aliases(corpus_id, {"challenger": experiment.challenger_version},
+                                             f"online experiment {experiment.experiment_id}", judge=ONLINE_JUDGE)
+            except FeedrankError as err:  # e.g. a version trained for another corpus: no experiment either
+                self.experiments.stop(corpus_id, f"{experiment.challenger_version} cannot be its challenger: {err}")
+                raise
+        return experiment
 
     def _promote_online(self, experiment: Experiment, reason: str) -> dict[str, Any]:
         return self.gate.promote_decided(experiment.corpus_id, experiment.challenger_version,

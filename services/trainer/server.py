@@ -136,7 +136,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         return experiment_message(experiment)
 
     async def GetExperiment(self, request, context):
-        return experiment_message(await asyncio.to_thread(self.core.experiment, request.corpus_id))
+        return experiment_message(await asyncio.to_thread(self.core.experiment, request.corpus_id),
+                                  request.with_progress)
 
     async def StopExperiment(self, request, context):
         return experiment_message(await asyncio.to_thread(self.core.stop_experiment, request.corpus_id,

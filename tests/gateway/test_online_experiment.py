@@ -12,10 +12,12 @@ import pytest
 
 from services.client import Feedrank
 from services.client.retry import Retry
+from services.client.types import Click
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from services.registry.store import FileRegistry
 from tests.feedback.helpers import wait_until
 from tests.gateway.conftest import ADMIN_TOKEN, CORPUS
+from tests.gateway.test_console import browser, page, shots  # noqa: F401 (fixtures)
 
 AUTH = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 QUERIES = ["pet cats", "volcanic eruptions", "bank interest", "algorithms", "lava rock", "savings money"]
@@ -27,6 +29,7 @@ def online(stack):
     corpus and served; afterwards no experiment runs and the alias is gone, as the other tests expect."""
     registry = FileRegistry(stack.data_dir / "registry")
     champion = registry.resolve("champion", CORPUS)
+    before = registry.aliases(CORPUS).get("challenger")
     challenger = next(m.version_id for m in registry.versions() if m.version_id != champion)
     registry.update_aliases(CORPUS, {"challenger": challenger}, "test: online experiment")
     reranker = reranker_pb2_grpc.RerankerStub(grpc.insecure_channel(stack.env["FEEDRANK_ENDPOINTS__RERANKER"]))
@@ -47,7 +50,7 @@ def online(stack):
                                metadata=AUTH)
     except grpc.RpcError:
         pass  # already ended
-    registry.update_aliases(CORPUS, {"challenger": None}, "test: online experiment over")
+    registry.update_aliases(CORPUS, {"challenger": before}, "test: online experiment over")
 
 
 def start(trainer, **fields) -> trainer_pb2.Experiment:
@@ -63,15 +66,17 @@ def search(client, i: int):
     return client.search(CORPUS, QUERIES[i % len(QUERIES)], top_k=6, session_id=uuid.uuid4().hex)
 
 
-def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decides(stack, online):
-    trainer, client, challenger = online
+def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decides(stack, online, client, page,  # noqa: F811
+                                                                                 shots):  # noqa: F811
+    http = client
+    trainer, users, challenger = online
     experiment = start(trainer, share=1.0, query_budget=400)
     assert experiment.challenger_version == challenger and experiment.state == "running"
     interleaved, i = [], 0
     # Simulated users who prefer the challenger: each clicks the challenger's first contribution.
     while status(trainer).state == "running":
         assert i < 400, "the experiment did not decide"
-        results = search(client, i)
+        results = search(users, i)
         i += 1
         if not results.experiment_id:
             time.sleep(0.1)  # the retriever has not heard of the experiment yet
@@ -99,6 +104,28 @@ def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decide
     [note] = [r for r in registry.history(CORPUS) if r.get("judge") == "online" and r["numbers"]["state"] == "win"]
     assert note["to"] == challenger and note["numbers"]["wins"] == decided.wins
     assert registry.resolve("champion", CORPUS) != challenger
+    # A click naming an experiment nobody runs is stored, not credited (the ledger counts it).
+    first = results.hits[0]
+    stray = users.feedback(results.query_id, Click(first.doc_id, rank=first.rank), experiment_id="no-such")
+    assert stray.accepted == 1
+    wait_until(lambda: any(e.event.experiment_id == "no-such" for e in _clicks(stack)), 60, "the stray click stored")
+    assert status(trainer).wins == decided.wins
+    # The console's live panel: the counts and p-value over time, from the gateway's route.
+    shown = http.get(f"/api/trainer/experiments/{CORPUS}").json()
+    assert shown["state"] == "win" and shown["progress"] and shown["progress"][-1]["wins"] == str(decided.wins)
+    page.goto(f"{stack.url}/ui/reranker.html")
+    page.fill("#corpus", CORPUS)
+    page.wait_for_function("document.querySelector('#experiment-label').textContent.endsWith('win')", timeout=30_000)
+    assert int(page.get_attribute("#experiment-counts", "data-points")) >= 1
+    page.screenshot(path=str(shots / "experiment.png"), full_page=True)
+
+
+def _clicks(stack):
+    store = stack.events()
+    try:
+        return list(store.clicks(CORPUS))
+    finally:
+        store.close()
 
 
 def test_a_challenger_removed_mid_experiment_fails_no_search_and_the_experiment_stops(stack, online):

@@ -9,7 +9,8 @@ let opened = null;  // {result, since}: the result being read; its click is sent
 
 function telemetry(fields, beacon = false) {
   const event = { event_id: newId(), query_id: last.query_id, query: last.query, session_id: sessionId,
-                  source: "web", timestamp: new Date().toISOString(), ...fields };
+                  experiment_id: last.experiment_id || "", source: "web", timestamp: new Date().toISOString(),
+                  ...fields };
   if (beacon && navigator.sendBeacon) {
     navigator.sendBeacon("/api/telemetry/event", new Blob([JSON.stringify(event)], { type: "application/json" }));
     return Promise.resolve();

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
@@ -32,6 +32,7 @@ QUERIES = Gauge("feedrank_experiment_queries", "Credited interleaved queries of 
                 ["corpus", "outcome"])
 P_VALUE = Gauge("feedrank_experiment_p_value", "Always-valid p-value of the corpus's current experiment", ["corpus"])
 ENDED = Counter("feedrank_experiments_ended_total", "Online experiments ended, by how", ["state"])
+MAX_POINTS = 256  # progress points kept per experiment: every other one is dropped when it grows past this
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Experiment:
     losses: int = 0
     ties: int = 0
     p_value: float = 1.0
+    progress: list[list] = field(default_factory=list)  # [at_ms, wins, losses, ties, p_value] per credited batch
 
     @property
     def running(self) -> bool:
@@ -148,6 +150,9 @@ class ExperimentBook:
                     break
             experiment.wins, experiment.losses, experiment.ties = test.wins, test.losses, test.ties
             experiment.p_value = test.p_value
+            experiment.progress.append([_now_ms(), test.wins, test.losses, test.ties, test.p_value])
+            if len(experiment.progress) > MAX_POINTS:  # thinned, the newest point always kept
+                experiment.progress = experiment.progress[-1::-2][::-1]
             if test.verdict is not Verdict.RUNNING:
                 experiment.state, experiment.ended_ms = test.verdict.value, _now_ms()
                 experiment.reason = (f"sequential test: {test.verdict.value} after {test.queries} queries "
@@ -163,7 +168,7 @@ class ExperimentBook:
 
     def _changed(self, experiment: Experiment) -> None:
         if self.on_change is not None:
-            self.on_change(replace(experiment))  # a copy: the listener may outlive the lock
+            self.on_change(replace(experiment, progress=list(experiment.progress)))  # the listener may outlive the lock
 
     def _running(self, corpus_id: str) -> Experiment | None:
         return next((e for e in self._experiments.values() if e.corpus_id == corpus_id and e.running), None)

@@ -25,9 +25,13 @@ log = logging.getLogger(__name__)
 JUDGE = "online"
 
 
-def experiment_message(experiment: Experiment) -> trainer_pb2.Experiment:
-    fields = trainer_pb2.Experiment.DESCRIPTOR.fields_by_name
-    return trainer_pb2.Experiment(**{name: getattr(experiment, name) for name in fields})
+def experiment_message(experiment: Experiment, with_progress: bool = False) -> trainer_pb2.Experiment:
+    fields = [name for name in trainer_pb2.Experiment.DESCRIPTOR.fields_by_name if name != "progress"]
+    message = trainer_pb2.Experiment(**{name: getattr(experiment, name) for name in fields})
+    if with_progress:
+        message.progress.extend(trainer_pb2.ExperimentPoint(at_ms=at, wins=w, losses=lo, ties=t, p_value=p)
+                                for at, w, lo, t, p in experiment.progress)
+    return message
 
 
 def summary(experiment: Experiment) -> str:

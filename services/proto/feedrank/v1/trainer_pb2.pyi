@@ -296,10 +296,12 @@ class StartExperimentRequest(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ...) -> None: ...
 
 class GetExperimentRequest(_message.Message):
-    __slots__ = ("corpus_id",)
+    __slots__ = ("corpus_id", "with_progress")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
-    def __init__(self, corpus_id: _Optional[str] = ...) -> None: ...
+    with_progress: bool
+    def __init__(self, corpus_id: _Optional[str] = ..., with_progress: _Optional[bool] = ...) -> None: ...
 
 class StopExperimentRequest(_message.Message):
     __slots__ = ("corpus_id", "reason")
@@ -310,7 +312,7 @@ class StopExperimentRequest(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
-    __slots__ = ("experiment_id", "corpus_id", "champion_version", "challenger_version", "share", "query_budget", "alpha", "state", "reason", "wins", "losses", "ties", "p_value", "started_ms", "ended_ms")
+    __slots__ = ("experiment_id", "corpus_id", "champion_version", "challenger_version", "share", "query_budget", "alpha", "state", "reason", "wins", "losses", "ties", "p_value", "started_ms", "ended_ms", "progress")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -326,6 +328,7 @@ class Experiment(_message.Message):
     P_VALUE_FIELD_NUMBER: _ClassVar[int]
     STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     ENDED_MS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     corpus_id: str
     champion_version: str
@@ -341,4 +344,19 @@ class Experiment(_message.Message):
     p_value: float
     started_ms: int
     ended_ms: int
-    def __init__(self, experiment_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., alpha: _Optional[float] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ..., started_ms: _Optional[int] = ..., ended_ms: _Optional[int] = ...) -> None: ...
+    progress: _containers.RepeatedCompositeFieldContainer[ExperimentPoint]
+    def __init__(self, experiment_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., alpha: _Optional[float] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ..., started_ms: _Optional[int] = ..., ended_ms: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[ExperimentPoint, _Mapping]]] = ...) -> None: ...
+
+class ExperimentPoint(_message.Message):
+    __slots__ = ("at_ms", "wins", "losses", "ties", "p_value")
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    at_ms: int
+    wins: int
+    losses: int
+    ties: int
+    p_value: float
+    def __init__(self, at_ms: _Optional[int] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ...) -> None: ...
