@@ -619,6 +619,10 @@ class DemoSettings(_Group):
         0.3, ge=0, le=1, description="Share of simulated users' searches whose top 20 are shuffled "
         "(interventions.share): what the propensities are measured from"
     )
+    online_queries: int = Field(3000, ge=0, description="Query budget of the online experiment that decides the "
+                                "learned version against the champion on the simulated users' searches "
+                                "(interleaving every one of them); 0 skips the online step")
+    quick_online_queries: int = Field(400, ge=0, description="online_queries with QUICK=1")
 
 
 class InterleavingSettings(_Group):

@@ -3,8 +3,10 @@
 dataset -> ingest -> services up -> v0 bootstrap (labels of a share of the train queries) through the gate
 -> test metrics (bm25, dense, fused, +v0)
 -> simulated users on the other train queries (gRPC Search + Feedback) -> Kafka -> trainer event store
--> mine -> train -> evaluate vs champion on held-out train queries -> gate -> hot-swap under load
--> test metrics again (no training step ever saw the test queries) -> table, JSON, Markdown, PNG.
+-> mine -> train -> online experiment (the users' searches interleave the learned version with the champion
+   until the sequential test decides) -> evaluate vs champion on held-out train queries -> gate -> hot-swap
+   under load -> test metrics again (no training step ever saw the test queries) -> table, JSON, Markdown, PNG,
+   and whether the online verdict agrees with the test queries'.
 
 With `demo.judge=clicks` (`make demo JUDGE=clicks`) the trainer gets no labels at all: it ingests a copy of
 the corpus without queries or qrels, v0 is the fused order, the users' clicks train the challenger and the
@@ -67,6 +69,7 @@ class DemoOutcome:
     swap: dict = field(default_factory=dict)
     judging: list[dict] = field(default_factory=list)  # each gate decision: its judge, and the click judge beside
     propensities: dict = field(default_factory=dict)  # measured vs the simulator's true examination
+    online: dict = field(default_factory=dict)  # the online experiment's verdict, and the test queries' beside it
     paths: dict[str, str] = field(default_factory=dict)
 
 
@@ -158,6 +161,7 @@ class Demo:
                 stats = self._simulate_and_learn(asked, queries)
                 self._measure_learned(meter)
                 self._record_judging()
+                self._online_agreement()
             finally:
                 meter.close()
         self.outcome.simulation = {
@@ -204,6 +208,9 @@ class Demo:
 
     def _service_env(self) -> dict[str, str]:
         loop = self._loop_settings()
+        # The online step: the retriever learns of the experiment within half a second, and a query is credited
+        # two seconds after it was shown (simulated users click at once).
+        online = {"FEEDRANK_INTERLEAVING__WATCH_TTL_S": "0.5", "FEEDRANK_INTERLEAVING__CLICK_WINDOW_S": "2"}
         # Shuffled searches measure the position bias (both judges: the click judge also runs beside the labels).
         interventions = {"FEEDRANK_INTERVENTIONS__SHARE": f"{self.demo.intervention_share:g}",
                          "FEEDRANK_INTERVENTIONS__KIND": "top_n_shuffle", "FEEDRANK_INTERVENTIONS__TOP_N": "20"}
@@ -215,9 +222,9 @@ class Demo:
                 "FEEDRANK_TRAINING__JUDGE": "clicks",
                 "FEEDRANK_TRAINING__SEED": str(loop.training.seed),
                 "FEEDRANK_ENGINE__WATCH_INTERVAL_S": str(loop.engine.watch_interval_s),
-                "FEEDRANK_LOG_LEVEL": "WARNING", **interventions,
+                "FEEDRANK_LOG_LEVEL": "WARNING", **interventions, **online,
             }
-        return {**interventions,
+        return {**interventions, **online,
             "FEEDRANK_RERANKING__RERANKER_MODE": loop.reranking.reranker_mode,
             "FEEDRANK_RERANKING__TRIBRID_RERANKER_TOPN": str(loop.reranking.tribrid_reranker_topn),
             "FEEDRANK_TRAINING__EVAL_RERANK_DEPTH": str(loop.training.eval_rerank_depth),
@@ -342,6 +349,7 @@ class Demo:
         run = trainer.GetRun(trainer_pb2.GetRunRequest(run_id=run_id), timeout=30)
         if run.status != trainer_pb2.RUN_STATUS_SUCCEEDED:
             raise FeedrankError(ErrorKind.INTERNAL, f"training run {run_id} ended {trainer_pb2.RunStatus.Name(run.status)}: {run.error}")
+        self._decide_online(run.version_id)
         held_out = "held-out sessions' clicks" if self.by_clicks else "held-out evaluation queries"
         with status(console, f"gate: challenger vs champion on the {held_out}"):
             decision = trainer.Promote(trainer_pb2.PromoteRequest(corpus_id=self.corpus_id, version_id=run.version_id),
@@ -352,6 +360,56 @@ class Demo:
         self.learned = run.version_id
         if decision.promoted:
             self._wait_for_swap(run.version_id)
+
+    def _decide_online(self, version_id: str, timeout_s: float = 1800) -> None:
+        """Interleave the learned version with the champion on every simulated search (the users keep searching
+        on LoadDuringSwap's thread) until the sequential test decides or the query budget runs out."""
+        budget = self.demo.quick_online_queries if self.quick else self.demo.online_queries
+        if not budget:
+            return
+        trainer = self._trainer()
+        experiment = trainer.StartExperiment(trainer_pb2.StartExperimentRequest(
+            corpus_id=self.corpus_id, challenger_version=version_id, share=1.0, query_budget=budget), timeout=60)
+        request = trainer_pb2.GetExperimentRequest(corpus_id=self.corpus_id)
+        deadline = time.monotonic() + timeout_s
+        with status(console, f"online: the users' searches interleave {version_id} with the champion "
+                             f"(budget {budget} queries)"):
+            while (current := trainer.GetExperiment(request, timeout=30)).state == "running":
+                if time.monotonic() > deadline:
+                    current = trainer.StopExperiment(trainer_pb2.StopExperimentRequest(
+                        corpus_id=self.corpus_id, reason=f"the demo waited {timeout_s:.0f}s"), timeout=30)
+                    break
+                time.sleep(1)
+        queries = current.wins + current.losses + current.ties
+        self.outcome.online = {"experiment_id": experiment.experiment_id, "state": current.state,
+                               "champion_version": current.champion_version, "challenger_version": version_id,
+                               "queries": queries, "wins": current.wins, "losses": current.losses,
+                               "ties": current.ties, "p_value": current.p_value, "budget": budget,
+                               "reason": current.reason}
+        console.print(f"online: {current.state} for {version_id} after {queries} interleaved queries "
+                      f"({current.wins} wins, {current.losses} losses, {current.ties} ties, p = {current.p_value:.3g})")
+
+    def _online_agreement(self) -> None:
+        """The online verdict beside the test queries' (nDCG@10 of the learned version vs the champion it faced)."""
+        online = self.outcome.online
+        if not online:
+            return
+        rows = self.outcome.rows
+        learned = rows.get("refused by the gate") or rows["fused+learned"]
+        champion = online["champion_version"]
+        faced = rows["fused"] if not champion else rows.get("fused+v0") if champion == self.v0 else None
+        if faced is None:  # a champion the demo did not measure on the test queries
+            console.print(f"online verdict {online['state']}; its champion {champion} was not measured on the test "
+                          "queries")
+            return
+        delta = learned["ndcg@10"] - faced["ndcg@10"]
+        online["test_ndcg_delta"] = delta
+        verdict = {"win": delta > 0, "loss": delta < 0}.get(online["state"])
+        online["agrees"] = verdict
+        said = "undecided: no online verdict to compare" if verdict is None else \
+            ("agrees" if verdict else "disagrees")
+        console.print(f"online verdict {online['state']} after {online['queries']} queries; the test queries say "
+                      f"{delta:+.4f} nDCG@10 for the learned version: {said}")
 
     def _record_loss(self, step: str, run_id: str) -> None:
         """The run's loss per step, for the report's plot; follows a running run until it ends."""
@@ -428,7 +486,7 @@ class Demo:
                    "decisions": self.outcome.decisions, "simulation": self.outcome.simulation,
                    "swap": self.outcome.swap, "judge": self.demo.judge, "judging": self.outcome.judging,
                    "agreement": report.agreement(self.outcome.judging),
-                   "propensities": self.outcome.propensities,
+                   "propensities": self.outcome.propensities, "online": self.outcome.online,
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         paths = report.write(self.out_dir, payload, self.outcome.rows, title)
         if self.outcome.propensities:

@@ -51,6 +51,10 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
     # v0 learned from the labels of some train queries; the users asked the others.
     assert simulation["queries_labelled_for_v0"] > 0 and simulation["queries_asked"] > 0, simulation
     assert {run["step"] for run in result["training_loss"] if run["points"]} == {"bootstrap", "feedback"}
+    # The simulated users decided the learned version online (or spent the quick budget), set beside the test.
+    online = result["online"]
+    assert online["queries"] > 0 and online["state"] in ("win", "loss", "undecided"), online
+    assert "test_ndcg_delta" in online, online
     # Every gate decision was made on held-out train queries, never on the reported test split.
     recorded = (tmp_path / "data" / "trainer" / "decisions.jsonl").read_text().splitlines()
     assert recorded
