@@ -65,6 +65,12 @@ def test_start_status_stop_and_bad_input(data_dir, tmp_path, trainer_process):
     # The default share comes from the settings when the request leaves it unset.
     again = stub.StartExperiment(start(corpus_id="tiny"), timeout=30, metadata=AUTH)
     assert again.share == 0.5 and again.query_budget == 20000
+    # A version named at the start becomes the corpus's challenger alias: the retriever asks for that alias.
+    stub.StopExperiment(trainer_pb2.StopExperimentRequest(corpus_id="tiny"), timeout=30, metadata=AUTH)
+    third = publish(registry, tmp_path / "c")
+    named = stub.StartExperiment(start(corpus_id="tiny", challenger_version=third), timeout=30, metadata=AUTH)
+    assert named.challenger_version == third and registry.aliases("tiny")["challenger"] == third
+    assert registry.resolve("challenger") == challenger  # the global scope is left alone
 
 
 def test_the_cli_starts_reports_and_stops(data_dir, tmp_path, trainer_process, monkeypatch):
