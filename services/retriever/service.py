@@ -71,6 +71,7 @@ class RetrieverCore:
         self.experiments = experiments or ExperimentWatch(
             TrainerExperiments(settings.endpoints.trainer, settings.endpoints, client_admin_token(settings)),
             il.watch_ttl_s, il.max_consecutive_failures)
+        self._shadows: set[asyncio.Task] = set()
         # Every query_id carries what was shown, signed: the feedback service refuses clicks on anything else.
         self.signer = QueryIdSigner(signing_key(settings.feedback.signing_key, self.data_dir))
 
@@ -190,8 +191,10 @@ class RetrieverCore:
             if reranked:
                 hits = sorted(hits[:topn], key=lambda h: (-h.rerank_score, h.fused.rank)) + hits[topn:]
         served = None
-        if challenger is not None:
-            served = await self._interleave(experiment, key, hits, challenger, top_k, degraded)
+        if challenger is not None and experiment.shadow:
+            self._shadow(experiment, hits[:topn], challenger, degraded)
+        elif challenger is not None:
+            served = await self._interleave(experiment, key, hits, challenger, top_k, topn, degraded)
             hits = _reordered(hits, served)
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
@@ -265,30 +268,51 @@ class RetrieverCore:
 
     def _challenger(self, experiment: online.OnlineExperiment, key: str, rerank_request: reranker_pb2.RerankRequest,
                     reranking: RerankingSettings, hits: list[Hit], topn: int) -> asyncio.Task | None:
-        """The challenger's ranking, started beside the champion's, for a search assigned to the experiment."""
+        """The challenger's scores of the reranked head, started beside the champion's, for a search assigned to
+        the experiment."""
         if not online.assigned(experiment, key):
             return None
         asked = reranker_pb2.RerankRequest()
         asked.CopyFrom(rerank_request)
         asked.model = "challenger"  # the corpus's challenger alias: an alias needs no admin token
         call = self.reranker.rerank(asked, reranking.reranker_timeout + self.settings.interleaving.challenger_timeout_s)
-        return asyncio.create_task(online.challenger_ranking(
-            call, experiment, [h.doc_id for h in hits[:topn]], [h.doc_id for h in hits[topn:]]))
+        return asyncio.create_task(online.challenger_scores(call, experiment, [h.doc_id for h in hits[:topn]]))
 
     async def _interleave(self, experiment: online.OnlineExperiment, key: str, hits: list[Hit],
-                          challenger: asyncio.Task, top_k: int, degraded: str) -> online.Served:
+                          challenger: asyncio.Task, top_k: int, topn: int, degraded: str) -> online.Served:
         # A champion that failed leaves the fused order, which is not the champion's ranking: nothing to compare.
         # (A corpus with no champion version is served the fused order as its champion: that one is compared.)
         if degraded:
             challenger.cancel()
             return online.Served(tuple(h.doc_id for h in hits[:top_k]))
-        served = await online.interleave(experiment, key, [h.doc_id for h in hits], lambda: challenger, top_k,
+        tail = [h.doc_id for h in hits[topn:]]
+        served = await online.interleave(experiment, key, [h.doc_id for h in hits],
+                                         lambda: online.challenger_ranking(challenger, tail), top_k,
                                          self.settings.interleaving.challenger_timeout_s)
-        if served.fallback_reason:
-            self.experiments.failed(experiment, served.fallback_reason)
+        self._heard(experiment, served.fallback_reason)
+        return served
+
+    def _shadow(self, experiment: online.OnlineExperiment, head: list[Hit], challenger: asyncio.Task,
+                degraded: str) -> None:
+        """Score the challenger beside this search, off its path: the search answers with the champion alone."""
+        if degraded:
+            challenger.cancel()
+            return
+        champion = [(h.doc_id, h.rerank_score) for h in head]
+
+        async def observe() -> None:
+            self._heard(experiment, await online.shadow(experiment, champion, challenger,
+                                                        self.settings.interleaving.challenger_timeout_s))
+
+        task = asyncio.create_task(observe())
+        self._shadows.add(task)  # a reference until done, or the task may be collected mid-flight
+        task.add_done_callback(self._shadows.discard)
+
+    def _heard(self, experiment: online.OnlineExperiment, failure: str) -> None:
+        if failure:
+            self.experiments.failed(experiment, failure)
         else:
             self.experiments.succeeded(experiment)
-        return served
 
     def _logged(self) -> bool:
         """Is this search sampled for an impression (only those may be intervened on: the log must say so)?"""
@@ -309,6 +333,8 @@ class RetrieverCore:
         return self.config.update(fusion, reranking)
 
     async def aclose(self) -> None:
+        if self._shadows:
+            await asyncio.wait(list(self._shadows), timeout=5)
         await self.experiments.close()
         await self.impressions.close()
         await self.reranker.close()

@@ -261,7 +261,7 @@ def rollback(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whos
 def _print_experiment(e: trainer_pb2.Experiment) -> None:
     console.print(f"experiment [bold]{e.experiment_id}[/bold] on {e.corpus_id}: [bold]{e.state}[/bold]; "
                   f"challenger {e.challenger_version} vs champion {e.champion_version or '(fused order)'}, "
-                  f"share {e.share:g}, budget {e.query_budget}")
+                  f"share {e.share:g}, " + ("shadow (never shown)" if e.shadow else f"budget {e.query_budget}"))
     console.print(f"  queries {e.wins + e.losses + e.ties}: challenger won {e.wins}, champion won {e.losses}, "
                   f"ties {e.ties}; p = {e.p_value:.4g} (alpha {e.alpha:g})")
     if e.reason:
@@ -276,11 +276,13 @@ def experiment_start(
                                           "interleaving.share)"),
     budget: int = typer.Option(0, help="Interleaved queries before it ends undecided (default: "
                                "interleaving.query_budget)"),
+    shadow: bool = typer.Option(False, help="Score the challenger on the share of searches without showing it "
+                                "(the retriever's feedrank_shadow_* metrics); runs until stopped"),
     target: Optional[str] = TargetOpt,
 ) -> None:
-    """Start interleaving the corpus's champion with a challenger."""
+    """Start interleaving the corpus's champion with a challenger (or shadowing it)."""
     request = trainer_pb2.StartExperimentRequest(corpus_id=corpus_id, challenger_version=challenger,
-                                                 query_budget=budget)
+                                                 query_budget=budget, shadow=shadow)
     if share is not None:
         request.share = share
     _print_experiment(_call(target, "StartExperiment", request, timeout=30))

@@ -278,7 +278,7 @@ class TrainerCore:
         return self.gate.rollback(corpus_id)
 
     def start_experiment(self, corpus_id: str, challenger_version: str = "", share: float | None = None,
-                         query_budget: int = 0) -> Experiment:
+                         query_budget: int = 0, shadow: bool = False) -> Experiment:
         """Interleave the corpus's champion with `challenger_version` (default: the challenger alias).
 
         The retriever asks the reranker for the corpus's challenger alias, so a version named here becomes
@@ -288,7 +288,7 @@ class TrainerCore:
         challenger = self.registry.resolve(challenger_version or "challenger", corpus_id)
         champion = self.registry.resolve("champion", corpus_id)  # the corpus's aliases, never another's
         experiment = self.experiments.start(corpus_id, champion or "", challenger or "", share=share,
-                                            query_budget=query_budget or None)
+                                            query_budget=query_budget or None, shadow=shadow)
         if self.registry.resolve("challenger", corpus_id) != experiment.challenger_version:
             try:
                 self.registry.update_aliases(corpus_id, {"challenger": experiment.challenger_version},

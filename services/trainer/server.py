@@ -132,7 +132,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     async def StartExperiment(self, request, context):
         share = request.share if request.HasField("share") else None
         experiment = await asyncio.to_thread(self.core.start_experiment, request.corpus_id,
-                                             request.challenger_version, share, request.query_budget)
+                                             request.challenger_version, share, request.query_budget,
+                                             request.shadow)
         return experiment_message(experiment)
 
     async def GetExperiment(self, request, context):

@@ -52,8 +52,11 @@ def test_one_running_experiment_per_corpus(book):
 def test_the_book_survives_a_restart(book, tmp_path):
     started = book.start("a", "v1", "v2")
     book.record(started.experiment_id, [Outcome.CHALLENGER_WINS, Outcome.TIE])
+    book.start("b", "v1", "v2", shadow=True)
     again = ExperimentBook(tmp_path / "experiments.json", InterleavingSettings())
-    assert again.running("a").wins == 1 and again.running("a").ties == 1
+    assert again.running("a").wins == 1 and again.running("a").ties == 1 and not again.running("a").shadow
+    assert again.running("b").shadow
+    assert [p[1:4] for p in again.running("a").progress] == [[1, 0, 1]]  # one credited batch: 1 win, 1 tie
 
 
 def test_a_decision_ends_the_experiment_with_its_numbers(book):

@@ -54,6 +54,7 @@ class Experiment:
     ties: int = 0
     p_value: float = 1.0
     progress: list[list] = field(default_factory=list)  # [at_ms, wins, losses, ties, p_value] per credited batch
+    shadow: bool = False  # scored beside the champion, never shown: no credit, runs until stopped
 
     @property
     def running(self) -> bool:
@@ -78,7 +79,7 @@ class ExperimentBook:
                 self._experiments[row["experiment_id"]] = Experiment(**row)
 
     def start(self, corpus_id: str, champion_version: str, challenger_version: str, *,
-              share: float | None = None, query_budget: int | None = None) -> Experiment:
+              share: float | None = None, query_budget: int | None = None, shadow: bool = False) -> Experiment:
         if not corpus_id:
             raise invalid("corpus_id", "name the corpus to run the experiment on")
         if not challenger_version:
@@ -96,7 +97,8 @@ class ExperimentBook:
                 raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"corpus {corpus_id!r} already runs experiment "
                                     f"{current.experiment_id}; stop it first", "corpus_id")
             experiment = Experiment(uuid.uuid4().hex[:12], corpus_id, champion_version, challenger_version, share,
-                                    budget, self.settings.alpha, self.settings.prior_strength, _now_ms())
+                                    budget, self.settings.alpha, self.settings.prior_strength, _now_ms(),
+                                    shadow=shadow)
             self._experiments[experiment.experiment_id] = experiment
             self._save()
             _publish(experiment)

@@ -284,16 +284,18 @@ class EventStatsResponse(_message.Message):
     def __init__(self, by_type: _Optional[_Mapping[str, int]] = ..., by_corpus: _Optional[_Mapping[str, int]] = ..., by_day: _Optional[_Mapping[str, int]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class StartExperimentRequest(_message.Message):
-    __slots__ = ("corpus_id", "challenger_version", "share", "query_budget")
+    __slots__ = ("corpus_id", "challenger_version", "share", "query_budget", "shadow")
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     CHALLENGER_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHARE_FIELD_NUMBER: _ClassVar[int]
     QUERY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     corpus_id: str
     challenger_version: str
     share: float
     query_budget: int
-    def __init__(self, corpus_id: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ...) -> None: ...
+    shadow: bool
+    def __init__(self, corpus_id: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., shadow: _Optional[bool] = ...) -> None: ...
 
 class GetExperimentRequest(_message.Message):
     __slots__ = ("corpus_id", "with_progress")
@@ -312,7 +314,7 @@ class StopExperimentRequest(_message.Message):
     def __init__(self, corpus_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Experiment(_message.Message):
-    __slots__ = ("experiment_id", "corpus_id", "champion_version", "challenger_version", "share", "query_budget", "alpha", "state", "reason", "wins", "losses", "ties", "p_value", "started_ms", "ended_ms", "progress")
+    __slots__ = ("experiment_id", "corpus_id", "champion_version", "challenger_version", "share", "query_budget", "alpha", "state", "reason", "wins", "losses", "ties", "p_value", "started_ms", "ended_ms", "progress", "shadow")
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     CORPUS_ID_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +331,7 @@ class Experiment(_message.Message):
     STARTED_MS_FIELD_NUMBER: _ClassVar[int]
     ENDED_MS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     corpus_id: str
     champion_version: str
@@ -345,7 +348,8 @@ class Experiment(_message.Message):
     started_ms: int
     ended_ms: int
     progress: _containers.RepeatedCompositeFieldContainer[ExperimentPoint]
-    def __init__(self, experiment_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., alpha: _Optional[float] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ..., started_ms: _Optional[int] = ..., ended_ms: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[ExperimentPoint, _Mapping]]] = ...) -> None: ...
+    shadow: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., corpus_id: _Optional[str] = ..., champion_version: _Optional[str] = ..., challenger_version: _Optional[str] = ..., share: _Optional[float] = ..., query_budget: _Optional[int] = ..., alpha: _Optional[float] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., wins: _Optional[int] = ..., losses: _Optional[int] = ..., ties: _Optional[int] = ..., p_value: _Optional[float] = ..., started_ms: _Optional[int] = ..., ended_ms: _Optional[int] = ..., progress: _Optional[_Iterable[_Union[ExperimentPoint, _Mapping]]] = ..., shadow: _Optional[bool] = ...) -> None: ...
 
 class ExperimentPoint(_message.Message):
     __slots__ = ("at_ms", "wins", "losses", "ties", "p_value")
