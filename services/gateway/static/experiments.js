@@ -18,7 +18,8 @@ function renderExperiment(e) {
   label.textContent = `${e.experiment_id} · ${e.state}`;
   box.replaceChildren(
     el("div", {}, `${e.challenger_version} (challenger) vs ${e.champion_version || "the fused order"} (champion) · `
-      + `share ${fmt(e.share, 2)} · budget ${e.query_budget} · alpha ${e.alpha}`),
+      + `share ${fmt(e.share, 2)} · ` + (e.shadow ? "shadow: scored, never shown (see the retriever's feedrank_shadow_* metrics)"
+        : `budget ${e.query_budget} · alpha ${e.alpha}`)),
     el("table", { class: "metrics" },
       el("tr", {}, ...["queries", "wins", "losses", "ties", "p-value"].map((h) => el("th", {}, h))),
       el("tr", { dataset: { state: e.state } }, el("td", {}, queries), el("td", {}, e.wins), el("td", {}, e.losses),
