@@ -14,8 +14,12 @@ import logging
 import threading
 from collections.abc import Callable
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError
+from services.kafka.clients import ensure_topics, producer_config
 from services.proto.feedrank.v1 import trainer_pb2
 from services.registry.store import Registry
 from services.trainer.online.experiments import RUNNING, Experiment
@@ -51,11 +55,6 @@ class ExperimentPublisher:
         self._lock = threading.Lock()
 
     def publish(self, experiment: Experiment, timeout_s: float = 15.0) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        from services.kafka.clients import ensure_topics, producer_config
-
         with self._lock:
             try:
                 if self._producer is None:
