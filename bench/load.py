@@ -91,8 +91,10 @@ def signed_record_config(config: Path, data_dir: Path, work: Path) -> Path:
 
 
 @contextmanager
-def interleaving(stack: LocalStack) -> Iterator[None]:
-    """An online experiment on scifact interleaving every search (share 1), until the block ends."""
+def interleaving(stack: LocalStack) -> Iterator[dict]:
+    """An online experiment on scifact interleaving every search (share 1), until the block ends; the dict
+    yielded says how it ended when something other than the block ended it."""
+    ended: dict = {}
     trainer = trainer_pb2_grpc.TrainerStub(open_channel(stack.target("trainer"), stack.endpoints,
                                                         token=stack.admin_token))
     retriever = retriever_pb2_grpc.RetrieverStub(open_channel(stack.target("retriever"), stack.endpoints,
@@ -105,10 +107,14 @@ def interleaving(stack: LocalStack) -> Iterator[None]:
             raise SystemExit("the retriever did not interleave within 60 s")
         time.sleep(0.5)
     try:
-        yield
+        yield ended
     finally:
-        trainer.StopExperiment(trainer_pb2.StopExperimentRequest(corpus_id="scifact", reason="make load done"),
-                               timeout=60)
+        current = trainer.GetExperiment(trainer_pb2.GetExperimentRequest(corpus_id="scifact"), timeout=60)
+        if current.state == "running":
+            trainer.StopExperiment(trainer_pb2.StopExperimentRequest(corpus_id="scifact", reason="make load done"),
+                                   timeout=60)
+        else:  # the retriever's breaker stopped it: the searches after that were the champion's alone
+            ended.update(state=current.state, reason=current.reason)
 
 
 def small_scifact(dest: Path, docs: int) -> Path:
@@ -162,11 +168,14 @@ def main() -> None:
                     results["rpcs"].setdefault(rpc, {})[str(c)] = run_load(
                         tool, config, stack.target(service), c, args.seconds, work)
             if rpc == "Search":
-                with interleaving(stack):
+                with interleaving(stack) as ended:
                     for c in levels:
                         with console.status(f"Search (interleaved) at concurrency {c}"):
                             results["rpcs"].setdefault("Search (interleaved)", {})[str(c)] = run_load(
                                 tool, config, stack.target(service), c, args.seconds, work)
+                if ended:
+                    results["interleaving_stopped_early"] = ended
+                    console.print(f"[red]the experiment ended during the interleaved run[/red]: {ended}")
         registry.set_alias("champion", cross_encoder.version_id, "make load: Rerank on a cross-encoder")
         for label, batching in (("Rerank", "true"), ("Rerank (batching off)", "false")):
             stack.stop_service("reranker")
