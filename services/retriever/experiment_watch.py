@@ -41,6 +41,8 @@ class ExperimentSource(Protocol):
 
     async def stop(self, corpus_id: str, reason: str) -> None: ...
 
+    async def close(self) -> None: ...
+
 
 class TrainerExperiments:
     """ExperimentSource over the Trainer gRPC API."""
@@ -157,3 +159,4 @@ class ExperimentWatch:
         pending = [*self._refreshing.values(), *self._stopping]
         if pending:
             await asyncio.wait(pending, timeout=5)
+        await self.source.close()

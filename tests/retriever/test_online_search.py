@@ -65,6 +65,9 @@ class Trainer:
     async def stop(self, corpus_id: str, reason: str) -> None:
         self.stopped.append(reason)
 
+    async def close(self) -> None:
+        pass
+
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory, embedder_dir, embedder):
