@@ -285,6 +285,7 @@ class TrainerCore:
         that alias (recorded in the registry's history) once the experiment is accepted."""
         if not corpus_id:
             raise invalid("corpus_id", "required")
+        CorpusData(self.settings, corpus_id).close()  # the corpus must exist
         challenger = self.registry.resolve(challenger_version or "challenger", corpus_id)
         champion = self.registry.resolve("champion", corpus_id)  # the corpus's aliases, never another's
         experiment = self.experiments.start(corpus_id, champion or "", challenger or "", share=share,

@@ -40,6 +40,8 @@ def test_start_status_stop_and_bad_input(data_dir, tmp_path, trainer_process):
     err = rpc_error(stub.GetExperiment, trainer_pb2.GetExperimentRequest(corpus_id="tiny"))
     assert err.code() == grpc.StatusCode.NOT_FOUND and "corpus_id" in err.details()
     assert rpc_error(stub.StartExperiment, start(corpus_id="tiny")).code() == grpc.StatusCode.UNAUTHENTICATED
+    err = rpc_error(stub.StartExperiment, start(corpus_id="nope"), metadata=AUTH)
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "corpus_id" in err.details()
     err = rpc_error(stub.StartExperiment, start(corpus_id="tiny"), metadata=AUTH)  # no challenger alias yet
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "challenger_version" in err.details()
     registry.set_alias("challenger", challenger, "test")
