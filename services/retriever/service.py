@@ -257,7 +257,8 @@ class RetrieverCore:
         return response.model_version, response.model_version != "none", ""
 
     # -- online experiments (services/retriever/online.py) --------------------------------------
-    def _experiment(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> online.OnlineExperiment | None:
+    def _experiment(self, request: SearchQuery, mode: str,
+                    reranking: RerankingSettings) -> online.OnlineExperiment | None:
         """The corpus's running experiment when this search may be interleaved: a user's search served by the
         corpus's champion (not one naming a model, not evaluation traffic, not fused-only, cloud or a pinned
         local version)."""

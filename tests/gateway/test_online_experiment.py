@@ -66,8 +66,8 @@ def search(client, i: int):
     return client.search(CORPUS, QUERIES[i % len(QUERIES)], top_k=6, session_id=uuid.uuid4().hex)
 
 
-def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decides(stack, online, client, page,  # noqa: F811
-                                                                                 shots):  # noqa: F811
+def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decides(
+        stack, online, client, page, shots):  # noqa: F811
     http = client
     trainer, users, challenger = online
     experiment = start(trainer, share=1.0, query_budget=400)
