@@ -368,16 +368,23 @@ class Demo:
         if not budget:
             return
         trainer = self._trainer()
+        # Searches a challenger not yet loaded would fall back to the champion and count as its failures.
+        self._wait_for_swap(version_id, alias="challenger")
         experiment = trainer.StartExperiment(trainer_pb2.StartExperimentRequest(
             corpus_id=self.corpus_id, challenger_version=version_id, share=1.0, query_budget=budget), timeout=60)
         request = trainer_pb2.GetExperimentRequest(corpus_id=self.corpus_id)
-        deadline = time.monotonic() + timeout_s
+        deadline, counted, moved = time.monotonic() + timeout_s, -1, time.monotonic()
         with status(console, f"online: the users' searches interleave {version_id} with the champion "
                              f"(budget {budget} queries)"):
             while (current := trainer.GetExperiment(request, timeout=30)).state == "running":
-                if time.monotonic() > deadline:
+                if current.wins + current.losses + current.ties != counted:
+                    counted, moved = current.wins + current.losses + current.ties, time.monotonic()
+                # Never hang the demo: a budget that is not being spent, or a deadline, ends it.
+                why = f"the demo waited {timeout_s:.0f}s" if time.monotonic() > deadline else \
+                    "no interleaved query was credited in 120 s" if time.monotonic() - moved > 120 else ""
+                if why:
                     current = trainer.StopExperiment(trainer_pb2.StopExperimentRequest(
-                        corpus_id=self.corpus_id, reason=f"the demo waited {timeout_s:.0f}s"), timeout=30)
+                        corpus_id=self.corpus_id, reason=why), timeout=30)
                     break
                 time.sleep(1)
         queries = current.wins + current.losses + current.ties
@@ -406,7 +413,7 @@ class Demo:
         online["test_ndcg_delta"] = delta
         verdict = {"win": delta > 0, "loss": delta < 0}.get(online["state"])
         online["agrees"] = verdict
-        said = "undecided: no online verdict to compare" if verdict is None else \
+        said = "no online verdict to compare" if verdict is None else \
             ("agrees" if verdict else "disagrees")
         console.print(f"online verdict {online['state']} after {online['queries']} queries; the test queries say "
                       f"{delta:+.4f} nDCG@10 for the learned version: {said}")
@@ -425,17 +432,18 @@ class Demo:
                     bar.update(task, completed=metric.step, description=f"training run {run_id}: loss {metric.value:.4f}")
         self.outcome.training_loss.append({"step": step, "run_id": run_id, "points": points})
 
-    def _wait_for_swap(self, version_id: str, timeout_s: float = 120) -> None:
+    def _wait_for_swap(self, version_id: str, timeout_s: float = 120, alias: str = "champion") -> None:
         channel = grpc.insecure_channel(self.stack.target("reranker"))
         stub = reranker_pb2_grpc.RerankerStub(channel)
         started = time.monotonic()
-        with status(console, "waiting for the reranker to hot-swap the new champion"):
+        with status(console, f"waiting for the reranker to hot-swap the new {alias}"):
             while time.monotonic() - started < timeout_s:
                 info = stub.GetInfo(reranker_pb2.GetRerankerInfoRequest(), timeout=10)
                 served = info.corpus_aliases[self.corpus_id].aliases if self.corpus_id in info.corpus_aliases else {}
-                if served.get("champion") == version_id:
-                    self.outcome.swap = {"version_id": version_id, "seconds": round(time.monotonic() - started, 2),
-                                         "swap_count": info.swap_count}
+                if served.get(alias) == version_id:
+                    if alias == "champion":
+                        self.outcome.swap = {"version_id": version_id, "swap_count": info.swap_count,
+                                             "seconds": round(time.monotonic() - started, 2)}
                     channel.close()
                     return
                 time.sleep(0.5)
