@@ -208,9 +208,11 @@ class Demo:
 
     def _service_env(self) -> dict[str, str]:
         loop = self._loop_settings()
-        # The online step: the retriever learns of the experiment within half a second, and a query is credited
-        # two seconds after it was shown (simulated users click at once).
-        online = {"FEEDRANK_INTERLEAVING__WATCH_TTL_S": "0.5", "FEEDRANK_INTERLEAVING__CLICK_WINDOW_S": "2"}
+        # The online step: the retriever learns of the experiment within half a second, a query is credited two
+        # seconds after it was shown (simulated users click at once), and a busy small machine's slower
+        # challenger is waited for rather than counted as failing (the demo decides; it does not time).
+        online = {"FEEDRANK_INTERLEAVING__WATCH_TTL_S": "0.5", "FEEDRANK_INTERLEAVING__CLICK_WINDOW_S": "2",
+                  "FEEDRANK_INTERLEAVING__CHALLENGER_TIMEOUT_S": "5"}
         # Shuffled searches measure the position bias (both judges: the click judge also runs beside the labels).
         interventions = {"FEEDRANK_INTERVENTIONS__SHARE": f"{self.demo.intervention_share:g}",
                          "FEEDRANK_INTERVENTIONS__KIND": "top_n_shuffle", "FEEDRANK_INTERVENTIONS__TOP_N": "20"}
