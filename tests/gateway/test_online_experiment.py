@@ -9,10 +9,13 @@ import uuid
 
 import grpc
 import pytest
+from kafka import KafkaConsumer
 
 from services.client import Feedrank
 from services.client.retry import Retry
 from services.client.types import Click
+from services.common.config import InterleavingSettings, KafkaSettings
+from services.kafka.clients import consumer_config
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from services.registry.store import FileRegistry
 from tests.feedback.helpers import wait_until
@@ -104,6 +107,9 @@ def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decide
     [note] = [r for r in registry.history(CORPUS) if r.get("judge") == "online" and r["numbers"]["state"] == "win"]
     assert note["to"] == challenger and note["numbers"]["wins"] == decided.wins
     assert registry.resolve("champion", CORPUS) != challenger
+    # ... and published: the start and the verdict on interleaving.decisions_topic, keyed by corpus.
+    assert {(e.experiment_id, e.state) for e in _decisions(stack)} >= {(experiment.experiment_id, "running"),
+                                                                      (experiment.experiment_id, "win")}
     # A click naming an experiment nobody runs is stored, not credited (the ledger counts it).
     first = results.hits[0]
     stray = users.feedback(results.query_id, Click(first.doc_id, rank=first.rank), experiment_id="no-such")
@@ -118,6 +124,24 @@ def test_searches_are_interleaved_clicks_credited_from_kafka_and_the_test_decide
     page.wait_for_function("document.querySelector('#experiment-label').textContent.endsWith('win')", timeout=30_000)
     assert int(page.get_attribute("#experiment-counts", "data-points")) >= 1
     page.screenshot(path=str(shots / "experiment.png"), full_page=True)
+
+
+def _decisions(stack) -> list[trainer_pb2.Experiment]:
+    kafka = KafkaSettings(bootstrap_servers=stack.env["FEEDRANK_KAFKA__BOOTSTRAP_SERVERS"])
+    consumer = KafkaConsumer(**consumer_config(kafka, f"test-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([InterleavingSettings().decisions_topic])
+    try:
+        seen: list[trainer_pb2.Experiment] = []
+
+        def read_both() -> bool:
+            for records in consumer.poll(timeout_ms=500).values():
+                seen.extend(trainer_pb2.Experiment.FromString(r.value) for r in records if r.key == CORPUS.encode())
+            return any(e.state == "win" for e in seen)
+
+        wait_until(read_both, 60, "the experiment's verdict on the decisions topic")
+        return seen
+    finally:
+        consumer.close()
 
 
 def _clicks(stack):
