@@ -76,7 +76,8 @@ def _search_reply(results: SearchResults) -> schemas.SearchReply:
     return schemas.SearchReply(
         query_id=results.query_id, model_version=results.model_version, reranked=results.reranked,
         query_adapter_version=results.query_adapter_version, degraded_reason=results.degraded_reason,
-        timings=results.timings, results=[schemas.SearchHit(**asdict(hit)) for hit in results.hits],
+        experiment_id=results.experiment_id, timings=results.timings,
+        results=[schemas.SearchHit(**asdict(hit)) for hit in results.hits],
     )
 
 
