@@ -365,6 +365,7 @@ FLOWS_ALLOWED = [
     ("retriever", NAMESPACE, "opensearch", 9200),
     ("retriever", NAMESPACE, "qdrant", 6333),
     ("trainer", NAMESPACE, "retriever", 50051),
+    ("retriever", NAMESPACE, "trainer", 50054),  # online experiments: which run, and the breaker's stop
     ("qdrant", NAMESPACE, "qdrant", 6335),
     ("ingest", NAMESPACE, "opensearch", 9200),
     ("ingest", NAMESPACE, "qdrant", 6333),
@@ -384,6 +385,7 @@ FLOWS_DENIED = [
     ("retriever", "elsewhere", "reranker", 50052),
     ("ingest", NAMESPACE, "retriever", 50051),
     ("trainer-job", NAMESPACE, "opensearch", 9200),
+    ("reranker", NAMESPACE, "trainer", 50054),
 ]
 KAFKA_CLIENTS = {"reranker", "feedback", "trainer"}
 
