@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NestedSecretsSettingsSource,
@@ -124,6 +124,42 @@ class RerankingSettings(_Group):
         'version id is served as named; else the "default" entry; with no "default", the name is refused '
         "naming `model`. So rerank-v3.5, jina-reranker-v2-base-multilingual, ... work with the default map",
     )
+    passage_window_tokens: int = Field(
+        0, ge=0, le=8192,
+        description="A document longer than this many tokens (of the served version's tokenizer) is scored as "
+        "passages of this many tokens (with truncate=true, the default; truncate=false refuses it instead). 0 = as "
+        "many as fit beside the query in the version's max length; a larger value is capped by that. At least 16",
+    )
+    passage_stride_tokens: int = Field(
+        0, ge=0, le=8192,
+        description="Tokens from one passage's start to the next (consecutive passages overlap by window - stride); "
+        "0 = half the window; at most passage_window_tokens (and capped by the window when that is sized to fit)",
+    )
+    passage_aggregate: Literal["max", "first", "mean_top2"] = Field(
+        "max",
+        description="A long document's score from its passages' scores: max (MaxP), first (FirstP: the first "
+        "window only, which is what truncation scores, at no extra cost), mean_top2 (the mean of the best two)",
+    )
+    max_passages_per_doc: int = Field(
+        8, ge=1, le=64,
+        description="Most passages scored per document (its first ones); the text past them is not seen. "
+        "Documents are also cut to rerank_input_snippet_chars characters before they are split",
+    )
+
+    @field_validator("passage_window_tokens")
+    @classmethod
+    def _window_fits_a_passage(cls, window: int) -> int:
+        if 0 < window < 16:
+            raise ValueError("must be 0 (fit the model) or at least 16 tokens")
+        return window
+
+    @field_validator("passage_stride_tokens")
+    @classmethod
+    def _stride_within_window(cls, stride: int, info: ValidationInfo) -> int:
+        window = info.data.get("passage_window_tokens", 0)
+        if window and stride > window:
+            raise ValueError(f"must be at most passage_window_tokens ({window}): a stride past the window skips text")
+        return stride
 
 
 class EngineSettings(_Group):

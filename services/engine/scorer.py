@@ -25,6 +25,7 @@ class Scorer(abc.ABC):
 
     version_id: str
     max_length: int
+    accepts_leg_vectors: bool = False  # a document sent with its dense-leg vector is scored by that vector
 
     @abc.abstractmethod
     def prepare(self, query: str, texts: list[str], vectors: list[np.ndarray | None] | None = None) -> list:
@@ -44,6 +45,17 @@ class Scorer(abc.ABC):
     @abc.abstractmethod
     def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
         """Each document cut to its first `max_tokens` tokens of this version's document tokenizer."""
+
+    @abc.abstractmethod
+    def document_tokens(self, texts: list[str]) -> list[Encoding]:
+        """Each document's untruncated tokens (no special tokens), with offsets and word ids."""
+
+    @abc.abstractmethod
+    def passage_room(self, query: str) -> int:
+        """Document tokens that fit in one model input beside `query` (its tokens and the markers)."""
+
+    def check_vectors(self, vectors: list[np.ndarray | None]) -> None:
+        """Refuse a request's unusable vectors, naming the document; scorers that ignore vectors accept any."""
 
     def warmup(self) -> float:
         """Score a smoke pair; a version that cannot is never swapped in."""
@@ -69,6 +81,12 @@ class OnnxCrossEncoder(Scorer):
 
     def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
         return self.tokenizer.heads(texts, max_tokens)
+
+    def document_tokens(self, texts: list[str]) -> list[Encoding]:
+        return self.tokenizer.document_tokens(texts)
+
+    def passage_room(self, query: str) -> int:
+        return self.max_length - self.tokenizer.overhead(query)
 
     def score(self, encodings: list[Encoding]) -> np.ndarray:
         logits = self.model.run(pad(encodings).feeds).astype(np.float32).reshape(-1)
@@ -118,8 +136,7 @@ class OnnxBiEncoder(Scorer):
     def prepare(self, query: str, texts: list[str], vectors=None) -> list[BiEncoderItem]:
         q = self.query_tokenizer.encode_texts([query])[0]
         given = vectors if (vectors is not None and self.accepts_leg_vectors) else [None] * len(texts)
-        for i, vector in enumerate(given):
-            self._check_vector(i, vector)
+        self.check_vectors(given)
         docs = self.doc_tokenizer.encode_texts([t for t, v in zip(texts, given) if v is None])
         encoded = iter(docs)
         items = []
@@ -129,21 +146,30 @@ class OnnxBiEncoder(Scorer):
             items.append(BiEncoderItem(q, doc, hashlib.blake2b(text.encode(), digest_size=16).digest(), vector))
         return items
 
-    def _check_vector(self, index: int, vector: np.ndarray | None) -> None:
-        """A request's vector is checked here, in its own request: in a batch it would fail every caller."""
-        if vector is None:
+    def check_vectors(self, vectors: list[np.ndarray | None]) -> None:
+        """A request's vectors are checked in its own request: in a batch one would fail every caller."""
+        if not self.accepts_leg_vectors:
             return
-        if vector.shape != (self.dimension,):
-            raise invalid(f"documents[{index}].embedding",
-                          f"has {vector.size} values; version {self.version_id} takes {self.dimension}")
-        if not np.isfinite(vector).all():
-            raise invalid(f"documents[{index}].embedding", "must hold finite numbers only")
+        for index, vector in enumerate(vectors):
+            if vector is None:
+                continue
+            if vector.shape != (self.dimension,):
+                raise invalid(f"documents[{index}].embedding",
+                              f"has {vector.size} values; version {self.version_id} takes {self.dimension}")
+            if not np.isfinite(vector).all():
+                raise invalid(f"documents[{index}].embedding", "must hold finite numbers only")
 
     def pair_lengths(self, query: str, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.doc_tokenizer.encode_untruncated(texts)]
 
     def document_heads(self, texts: list[str], max_tokens: int) -> list[str]:
         return self.doc_tokenizer.heads(texts, max_tokens)
+
+    def document_tokens(self, texts: list[str]) -> list[Encoding]:
+        return self.doc_tokenizer.document_tokens(texts)
+
+    def passage_room(self, query: str) -> int:
+        return self.max_length - self.doc_tokenizer.overhead()  # the towers are apart: the query takes no room
 
     def score(self, items: list[BiEncoderItem]) -> np.ndarray:
         queries: dict[tuple[int, ...], int] = {}

@@ -50,11 +50,20 @@ class TextTokenizer:
     def encode_untruncated(self, texts: list[str]) -> list[Encoding]:
         return self._untruncated.encode_batch(texts)
 
+    def document_tokens(self, texts: list[str]) -> list[Encoding]:
+        """Untruncated, without special tokens: each token's character offsets and word id."""
+        return self._untruncated.encode_batch(texts, add_special_tokens=False)
+
+    def overhead(self, query: str | None = None) -> int:
+        """Tokens one input adds beside a document's own: the markers, and the query's tokens for a pair."""
+        empty = self._untruncated.encode(query, "") if query is not None else self._untruncated.encode("")
+        return len(empty.ids)
+
     def heads(self, texts: list[str], max_tokens: int) -> list[str]:
         """Each text cut after its first `max_tokens` tokens (special tokens not counted), at the
         character where that token ends, so the cut text tokenizes back to the same head."""
         out = []
-        for text, enc in zip(texts, self._untruncated.encode_batch(texts, add_special_tokens=False)):
+        for text, enc in zip(texts, self.document_tokens(texts)):
             out.append(text if len(enc.ids) <= max_tokens else text[: enc.offsets[max_tokens - 1][1]])
         return out
 

@@ -1,8 +1,8 @@
 """A bounded LRU of rerank scores for repeated requests.
 
 The key is a digest of everything that changes the scores: the model version id, the query,
-every document's text and the vector sent with it (if any), the token limit and whether over-long
-input is truncated. Because the
+every document's text and the vector sent with it (if any), the token limit, whether over-long
+input is truncated and how long documents are split into passages and folded back. Because the
 version id is part of the key, a hot-swap can never serve the old version's scores: the new
 version simply misses until it has scored the request itself. `clear()` after a swap only frees
 the memory the old version's entries hold.
@@ -29,7 +29,7 @@ _KEY_DOMAIN = b"feedrank.rerank-cache.v1"
 
 def cache_key(
     version_id: str, query: str, texts: Sequence[str], max_length: int, truncate: bool,
-    vectors: Sequence[np.ndarray | None] = (),
+    vectors: Sequence[np.ndarray | None] = (), passages: str = "",
 ) -> bytes:
     """A 32-byte digest naming one scoring request. Every variable-length part is length-prefixed,
     so no two different requests can run together into the same byte stream."""
@@ -43,6 +43,7 @@ def cache_key(
     part(query.encode())
     part(str(max_length).encode())
     part(b"T" if truncate else b"F")
+    part(passages.encode())
     digest.update(len(texts).to_bytes(8, "little"))
     for text in texts:
         part(text.encode())

@@ -15,6 +15,8 @@ from services import __version__
 from services.common.auth import require_admin
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.engine.passages import PassagePlan, Passages, passage_plan, split
+from services.engine.scorer import Scorer
 from services.engine.session import choose_providers
 from services.registry.store import ALIASES, GLOBAL, check_scope
 from services.reranker import MIN_TOKENS_PER_DOC
@@ -158,9 +160,13 @@ class RerankerCore:
     ) -> tuple[np.ndarray, Timings, bool]:
         scorer = loaded.scorer
         if request.max_tokens_per_doc:
+            # Cohere's meaning: the document is cut to this many tokens first; passages split what is left.
             texts = await asyncio.to_thread(scorer.document_heads, texts, request.max_tokens_per_doc)
         vectors = [np.asarray(d.vector, dtype=np.float32) if d.vector else None for d in request.documents]
-        key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate, vectors)
+        scorer.check_vectors(vectors)
+        plan = passage_plan(self.settings.reranking, scorer.passage_room(request.query))
+        key = cache_key(loaded.manifest.version_id, request.query, texts, scorer.max_length, request.truncate,
+                        vectors, plan.key)
         hit = self.cache.get(key)
         if hit is not None:
             return hit, Timings(), True
@@ -173,15 +179,28 @@ class RerankerCore:
                     raise invalid(
                         f"documents[{too_long[0]}].text",
                         f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
-                        "set truncate=true or shorten it",
+                        "set truncate=true (long documents are then scored as passages) or shorten it",
                     )
-            encodings = await asyncio.to_thread(scorer.prepare, request.query, texts, vectors)
+            passages = await asyncio.to_thread(self._passages, scorer, plan, texts, vectors)
+            given = [vectors[i] for i in passages.owners]
+            encodings = await asyncio.to_thread(scorer.prepare, request.query, passages.texts, given)
         tokenize_ms = (time.perf_counter() - t0) * 1000
         if deadline is not None and time.monotonic() > deadline:
             raise FeedrankError(ErrorKind.DEADLINE_EXCEEDED, "deadline passed before scoring")
+        # Every passage of every document in one submission: they batch together like any pairs.
         result = await self.batcher.submit(scorer, encodings, deadline)
-        self.cache.put(key, result.scores)
-        return result.scores, Timings(result.queue_s * 1000, tokenize_ms, result.inference_s * 1000), False
+        scores = passages.fold(result.scores, plan.aggregate)
+        self.cache.put(key, scores)
+        return scores, Timings(result.queue_s * 1000, tokenize_ms, result.inference_s * 1000), False
+
+    @staticmethod
+    def _passages(scorer: Scorer, plan: PassagePlan, texts: list[str], vectors: list[np.ndarray | None]) -> Passages:
+        """The documents as passages; one scored by the vector it came with stays whole (no text is encoded)."""
+        by_vector = [v is not None and scorer.accepts_leg_vectors for v in vectors]
+        split_these = [t for t, whole in zip(texts, by_vector) if not whole]
+        encoded = iter(scorer.document_tokens(split_these) if split_these else [])
+        tokens = [None if whole else next(encoded) for whole in by_vector]
+        return split(texts, tokens, plan.window, plan.stride, plan.limit)
 
     async def _cloud_scores(self, query: str, texts: list[str]) -> tuple[np.ndarray, str, Timings, bool]:
         if self.cloud is None:

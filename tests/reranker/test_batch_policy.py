@@ -38,6 +38,12 @@ class _TimedScorer(Scorer):
     def document_heads(self, texts, max_tokens):
         return [" ".join(t.split()[:max_tokens]) for t in texts]
 
+    def document_tokens(self, texts):
+        return []  # never called: the batcher is driven directly, not through the core's passages
+
+    def passage_room(self, query):
+        return self.max_length
+
     def score(self, items):
         width = max(len(i.ids) for i in items)
         time.sleep(self.overhead + self.per_token * width * len(items))
