@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Encoding
 
 from services.common.config import RerankingSettings
+from services.engine.scorer import Scorer
 
 Aggregate = Literal["max", "first", "mean_top2"]
 AGGREGATES: tuple[Aggregate, ...] = ("max", "first", "mean_top2")
@@ -122,3 +123,13 @@ def split(texts: Sequence[str], tokens: Sequence[Encoding | None], window: int, 
             out.append(text[enc.offsets[s][0]: enc.offsets[e - 1][1]])
             owners.append(doc)
     return Passages(out, np.asarray(owners, dtype=np.int64), len(texts))
+
+
+def passages_of(scorer: Scorer, plan: PassagePlan, texts: list[str], vectors: list[np.ndarray | None]) -> Passages:
+    """The documents as the scorer's passages. A document sent with a vector the scorer scores it by
+    stays whole: no text of it is encoded."""
+    by_vector = [v is not None and scorer.accepts_leg_vectors for v in vectors]
+    to_split = [t for t, whole in zip(texts, by_vector) if not whole]
+    encoded = iter(scorer.document_tokens(to_split) if to_split else [])
+    tokens = [None if whole else next(encoded) for whole in by_vector]
+    return split(texts, tokens, plan.window, plan.stride, plan.limit)

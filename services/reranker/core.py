@@ -15,8 +15,7 @@ from services import __version__
 from services.common.auth import require_admin
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.engine.passages import PassagePlan, Passages, passage_plan, split
-from services.engine.scorer import Scorer
+from services.engine.passages import passage_plan, passages_of
 from services.engine.session import choose_providers
 from services.registry.store import ALIASES, GLOBAL, check_scope
 from services.reranker import MIN_TOKENS_PER_DOC
@@ -181,7 +180,7 @@ class RerankerCore:
                         f"query + document is {lengths[too_long[0]]} tokens, over the model's {scorer.max_length}; "
                         "set truncate=true (long documents are then scored as passages) or shorten it",
                     )
-            passages = await asyncio.to_thread(self._passages, scorer, plan, texts, vectors)
+            passages = await asyncio.to_thread(passages_of, scorer, plan, texts, vectors)
             given = [vectors[i] for i in passages.owners]
             encodings = await asyncio.to_thread(scorer.prepare, request.query, passages.texts, given)
         tokenize_ms = (time.perf_counter() - t0) * 1000
@@ -192,15 +191,6 @@ class RerankerCore:
         scores = passages.fold(result.scores, plan.aggregate)
         self.cache.put(key, scores)
         return scores, Timings(result.queue_s * 1000, tokenize_ms, result.inference_s * 1000), False
-
-    @staticmethod
-    def _passages(scorer: Scorer, plan: PassagePlan, texts: list[str], vectors: list[np.ndarray | None]) -> Passages:
-        """The documents as passages; one scored by the vector it came with stays whole (no text is encoded)."""
-        by_vector = [v is not None and scorer.accepts_leg_vectors for v in vectors]
-        split_these = [t for t, whole in zip(texts, by_vector) if not whole]
-        encoded = iter(scorer.document_tokens(split_these) if split_these else [])
-        tokens = [None if whole else next(encoded) for whole in by_vector]
-        return split(texts, tokens, plan.window, plan.stride, plan.limit)
 
     async def _cloud_scores(self, query: str, texts: list[str]) -> tuple[np.ndarray, str, Timings, bool]:
         if self.cloud is None:

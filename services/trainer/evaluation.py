@@ -9,7 +9,8 @@ What is evaluated is what is served: each model is its registry version loaded w
 (the retriever sends `reranking.tribrid_reranker_topn`: keep the two equal) with their fused scores
 and, for a bi-encoder whose document tower is the dense leg, the documents' dense vectors (as the
 retriever sends them); the version's head (`blend` or `linear_head` in its manifest) is applied by the
-reranker's own `combine.final_scores`. A version with `vector_leg_adapter` changes the candidates too,
+reranker's own `combine.final_scores`; long documents are scored as passages, as the reranker scores them
+(`engine/passages.py`, `reranking.passage_*`). A version with `vector_leg_adapter` changes the candidates too,
 as the retriever serves it: its adapter re-runs the vector leg over the corpus vectors and the legs
 are fused again (`adapter.adapted_candidates`). Ties keep the fused order (stable sort), as the
 reranker ranks. The rest of the list keeps the fused order. A model name that resolves to no version
@@ -34,6 +35,7 @@ from prometheus_client import Gauge
 
 from services.common.config import Settings
 from services.common.durable import write_json_atomic
+from services.engine.passages import passage_plan, passages_of
 from services.engine.pooling import adapt_queries
 from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
@@ -117,12 +119,16 @@ class Evaluator:
         if not head:
             return tail
         docs = [texts[c.doc_id] for c in head]
-        given = [vectors.get(c.doc_id) for c in head] if vectors is not None else None
+        given = [vectors.get(c.doc_id) for c in head] if vectors is not None else [None] * len(head)
+        # Long documents as the reranker serves them: passages, folded by reranking.passage_aggregate.
+        plan = passage_plan(self.settings.reranking, scorer.passage_room(query))
+        passages = passages_of(scorer, plan, docs, given)
+        pieces, pieces_given = passages.texts, [given[i] for i in passages.owners]
         batch = self.settings.engine.max_batch_pairs
-        scores = np.concatenate([
-            scorer.score(scorer.prepare(query, docs[i : i + batch], given[i : i + batch] if given else None))
-            for i in range(0, len(docs), batch)
-        ]).astype(np.float32)
+        scores = passages.fold(np.concatenate([
+            scorer.score(scorer.prepare(query, pieces[i : i + batch], pieces_given[i : i + batch]))
+            for i in range(0, len(pieces), batch)
+        ]).astype(np.float32), plan.aggregate)
         legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
         scores = final_scores(manifest.extra, scores, legs)
         return [head[i].doc_id for i in np.argsort(-scores, kind="stable")] + tail
