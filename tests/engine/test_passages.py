@@ -81,8 +81,9 @@ def test_fold_rules():
 
 def test_plan_fits_the_room_and_defaults_the_stride_to_half_the_window():
     defaults = RerankingSettings()
-    assert passage_plan(defaults, 254) == PassagePlan(254, 127, "max", 8)
-    narrow = RerankingSettings(passage_window_tokens=128, passage_stride_tokens=100, max_passages_per_doc=3)
+    assert passage_plan(defaults, 254) == PassagePlan(254, 127, "mean_top2", 8)
+    narrow = RerankingSettings(passage_window_tokens=128, passage_stride_tokens=100, max_passages_per_doc=3,
+                               passage_aggregate="max")
     assert passage_plan(narrow, 254) == PassagePlan(128, 100, "max", 3)
     assert passage_plan(narrow, 90) == PassagePlan(90, 90, "max", 3)  # capped by the room, the stride by the window
     assert passage_plan(defaults, -5).window == 16  # a query that fills the model still leaves a window

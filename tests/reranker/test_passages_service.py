@@ -30,7 +30,7 @@ def short_window_registry(tmp_path_factory) -> FileRegistry:
 
 @pytest.fixture
 def stub(short_window_registry, data_dir):
-    server = RerankerProcess(short_window_registry.root, data_dir).start()
+    server = RerankerProcess(short_window_registry.root, data_dir, FEEDRANK_RERANKING__PASSAGE_AGGREGATE="max").start()
     channel = grpc.insecure_channel(server.target)
     yield reranker_pb2_grpc.RerankerStub(channel)
     channel.close()
@@ -45,6 +45,7 @@ def _rerank(stub, **kw) -> dict[str, float]:
 
 
 def test_relevant_text_past_the_first_window_is_scored(stub):
+    """MaxP: the document scores as its best passage, the last one here."""
     passages = _rerank(stub)
     assert max(passages, key=passages.get) == "long"
     # The same document cut to its head first (max_tokens_per_doc) is one window of baking only.
