@@ -108,3 +108,14 @@ def test_bad_settings_name_the_field(changes, field):
     with pytest.raises(FeedrankError) as err:
         validated("reranking", RerankingSettings, RerankingSettings(), changes)
     assert err.value.field == field
+
+
+def test_cache_keys_differ_by_passage_plan():
+    from services.reranker.cache import cache_key
+
+    plans = [passage_plan(RerankingSettings(**changes), 254) for changes in (
+        {}, {"passage_aggregate": "max"}, {"passage_aggregate": "first"}, {"passage_stride_tokens": 100},
+        {"passage_window_tokens": 128}, {"max_passages_per_doc": 2},
+    )]
+    keys = {cache_key("v1", "q", ["a long document"], 256, True, (), plan.key) for plan in plans}
+    assert len(keys) == len(plans)
