@@ -181,6 +181,10 @@ class RerankerCore:
                         "set truncate=true (long documents are then scored as passages) or shorten it",
                     )
             passages = await asyncio.to_thread(passages_of, scorer, plan, texts, vectors)
+            if len(passages.texts) > self.settings.engine.max_queue_pairs:
+                # More than the whole queue holds: retrying could never help, so it is not RESOURCE_EXHAUSTED.
+                raise invalid("documents", f"{len(passages.texts)} passages to score, over engine.max_queue_pairs "
+                              f"({self.settings.engine.max_queue_pairs}); send fewer or shorter documents")
             given = [vectors[i] for i in passages.owners]
             encodings = await asyncio.to_thread(scorer.prepare, request.query, passages.texts, given)
         tokenize_ms = (time.perf_counter() - t0) * 1000

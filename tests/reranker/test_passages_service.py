@@ -29,12 +29,20 @@ def short_window_registry(tmp_path_factory) -> FileRegistry:
 
 
 @pytest.fixture
-def stub(short_window_registry, data_dir):
-    server = RerankerProcess(short_window_registry.root, data_dir, FEEDRANK_RERANKING__PASSAGE_AGGREGATE="max").start()
-    channel = grpc.insecure_channel(server.target)
-    yield reranker_pb2_grpc.RerankerStub(channel)
-    channel.close()
-    server.stop()
+def serve(short_window_registry, data_dir):
+    servers: list[RerankerProcess] = []
+    channels: list[grpc.Channel] = []
+
+    def start(**env: str) -> reranker_pb2_grpc.RerankerStub:
+        servers.append(RerankerProcess(short_window_registry.root, data_dir, **env).start())
+        channels.append(grpc.insecure_channel(servers[-1].target))
+        return reranker_pb2_grpc.RerankerStub(channels[-1])
+
+    yield start
+    for channel in channels:
+        channel.close()
+    for server in servers:
+        server.stop()
 
 
 def _rerank(stub, **kw) -> dict[str, float]:
@@ -44,11 +52,20 @@ def _rerank(stub, **kw) -> dict[str, float]:
     return {r.id: r.score for r in response.results}
 
 
-def test_relevant_text_past_the_first_window_is_scored(stub):
+def test_relevant_text_past_the_first_window_is_scored(serve):
     """MaxP: the document scores as its best passage, the last one here."""
+    stub = serve(FEEDRANK_RERANKING__PASSAGE_AGGREGATE="max")
     passages = _rerank(stub)
     assert max(passages, key=passages.get) == "long"
     # The same document cut to its head first (max_tokens_per_doc) is one window of baking only.
     head = _rerank(stub, max_tokens_per_doc=60)
     assert head["long"] < passages["long"] and max(head, key=head.get) == "distractor"
     assert head["distractor"] == pytest.approx(passages["distractor"], abs=1e-5)
+
+
+def test_more_passages_than_the_queue_holds_is_invalid_not_retryable(serve):
+    stub = serve(FEEDRANK_ENGINE__MAX_QUEUE_PAIRS="2")
+    with pytest.raises(grpc.RpcError) as err:
+        _rerank(stub)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details().startswith("documents:") and "max_queue_pairs" in err.value.details()

@@ -119,7 +119,9 @@ def test_mode_none_returns_input_order(reranker_process):
 
 
 def test_full_queue_gives_resource_exhausted(reranker_process):
-    server = reranker_process(FEEDRANK_ENGINE__MAX_QUEUE_PAIRS="8", FEEDRANK_ENGINE__CACHE_ENTRIES="0")
+    # FirstP: one pair per document, so a request of 6 fits the 8-pair queue (SciFact abstracts pass 128 tokens).
+    server = reranker_process(FEEDRANK_ENGINE__MAX_QUEUE_PAIRS="8", FEEDRANK_ENGINE__CACHE_ENTRIES="0",
+                              FEEDRANK_RERANKING__PASSAGE_AGGREGATE="first")
     with grpc.insecure_channel(server.target) as channel:
         stub = reranker_pb2_grpc.RerankerStub(channel)
         futures = [stub.Rerank.future(_request(6), timeout=60) for _ in range(12)]
