@@ -267,8 +267,10 @@ def main() -> None:
         "runs": {},
     }
     for name, batching in (("feedrank_batching", "true"), ("feedrank_no_batching", "false")):
+        # The peers truncate each pair at 256 tokens: so does feedrank here (passages are bench/passages.py's row).
         server = RerankerProcess(registry.root, work, FEEDRANK_ENGINE__BATCHING_ENABLED=batching,
-                                 FEEDRANK_ENGINE__CACHE_ENTRIES="0", FEEDRANK_ENGINE__MAX_QUEUE_PAIRS="100000").start()
+                                 FEEDRANK_ENGINE__CACHE_ENTRIES="0", FEEDRANK_ENGINE__MAX_QUEUE_PAIRS="100000",
+                                 FEEDRANK_RERANKING__PASSAGE_AGGREGATE="first").start()
         try:
             for c in levels:
                 with console.status(f"{name} at concurrency {c}"):
