@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from services.trainer.judges import agreement, describe_agreement
+
 COLUMNS = ("ndcg@10", "mrr@10", "recall@100", "hit@1", "search_p50_ms", "search_p99_ms")
 HEADERS = ("nDCG@10", "MRR@10", "Recall@100", "Hit@1", "search p50 ms", "search p99 ms")
 
@@ -89,22 +91,30 @@ def write_propensities(out_dir: Path, propensities: dict, console: Console | Non
                  "-" if est is None else f"{(est - truth[r]) / truth[r]:+.1%}")
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
+    summary = propensity_summary(measured, truth)
     (console or Console()).print(table)
+    (console or Console()).print(summary)
     paths = {"propensity_markdown": out_dir / "propensity.md", "propensity_plot": out_dir / "propensity.png"}
-    paths["propensity_markdown"].write_text("\n".join(lines) + "\n")
+    paths["propensity_markdown"].write_text("\n".join(lines) + "\n\n" + summary + "\n")
     plot(paths["propensity_plot"], measured, truth)
     return paths
 
 
-def agreement(judging: list[dict]) -> dict:
-    """How often the click judge's sign matched the labelled judge's where the labelled difference was significant."""
-    beside = [d["beside"] for d in judging if d.get("judge") == "labels" and (d.get("beside") or {}).get("available")]
-    significant = [b for b in beside if b["labelled_significant"]]
-    return {"compared": len(beside), "labelled_significant": len(significant),
-            "agree_on_sign": sum(1 for b in significant if b["same_sign"])}
+def propensity_summary(measured, truth: dict[int, float], ranks: int = 10) -> str:
+    """The acceptance view of the estimate: the largest relative error and interval width over ranks 1..`ranks`."""
+    rows = [(r, est, lo, hi) for r, est, lo, hi in
+            zip(measured.ranks, measured.propensity, measured.ci_low, measured.ci_high) if r <= ranks]
+    if any(est is None for _, est, _, _ in rows):
+        return f"ranks 1-{ranks}: not all estimated"
+    worst = max(rows, key=lambda row: abs(row[1] - truth[row[0]]) / truth[row[0]])
+    widths = [(hi - lo) / truth[r] for r, _, lo, hi in rows[1:]]
+    return (f"ranks 1-{ranks}: largest relative error {(worst[1] - truth[worst[0]]) / truth[worst[0]]:+.1%} "
+            f"(rank {worst[0]}); 95% intervals {min(widths):.0%}-{max(widths):.0%} of the true value wide; "
+            f"smoothing weight {measured.smoothing:g} (cross-validated)")
 
 
 def print_agreement(judging: list[dict], console: Console | None = None) -> None:
+    """Each gate decision's judge and numbers, the click judge's beside the labelled one, and their agreement."""
     out = console or Console()
     for d in judging:
         n = d.get("numbers") or {}
@@ -117,10 +127,7 @@ def print_agreement(judging: list[dict], console: Console | None = None) -> None
         elif beside:
             line += f"; click judge not available: {beside.get('reason', '')}"
         out.print(line)
-    a = agreement(judging)
-    if a["compared"]:
-        out.print(f"click judge vs labels: {a['agree_on_sign']} of {a['labelled_significant']} significant labelled "
-                  f"differences agree on sign ({a['compared']} compared)")
+    out.print(describe_agreement(agreement(judging)))
 
 
 def _num(value) -> str:

@@ -8,6 +8,7 @@ beside theirs whenever it can be given, so the two judges' agreement is measured
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +90,20 @@ class Judges:
             # Agreement counts where the labelled difference is significant: there the sign is known.
             "same_sign": (clicks.gain > 0) == (labels.gain > 0) if labels.gain != 0 else clicks.gain == 0,
         }
+
+
+def agreement(decisions: Iterable[dict[str, Any]], corpus_id: str | None = None) -> dict[str, int]:
+    """Over the gate decisions that labels made (of one corpus, or all): how many challengers were judged,
+    how many also had the click judge's verdict, how many of those had a significant labelled difference
+    (where the sign is known), and how many of those the click judge called with the same sign."""
+    judged = [d for d in decisions if d.get("judge") == "labels" and corpus_id in (None, d.get("corpus_id"))]
+    beside = [d["beside"] for d in judged if (d.get("beside") or {}).get("available")]
+    significant = [b for b in beside if b["labelled_significant"]]
+    return {"challengers": len(judged), "with_click_verdict": len(beside), "labelled_significant": len(significant),
+            "agree_on_sign": sum(1 for b in significant if b["same_sign"])}
+
+
+def describe_agreement(a: dict[str, int]) -> str:
+    return (f"click judge vs labels: {a['agree_on_sign']} of {a['labelled_significant']} significant labelled "
+            f"differences agree on sign ({a['challengers']} challengers judged by labels, {a['with_click_verdict']} "
+            "with a click verdict beside)")
