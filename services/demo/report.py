@@ -92,6 +92,10 @@ def write_propensities(out_dir: Path, propensities: dict, console: Console | Non
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
     summary = propensity_summary(measured, truth)
+    if propensities.get("stop_after_relevant"):
+        # Cascading users: 1/r is their examination while still browsing, above the rate a shuffle sees.
+        summary += (f"\nthe users stop after a satisfying click (stop_after_relevant="
+                    f"{propensities['stop_after_relevant']:g}): 'true' is their examination while still browsing")
     (console or Console()).print(table)
     (console or Console()).print(summary)
     paths = {"propensity_markdown": out_dir / "propensity.md", "propensity_plot": out_dir / "propensity.png"}

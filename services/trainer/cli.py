@@ -1,5 +1,5 @@
 """`feedrank mine|train|runs|evaluate|promote|rollback|experiment` (talk to the trainer at --target) and
-`feedrank model bootstrap`, `feedrank train --offline` (offline: train in this process on the data dir)."""
+`feedrank model bootstrap|decisions`, `feedrank train --offline` (offline: on the data dir)."""
 
 from __future__ import annotations
 
@@ -258,6 +258,29 @@ def rollback(corpus_id: str = typer.Option(..., "--corpus-id", help="Corpus whos
     _print_decision(_call(target, "Rollback", trainer_pb2.RollbackRequest(corpus_id=corpus_id)))
 
 
+def decisions(corpus_id: str = typer.Option("", "--corpus-id", help="Only this corpus's decisions (default: all)"),
+              last: int = typer.Option(20, help="Show the newest this many (the agreement counts them all)")) -> None:
+    """The gate's history (offline, from the data dir): each decision's judge and numbers, the click judge's
+    verdict beside the labelled one, and how often the two agree on the sign of a significant difference."""
+    from services.trainer.gate import read_decisions
+    from services.trainer.judges import agreement, describe_agreement
+
+    history = [d for d in read_decisions(get_settings().data_path / "trainer" / "decisions.jsonl")
+               if corpus_id in ("", d.get("corpus_id"))]
+    table = Table("at", "corpus", "version", "judge", "gain", "p", "promoted", "click judge beside")
+    for d in history[-last:]:
+        n, beside = d.get("numbers") or {}, d.get("beside") or {}
+        gain = n.get("ndcg_gain", n.get("ips_gain"))
+        table.add_row(d.get("at", ""), d.get("corpus_id", ""), d.get("version_id", ""), d.get("judge", ""),
+                      "" if gain is None else f"{gain:+.4f}", f"{n['p_value']:.4f}" if "p_value" in n else "",
+                      "yes" if d.get("promoted") else "no",
+                      (f"{beside['gain']:+.4f} (p={beside['p_value']:.4f}), "
+                       f"{'same' if beside['same_sign'] else 'opposite'} sign") if beside.get("available")
+                      else beside.get("reason", ""))
+    console.print(table)
+    console.print(describe_agreement(agreement(history)))
+
+
 def _print_experiment(e: trainer_pb2.Experiment) -> None:
     console.print(f"experiment [bold]{e.experiment_id}[/bold] on {e.corpus_id}: [bold]{e.state}[/bold]; "
                   f"challenger {e.challenger_version} vs champion {e.champion_version or '(fused order)'}, "
@@ -344,3 +367,4 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote)
     app.command("rollback")(rollback)
     model_app.command("bootstrap")(bootstrap)
+    model_app.command("decisions")(decisions)

@@ -38,8 +38,8 @@ METHOD = ("position-based model fitted to the clicks of randomised interventions
           "per (shown rank, ranked rank), curvature of log p over log rank penalised with a weight chosen by "
           "5-fold cross-validation; 95% CI: bootstrap over intervened searches")
 
-# Penalty weights tried by cross-validation: 0.1 ~ per-rank maximum likelihood, the largest ~ a power law.
-SMOOTHING_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+# Penalty weights tried by cross-validation: 0 = per-rank maximum likelihood, the largest ~ a power law.
+SMOOTHING_GRID = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 FOLDS = 5
 _LOG_FLOOR = -12.0  # log p and log g stay above this: a rank with no click is not -infinity
 _PRIOR = 1e-3  # weight of the pull of log g towards the mean click rate (a Gaussian prior, sd ~ 22)

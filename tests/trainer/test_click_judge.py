@@ -15,8 +15,8 @@ from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.click_judge import ClickJudge, ips_dcg
 from services.trainer.click_log import LoggedClick, LoggedSearch, held_out
-from services.trainer.judges import declared_judge
-from services.trainer.propensity import estimate
+from services.trainer.judges import agreement, declared_judge, describe_agreement
+from services.trainer.propensity import SMOOTHING_GRID, estimate
 from tests.trainer.conftest import build_corpus, make_settings
 
 
@@ -24,7 +24,8 @@ def true_propensity(rank: int) -> float:
     return 1.0 / rank
 
 
-def simulate(kind: str, sessions: int, share: float, seed: int, depth: int = 20) -> list[LoggedSearch]:
+def simulate(kind: str, sessions: int, share: float, seed: int, depth: int = 20,
+             examination=true_propensity) -> list[LoggedSearch]:
     """Position-based users on 300 queries of 20 ranked documents, 1-2 relevant among the top 6."""
     rng = random.Random(seed)
     queries = []
@@ -46,26 +47,38 @@ def simulate(kind: str, sessions: int, share: float, seed: int, depth: int = 20)
             ranked[:depth] = head
         shown = [docs[r - 1] for r in ranked]
         clicks = [LoggedClick(d, rank, 30_000) for rank, d in enumerate(shown, 1)
-                  if rng.random() < true_propensity(rank) and rng.random() < (0.9 if d in relevant else 0.05)]
+                  if rng.random() < examination(rank) and rng.random() < (0.9 if d in relevant else 0.05)]
         out.append(LoggedSearch(f"i{s}", f"s{s}", s, f"query {q}", shown, ranked, intervention,
                                 depth if intervention else 0, clicks))
     return out
 
 
-# A shuffle informs every rank in each search; a RandPair swap informs one rank, so it needs more searches
-# for the same precision (its ranks 1-10 land within 8% at one standard deviation here).
-@pytest.mark.parametrize(("kind", "sessions", "tolerance"), [("top_n_shuffle", 30_000, 0.15),
-                                                             ("rand_pair", 200_000, 0.25)])
-def test_propensities_are_recovered_from_interventions(kind, sessions, tolerance):
-    searches = simulate(kind, sessions, share=0.5, seed=5)
+# Demo-sized logs: `make demo JUDGE=clicks` measures on about 8,000 searches, 30% of them shuffled. Per-rank
+# ratios alone are 20-50% off at ranks 8-10 there; the cross-validated smooth fit lands within 15%.
+# A RandPair swap informs one rank per search, so it needs more searches for the same precision.
+@pytest.mark.parametrize(("kind", "sessions", "share"), [("top_n_shuffle", 8000, 0.3), ("rand_pair", 30_000, 0.5)])
+def test_propensities_are_recovered_from_interventions(kind, sessions, share):
+    searches = simulate(kind, sessions, share=share, seed=5)
     measured = estimate("sim", searches, 20, 30, seed=1)
-    assert measured.intervened == pytest.approx(sessions / 2, rel=0.05)
+    assert measured.intervened == pytest.approx(sessions * share, rel=0.05)
     for rank in range(1, 11):
-        assert measured.at(rank) == pytest.approx(true_propensity(rank), rel=tolerance), (rank, measured.propensity)
+        assert measured.at(rank) == pytest.approx(true_propensity(rank), rel=0.15), (rank, measured.propensity)
     covered = sum(lo <= true_propensity(r) <= hi for r, lo, hi in zip(measured.ranks, measured.ci_low, measured.ci_high))
-    assert covered >= 15  # 95% intervals: about 19 of 20 ranks on average (16 in the RandPair draw here)
+    assert covered >= 15  # 95% intervals: about 19 of 20 ranks on average
     widths = [(hi - lo) / true_propensity(r) for r, lo, hi in zip(measured.ranks, measured.ci_low, measured.ci_high)]
-    assert max(widths[:10]) < 2 * tolerance  # and informative, not trivially wide
+    assert max(widths[:10]) < 0.6  # and informative, not trivially wide
+
+
+def test_the_smoothing_keeps_a_shape_the_clicks_show():
+    """A fold after rank 4 (not a power law): cross-validation weakens the penalty and the step survives."""
+    def folded(rank: int) -> float:
+        return 1.0 / rank ** 0.3 if rank <= 4 else 0.25 / rank ** 0.3
+
+    measured = estimate("sim", simulate("top_n_shuffle", 30_000, share=0.5, seed=3, examination=folded), 20, 10, seed=1)
+    assert measured.smoothing < max(SMOOTHING_GRID)
+    for rank in range(1, 11):
+        assert measured.at(rank) == pytest.approx(folded(rank), rel=0.2), (rank, measured.propensity)
+    assert measured.at(5) < 0.5 * measured.at(4)
 
 
 def test_without_interventions_nothing_is_measured():
@@ -184,3 +197,24 @@ def test_where_labels_decide_the_click_verdict_is_recorded_beside(data_dir, labe
         "tiny", "v2", "fused")
     assert (by_clicks.judge, by_clicks.gain, by_clicks.beside) == ("clicks", 0.3, {})
     assert by_clicks.numbers["sessions"] == 80 and by_clicks.metric.startswith("IPS-DCG@10")
+
+
+def test_agreement_counts_the_significant_labelled_decisions_the_click_judge_signs_alike():
+    def decision(corpus, judge, beside):
+        return {"corpus_id": corpus, "judge": judge, "beside": beside}
+
+    agree = {"available": True, "labelled_significant": True, "same_sign": True}
+    history = [
+        decision("a", "labels", agree),
+        decision("a", "labels", {**agree, "same_sign": False}),
+        decision("a", "labels", {**agree, "labelled_significant": False, "same_sign": False}),
+        decision("a", "labels", {"available": False, "reason": "too few sessions"}),
+        decision("a", "clicks", {}),  # decided by clicks: nothing to agree with
+        decision("b", "labels", agree),
+        {"corpus_id": "a", "action": "rollback"},
+    ]
+    assert agreement(history) == {"challengers": 5, "with_click_verdict": 4, "labelled_significant": 3,
+                                  "agree_on_sign": 2}
+    assert agreement(history, "b") == {"challengers": 1, "with_click_verdict": 1, "labelled_significant": 1,
+                                       "agree_on_sign": 1}
+    assert "2 of 3 significant labelled differences agree on sign" in describe_agreement(agreement(history))

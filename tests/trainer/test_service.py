@@ -16,6 +16,8 @@ import grpc
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
+from services.common.config import TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError
 from services.devstack.broker import DevKafka
 from services.kafka.clients import consumer_config, ensure_topics, producer_config
 from services.proto.feedrank.v1 import (
@@ -26,8 +28,10 @@ from services.proto.feedrank.v1 import (
     trainer_pb2_grpc,
 )
 from services.registry.store import FileRegistry
+from services.trainer.click_log import held_out
 from services.trainer.core import TrainerCore
 from services.trainer.gate import read_decisions
+from services.trainer.judges import agreement
 from tests.conftest import admin_metadata
 from tests.reranker.conftest import RerankerProcess
 from tests.trainer.conftest import build_corpus, make_settings, training_env
@@ -184,8 +188,24 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
             core.close()
         assert not decision["promoted"] and why in decision["reason"], decision
         assert "champion" not in registry.aliases("tiny")
+    # Judged by clicks, a corpus whose log holds (almost) no held-out session cannot promote: it says how many.
+    core = TrainerCore(make_settings(data_dir, judge="clicks"))
+    try:
+        with pytest.raises(FeedrankError) as refused:
+            core.promote("tiny", run.version_id)
+    finally:
+        core.close()
+    held = int(held_out("s", TrainingSettings().judge_holdout_share))  # the log's one session
+    assert refused.value.kind == ErrorKind.FAILED_PRECONDITION
+    assert f"has {held} held-out sessions" in str(refused.value) and "it needs 50" in str(refused.value)
     decisions = read_decisions(data_dir / "trainer" / "decisions.jsonl")
     assert [d["promoted"] for d in decisions] == [True, True, False, False]
+    # Both labelled decisions keep the click judge's verdict beside theirs (here: why it could not give one).
+    labelled = [d for d in decisions if d.get("judge") == "labels"]
+    assert len(labelled) == 2 and all(d["beside"]["available"] is False and "held-out sessions" in d["beside"]["reason"]
+                                       for d in labelled)
+    assert agreement(decisions) == {"challengers": 2, "with_click_verdict": 0, "labelled_significant": 0,
+                                    "agree_on_sign": 0}
     from prometheus_client import REGISTRY
 
     assert REGISTRY.get_sample_value("feedrank_gate_decisions_total", {"outcome": "refused"}) >= 2
