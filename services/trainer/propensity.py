@@ -80,29 +80,27 @@ class Propensities:
 
 @dataclass(frozen=True)
 class _Cells:
-    """Each intervened search's impressions and clicks per (shown rank r, ranked rank k) cell, flattened r * K + k."""
+    """Each intervened search's impressions per (shown rank r, ranked rank k) cell, one entry per shown result
+    (cell index (r - 1) * K + k - 1), and whether it was clicked."""
 
-    shown: np.ndarray  # searches x cells
-    clicked: np.ndarray  # searches x cells
+    search: np.ndarray  # per entry: the index of its search
+    cell: np.ndarray  # per entry: its cell
+    clicked: np.ndarray  # per entry: 1.0 when clicked
+    searches: int
     ranks: int  # R: shown ranks 1..R were reached by some intervention
     ranked: int  # K: ranked ranks 1..K appear
 
 
 def _cells(searches: list[LoggedSearch], max_rank: int) -> _Cells:
-    rows = []
-    for s in searches:
-        depth = min(len(s.shown), s.intervention_depth, max_rank)
+    entries = []
+    for i, s in enumerate(searches):
         clicked = {c.rank for c in s.clicks}
-        rows.append([(r, s.ranked[r - 1], r in clicked) for r in range(1, depth + 1)])
-    reached = max((len(row) for row in rows), default=0)
-    deepest = max((k for row in rows for _, k, _ in row), default=0)
-    shown = np.zeros((len(rows), reached * deepest))
-    clicked = np.zeros_like(shown)
-    for i, row in enumerate(rows):
-        for r, k, hit in row:
-            shown[i, (r - 1) * deepest + k - 1] += 1.0
-            clicked[i, (r - 1) * deepest + k - 1] += hit
-    return _Cells(shown, clicked, reached, deepest)
+        entries += [(i, r, s.ranked[r - 1], float(r in clicked))
+                    for r in range(1, min(len(s.shown), s.intervention_depth, max_rank) + 1)]
+    table = np.array(entries, dtype=float).reshape(-1, 4)
+    reached, deepest = (int(table[:, 1].max()), int(table[:, 2].max())) if len(table) else (0, 0)
+    return _Cells(table[:, 0].astype(int), ((table[:, 1] - 1) * deepest + table[:, 2] - 1).astype(int), table[:, 3],
+                  len(searches), reached, deepest)
 
 
 def _curvature(ranks: int) -> np.ndarray:
@@ -159,14 +157,17 @@ def _fit(n: np.ndarray, c: np.ndarray, weight: float, penalty: np.ndarray, start
 
 
 def _tables(cells: _Cells, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    shape = (cells.ranks, cells.ranked)
-    return (weights @ cells.shown).reshape(shape), (weights @ cells.clicked).reshape(shape)
+    """(impressions, clicks) per cell (R x K), each search counted `weights[search]` times."""
+    size, shape = cells.ranks * cells.ranked, (cells.ranks, cells.ranked)
+    w = weights[cells.search]
+    return (np.bincount(cells.cell, w, size).reshape(shape),
+            np.bincount(cells.cell, w * cells.clicked, size).reshape(shape))
 
 
 def _choose_smoothing(cells: _Cells, penalty: np.ndarray, rng: np.random.Generator) -> float:
     """The smoothest penalty weight whose fits predict held-out searches' clicks within one standard error of
     the best (5-fold cross-validation with the one-standard-error rule: a rougher curve must earn its noise)."""
-    fold = rng.permutation(len(cells.shown)) % FOLDS
+    fold = rng.permutation(cells.searches) % FOLDS
     scores = np.zeros((len(SMOOTHING_GRID), FOLDS))
     for f in range(FOLDS):
         train, test = _tables(cells, (fold != f).astype(float)), _tables(cells, (fold == f).astype(float))
@@ -189,7 +190,7 @@ def estimate(corpus_id: str, searches: list[LoggedSearch], max_rank: int, bootst
     clicks_by_rank = [sum(1 for s in intervened for c in s.clicks if c.rank == r) for r in range(1, max_rank + 1)]
     summary = dict(searches=len(searches), intervened=len(intervened),
                    clicks=sum(len(s.clicks) for s in intervened), created_at=_now(), clicks_by_rank=clicks_by_rank)
-    if R < 2 or not cells.clicked[:, : cells.ranked].any():  # no click at rank 1: nothing is relative to it
+    if R < 2 or not cells.clicked[cells.cell < cells.ranked].any():  # no click at rank 1: nothing is relative to it
         return Propensities(corpus_id, list(range(1, max_rank + 1)), nothing, nothing, nothing, **summary)
     rng = np.random.default_rng(seed)
     penalty = _curvature(R)
