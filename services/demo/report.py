@@ -131,7 +131,9 @@ def print_agreement(judging: list[dict], console: Console | None = None) -> None
         elif beside:
             line += f"; click judge not available: {beside.get('reason', '')}"
         out.print(line)
-    out.print(describe_agreement(agreement(judging)))
+    a = agreement(judging)
+    if a["challengers"]:  # a run judged by clicks alone has no labelled verdict to agree with
+        out.print(describe_agreement(a))
 
 
 def _num(value) -> str:
