@@ -19,11 +19,13 @@ from tests.trainer.conftest import TEST_Q, TRAIN_Q, build_corpus, make_settings
 _seq = iter(range(10**6))
 
 
-def impression(qid, query, docs, corpus="tiny", session="s1", intervention=""):
+def impression(qid, query, docs, corpus="tiny", session="s1", intervention="", ranked=None):
+    """`ranked`: the rank the ranking gave each shown document (an intervention's reorder); default as shown."""
+    ranked = ranked or list(range(1, len(docs) + 1))
     return feedback_pb2.FeedbackEvent(
         event_id=f"e{next(_seq)}", query_id=qid, session_id=session, timestamp_ms=1_700_000_000_000 + next(_seq),
         impression=feedback_pb2.Impression(corpus_id=corpus, query=query, results=[
-            feedback_pb2.ShownResult(doc_id=d, rank=r) for r, d in enumerate(docs, 1)],
+            feedback_pb2.ShownResult(doc_id=d, rank=r, ranked_rank=k) for r, (d, k) in enumerate(zip(docs, ranked), 1)],
             intervention=intervention, intervention_depth=len(docs) if intervention else 0))
 
 
@@ -96,22 +98,30 @@ def test_a_rated_positive_is_never_a_skip_negative(store, settings):
 
 
 def test_propensity_weights_are_the_measured_ones(store, data_dir):
-    """Weights come from the intervened searches (a top-N shuffle: p(3) = clicks at 3 / clicks at 1 = 1/4),
-    not from the click-through rates of the ranking's own order."""
+    """Weights come from the intervened searches (the result ranked first, shown first in 4 shuffles and third in
+    4, is clicked 4 times at rank 1 and once at rank 3: p(3) = 1/4), not from the click-through rates of the
+    ranking's own order."""
     settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
     miner = Miner(settings, FileCandidates(settings.training.candidates_file), store)
     store.add([impression("q9", "how do bees make honey", SHOWN), click("q9", SHOWN[2], 3, 20_000)])
     [unweighted] = load_triplets(miner.mine("tiny", ["events"]).files)
     assert unweighted.weight == 1.0  # nothing intervened yet: nothing measured, clicks unweighted
+    swapped = [SHOWN[2], SHOWN[1], SHOWN[0], *SHOWN[3:]]
     events = []
     for i in range(4):
         events.append(impression(f"q{i}", "how do bees make honey", SHOWN, intervention="top_n_shuffle"))
         events.append(click(f"q{i}", SHOWN[0], 1, 20_000))
-    events.append(click("q0", SHOWN[2], 3, 20_000))
+        events.append(impression(f"r{i}", "how do bees make honey", swapped, intervention="top_n_shuffle",
+                                 ranked=[3, 2, 1, 4, 5]))
+    events.append(click("r0", SHOWN[0], 3, 20_000))
     store.add(events)
-    weights = {(t.query, t.positive_doc_id, t.weight) for t in load_triplets(miner.mine("tiny", ["events"]).files)}
-    assert ("how do bees make honey", SHOWN[2], 4.0) in weights and ("how do bees make honey", SHOWN[0], 1.0) in weights
-    assert load(settings, "tiny").at(3) == 0.25
+    weights: dict[str, list[float]] = {}
+    for t in load_triplets(miner.mine("tiny", ["events"]).files):
+        weights.setdefault(t.positive_doc_id, []).append(t.weight)
+    p3 = load(settings, "tiny").at(3)
+    assert p3 == pytest.approx(0.25, rel=0.05)  # the smoothing moves a five-rank toy fit by a few percent
+    assert weights[SHOWN[2]] == [pytest.approx(1 / p3, rel=1e-3)]  # q9's click at rank 3, weighted now that rank 3 is measured
+    assert sorted(weights[SHOWN[0]]) == [1.0, 1.0, 1.0, 1.0, pytest.approx(1 / p3, rel=1e-3)]  # 4 clicks at rank 1, 1 at 3
 
 
 def test_held_out_sessions_are_never_mined(store, settings):
