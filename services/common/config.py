@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -41,8 +41,9 @@ def validated(group: str, cls: type, base: Any, changes: dict[str, Any]) -> Any:
         return cls(**{**base.model_dump(), **changes})
     except ValidationError as err:
         first = err.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "?"
-        raise invalid(f"{group}.{name}", first["msg"]) from err
+        name = ".".join(str(p) for p in first["loc"])
+        # A check across fields (a model validator) has no location: the group itself is at fault.
+        raise invalid(f"{group}.{name}" if name else group, first["msg"]) from err
 
 
 class EndpointSettings(_Group):
@@ -216,9 +217,19 @@ class FusionSettings(_Group):
 
     method: Literal["rrf", "weighted", "dbsf"] = Field("rrf", description="How the two legs are fused")
     rrf_k: float = Field(60.0, gt=0, description="RRF constant k")
-    vector_weight: float = Field(0.5, ge=0, description="Weight of the vector leg (weighted, dbsf)")
-    sparse_weight: float = Field(0.5, ge=0, description="Weight of the lexical leg (weighted, dbsf)")
+    vector_weight: float = Field(
+        0.5, ge=0, description="Weight of the vector leg (every method; RRF scales the two weights to average 1, so "
+        "equal weights are plain RRF). A corpus's champion may carry its own learned weights, served instead "
+        "(training.learn_fusion)"
+    )
+    sparse_weight: float = Field(0.5, ge=0, description="Weight of the lexical leg (as vector_weight)")
     normalization: Literal["minmax", "zscore"] = Field("minmax", description="Score normalisation for weighted")
+
+    @model_validator(mode="after")
+    def _some_leg_counts(self) -> FusionSettings:
+        if self.vector_weight == 0 and self.sparse_weight == 0:
+            raise ValueError("vector_weight and sparse_weight are both 0: at least one leg must count")
+        return self
 
 
 class RetrievalSettings(_Group):
@@ -477,6 +488,18 @@ class TrainingSettings(_Group):
     )
     head_cv_folds: int = Field(
         5, ge=2, description="Adapter: folds over the dev queries when choosing blend vs linear head"
+    )
+    learn_fusion: bool = Field(
+        True, description="Fusion: a query-adapter run also chooses how its corpus's legs are fused (method and "
+        "per-leg weights, on the run's dev queries, services/trainer/fusion_learner.py); the version carries it "
+        "and the retriever serves it for that corpus while the version reranks there"
+    )
+    fusion_vector_shares: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=1,
+        description="Fusion: vector-leg weights tried (the lexical leg gets 1 minus it; 1 = the vector leg alone)",
+    )
+    fusion_methods: list[Literal["rrf", "weighted", "dbsf"]] = Field(
+        default_factory=lambda: ["rrf", "weighted", "dbsf"], min_length=1, description="Fusion: methods tried"
     )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
     device: Literal["auto", "cpu", "cuda"] = Field(

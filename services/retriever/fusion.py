@@ -1,6 +1,9 @@
 """Fusing the lexical and vector legs. Pure functions over (doc_id, score) lists, best first.
 
-- RRF: score = sum over legs of 1 / (k + rank), rank 1-based (Cormack et al. 2009).
+Every method weighs the legs by their named weights (`LEGS`; FusionSettings' sparse_weight and
+vector_weight, or a version's learned fusion, services/trainer/fusion_learner.py):
+- RRF: score = sum over legs of w / (k + rank), rank 1-based (Cormack et al. 2009), the weights scaled to
+  average 1 so equal weights give plain RRF's scores.
 - weighted: each leg's scores normalised (min-max to [0, 1], or z-score), then
   sparse_weight * lexical + vector_weight * vector. A document a leg did not return gets that
   leg's lowest normalised value (it scored at most as well as the worst returned document).
@@ -12,12 +15,19 @@ Ties are broken by doc id so the order is deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from services.common.config import FusionSettings, validated
+from services.common.errors import invalid
+
 Hits = Sequence[tuple[str, float]]
+
+# The legs by name, in the order `fuse` takes their hits; a learned fusion names its weights by these.
+LEGS = ("lexical", "vector")
 
 
 @dataclass(frozen=True)
@@ -31,11 +41,13 @@ class Fused:
     vector_rank: int
 
 
-def rrf(lexical: Hits, vector: Hits, k: float) -> dict[str, float]:
+def rrf(lexical: Hits, vector: Hits, k: float, sparse_weight: float = 1.0, vector_weight: float = 1.0) -> dict[str, float]:
+    total = sparse_weight + vector_weight
+    scale = 2.0 / total if total > 0 else 0.0
     scores: dict[str, float] = {}
-    for hits in (lexical, vector):
+    for hits, weight in ((lexical, sparse_weight * scale), (vector, vector_weight * scale)):
         for rank, (doc, _) in enumerate(hits, 1):
-            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+            scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
     return scores
 
 
@@ -101,7 +113,7 @@ def fuse(
 ) -> list[Fused]:
     """Documents either leg returned, best first (the first `limit`, or all), with both legs' scores and ranks."""
     if method == "rrf":
-        scores = rrf(lexical, vector, rrf_k)
+        scores = rrf(lexical, vector, rrf_k, sparse_weight, vector_weight)
     elif method == "weighted":
         scores = weighted(lexical, vector, sparse_weight, vector_weight, normalization)
     elif method == "dbsf":
@@ -120,3 +132,41 @@ def fuse(
         vec_score, vec_rank = vec.get(doc, absent)
         out.append(Fused(doc, score, rank, lex_score, lex_rank, vec_score, vec_rank))
     return out
+
+
+def fuse_by(lexical: Hits, vector: Hits, fusion: FusionSettings, limit: int | None = None) -> list[Fused]:
+    """`fuse` with a FusionSettings (the configured one, or a version's learned one)."""
+    return fuse(lexical, vector, fusion.method, rrf_k=fusion.rrf_k, sparse_weight=fusion.sparse_weight,
+                vector_weight=fusion.vector_weight, normalization=fusion.normalization, limit=limit)
+
+
+# -- a version's learned fusion (manifest `extra.fusion`) --------------------------------------------
+
+def learned(fusion: FusionSettings) -> dict[str, Any]:
+    """How a version records its fusion: the method, its parameters and one weight per named leg."""
+    return {"method": fusion.method, "rrf_k": fusion.rrf_k, "normalization": fusion.normalization,
+            "weights": {"lexical": fusion.sparse_weight, "vector": fusion.vector_weight}}
+
+
+def served_fusion(extra: Mapping[str, Any], configured: FusionSettings) -> FusionSettings:
+    """The fusion a version is served with: its learned one (manifest `extra.fusion`), else the configured one."""
+    record = extra.get("fusion")
+    return configured if record is None else validated("fusion", FusionSettings, configured, learned_fields(record))
+
+
+def learned_fields(record: Any) -> dict[str, Any]:
+    """The FusionSettings fields a learned fusion sets; a bad record raises `invalid` naming its field."""
+    if not isinstance(record, Mapping):
+        raise invalid("fusion", "a version's learned fusion must be an object")
+    fields = {k: v for k, v in record.items() if k != "weights"}
+    weights = record.get("weights") or {}
+    if not isinstance(weights, Mapping):
+        raise invalid("fusion.weights", "must map leg names to weights")
+    for leg, weight in weights.items():
+        if leg not in LEGS:
+            raise invalid(f"fusion.weights.{leg}", f"no leg named {leg!r} (the legs are {', '.join(LEGS)})")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+            raise invalid(f"fusion.weights.{leg}", f"must be a number >= 0, got {weight!r}")
+    names = {"lexical": "sparse_weight", "vector": "vector_weight"}
+    fields.update({names[leg]: float(weight) for leg, weight in weights.items()})
+    return fields

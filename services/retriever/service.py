@@ -32,9 +32,9 @@ from services.retriever.corpus import check_corpus_id
 from services.retriever.domain import Hit, Legs, SearchOutcome, SearchQuery
 from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.experiment_watch import ExperimentWatch, TrainerExperiments
-from services.retriever.fusion import Fused, fuse
+from services.retriever.fusion import Fused, fuse_by
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
-from services.retriever.query_adapter import QueryAdapter, QueryAdapters
+from services.retriever.query_adapter import NOTHING, QueryAdapter, QueryAdapters, ServedVersion
 from services.retriever.runtime_config import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -133,10 +133,11 @@ class RetrieverCore:
         hits = corpus.vector.search(vector, depth)
         return hits, (time.perf_counter() - started) * 1000
 
-    def _query_adapter(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> QueryAdapter | None:
-        """The adapter of the version that will rerank this search (none when no local version does)."""
+    def _served_version(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> ServedVersion:
+        """What the version that will rerank this search changes here: its adapter and its learned fusion
+        (NOTHING when no local version reranks)."""
         if mode not in ("local", "learning"):
-            return None
+            return NOTHING
         model = request.model or (reranking.reranker_local_model if mode == "local" else "champion")
         return self.adapters.for_search(model, request.corpus_id)
 
@@ -165,16 +166,16 @@ class RetrieverCore:
         started = time.perf_counter()
         corpus, top_k, candidate_k, fusion, reranking = self.validate(request)
         mode = request.rerank_mode or reranking.reranker_mode
-        adapter = self._query_adapter(request, mode, reranking)
+        version = self._served_version(request, mode, reranking)
+        adapter = version.adapter
+        # The version's learned fusion over the configured one; fields the request sets itself stay its own.
+        fusion = version.fusion_over(fusion, keep=request.fusion or ())
         (lexical, lexical_ms), (vector, vector_ms) = await asyncio.gather(
             asyncio.to_thread(self._lexical, corpus, request.query, candidate_k),
             asyncio.to_thread(self._vector, corpus, request.query, candidate_k, adapter),
         )
         topn = reranking.tribrid_reranker_topn if mode != "none" else 0
-        head = fuse(
-            lexical, vector, fusion.method, rrf_k=fusion.rrf_k, sparse_weight=fusion.sparse_weight,
-            vector_weight=fusion.vector_weight, normalization=fusion.normalization, limit=max(top_k, topn),
-        )
+        head = fuse_by(lexical, vector, fusion, limit=max(top_k, topn))
         # A primary-key lookup of a few rows (well under a millisecond): cheaper inline than a thread hop.
         docs = corpus.store.get([f.doc_id for f in head])
         hits = [self._hit(f, docs.get(f.doc_id)) for f in head]

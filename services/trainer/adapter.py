@@ -34,8 +34,9 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.engine.pooling import adapt_queries
 from services.evaluation import metrics as ir
 from services.reranker.combine import Legs
-from services.retriever.fusion import fuse
+from services.retriever.fusion import learned
 from services.trainer.candidates import Candidate, CandidateSource
+from services.trainer.fusion_learner import QueryLegs, fused_candidates, learn_fusion, legs_of
 from services.trainer.heads import Pool, choose_head, ndcg
 from services.trainer.corpus import CorpusData, normalize_query
 from services.trainer.mining import Triplet
@@ -210,25 +211,26 @@ def train_adapter(
 
 # -- the served candidates -------------------------------------------------------------------------
 
-def adapted_candidates(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int,
-                       fusion: FusionSettings) -> list[Candidate]:
-    """The fused list the retriever serves once its vector leg embeds queries through the adapter.
+def adapted_legs(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int) -> QueryLegs:
+    """The two legs the retriever serves once its vector leg embeds queries through the adapter.
 
     The lexical leg is the retriever's own (ranks and scores from its base-tower answer); the vector leg is
-    re-run exactly over the corpus vectors with the adapted query vector; both are fused by the retriever's
-    fusion code with the configured method, so the list matches the served one up to the index's search.
+    re-run exactly over the corpus vectors with the adapted query vector, so the legs match the served ones
+    up to the index's search.
     """
-    lexical = [(c.doc_id, c.lexical_score) for c in sorted((c for c in base if c.lexical_rank),
-                                                            key=lambda c: c.lexical_rank)][:depth]
+    lexical = legs_of(base).lexical[:depth]
     scores = docs @ query
     k = min(depth, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
-    fused = fuse(lexical, [(ids[i], float(scores[i])) for i in top], fusion.method, rrf_k=fusion.rrf_k,
-                 sparse_weight=fusion.sparse_weight, vector_weight=fusion.vector_weight,
-                 normalization=fusion.normalization)
-    return [Candidate(f.doc_id, f.score, f.lexical_rank, f.vector_rank, f.lexical_score, f.vector_score)
-            for f in fused]
+    return QueryLegs(lexical, [(ids[i], float(scores[i])) for i in top])
+
+
+def adapted_candidates(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int,
+                       fusion: FusionSettings) -> list[Candidate]:
+    """The fused list the retriever serves through the adapter, fused by the retriever's fusion code."""
+    legs = adapted_legs(base, query, docs, ids, depth)
+    return fused_candidates(legs.lexical, legs.vector, fusion)
 
 
 def pool(candidates: list[Candidate], scores: np.ndarray) -> Pool:
@@ -243,7 +245,7 @@ def pool(candidates: list[Candidate], scores: np.ndarray) -> Pool:
 @dataclass
 class AdapterOutcome:
     W: np.ndarray
-    head: dict[str, Any]  # manifest `extra` entries: {"blend": {...}} or {"linear_head": {...}}
+    head: dict[str, Any]  # manifest `extra` entries: {"blend": {...}} or {"linear_head": {...}}, and "fusion"
     metrics: dict[str, float]
     data: dict[str, Any]
 
@@ -290,19 +292,31 @@ def run_adapter(
         on_eval=lambda e, v: metric(e, float(e), "eval_ndcg@10", v),
         cancel=cancel,
     )
-    # The head is chosen on dev feedback; with too few queries for a dev split, on the training queries.
+    # The fusion and the head are chosen on dev feedback; with too few queries for a dev split, on the
+    # training queries.
     chosen_on = dev_rows or train_rows
     adapted = adapt_queries(base_q[chosen_on], W)
-    pools, base_pools = {}, {}
+    legs, base_pools = {}, {}
     window = training.eval_rerank_depth
     for j, row in enumerate(chosen_on):
         base = [c for c in candidates.candidates(corpus_id, feedback.texts[row], training.eval_depth) if c.doc_id in index]
-        served = adapted_candidates(base, adapted[j], docs, ids, training.eval_depth, settings.fusion)
-        pools[str(row)] = pool(served, docs[[index[c.doc_id] for c in served[:window]]] @ adapted[j])
+        legs[str(row)] = adapted_legs(base, adapted[j], docs, ids, training.eval_depth)
         base_pools[str(row)] = pool(base, np.zeros(min(window, len(base)), np.float32))
     qrels = {str(r): {ids[d]: 1 for d in feedback.positives[r]} for r in chosen_on}
+    fusion, fusion_numbers = settings.fusion, {}
+    if training.learn_fusion:
+        chosen = learn_fusion(legs, qrels, settings.fusion, training)
+        fusion = chosen.fusion
+        fusion_numbers = {"fusion_ndcg@10": chosen.ndcg, "configured_fusion_ndcg@10": chosen.configured_ndcg}
+        log.info("fusion chosen among %d: %s (fused nDCG@10 %.4f, configured %.4f)", chosen.tried, learned(fusion),
+                 chosen.ndcg, chosen.configured_ndcg)
+    pools = {}
+    for j, row in enumerate(chosen_on):
+        served = fused_candidates(legs[str(row)].lexical, legs[str(row)].vector, fusion)
+        pools[str(row)] = pool(served, docs[[index[c.doc_id] for c in served[:window]]] @ adapted[j])
     head, numbers = choose_head(pools, qrels, training)
     numbers["fused_ndcg@10"] = ndcg(base_pools, qrels, {})
+    numbers.update(fusion_numbers)
     prefix = "dev" if dev_rows else "train"
     final.update({f"{prefix}_{k}": v for k, v in numbers.items()})
     if dev_rows:
@@ -319,7 +333,8 @@ def run_adapter(
     log.info("adapter trained: head %s (%s nDCG@10 %.4f, fused %.4f; CV blend %.4f, linear %.4f)", head, prefix,
              numbers["head_ndcg@10"], numbers["fused_ndcg@10"], numbers["cv_blend_ndcg@10"],
              numbers["cv_linear_ndcg@10"])
-    return AdapterOutcome(W, head, final, out_data)
+    served = {**head, "fusion": learned(fusion)} if training.learn_fusion else head
+    return AdapterOutcome(W, served, final, out_data)
 
 
 def champion_adapter(folder: Path) -> np.ndarray | None:

@@ -12,7 +12,9 @@ retriever sends them); the version's head (`blend` or `linear_head` in its manif
 reranker's own `combine.final_scores`; long documents are scored as passages, as the reranker scores them
 (`engine/passages.py`, `reranking.passage_*`). A version with `vector_leg_adapter` changes the candidates too,
 as the retriever serves it: its adapter re-runs the vector leg over the corpus vectors and the legs
-are fused again (`adapter.adapted_candidates`). Ties keep the fused order (stable sort), as the
+are fused again (`adapter.adapted_candidates`). A version with a learned fusion (`extra.fusion`,
+services/trainer/fusion_learner.py) has its candidates fused by it, as the retriever serves it for
+its corpus; every other list is fused by the configured fusion. Ties keep the fused order (stable sort), as the
 reranker ranks. The rest of the list keeps the fused order. A model name that resolves to no version
 (an unset alias) is the fused order itself.
 
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Gauge
 
-from services.common.config import Settings
+from services.common.config import FusionSettings, Settings
 from services.common.durable import write_json_atomic
 from services.engine.passages import passage_plan, passages_of
 from services.engine.pooling import adapt_queries
@@ -41,8 +43,10 @@ from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import Legs, final_scores
+from services.retriever.fusion import served_fusion
 from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
+from services.trainer.fusion_learner import refused
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +107,11 @@ class Evaluator:
             folder = self.registry.local_path(version_id)
             scorer = load_scorer(folder, manifest, self.settings.engine)
             vectors = self._leg_vectors(data) if manifest.extra.get("doc_tower_is_dense_leg") else None
+            fusion = served_fusion(manifest.extra, self.settings.fusion)
             if manifest.extra.get("vector_leg_adapter"):
-                lists = self._through_adapter(folder, data, es, lists)
+                lists = self._through_adapter(folder, data, es, lists, fusion)
+            elif fusion != self.settings.fusion:
+                lists = {qid: refused(rows, fusion) for qid, rows in lists.items()}
             ordered = {qid: self.rerank(scorer, manifest, es.queries[qid], rows, data, vectors)
                        for qid, rows in lists.items()}
         return {qid: {d: float(len(docs) - i) for i, d in enumerate(docs)} for qid, docs in ordered.items()}
@@ -140,8 +147,8 @@ class Evaluator:
         ids, matrix = corpus_vectors(self.settings, data)
         return dict(zip(ids, matrix))
 
-    def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet,
-                         lists: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
+    def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet, lists: dict[str, list[Candidate]],
+                         fusion: FusionSettings) -> dict[str, list[Candidate]]:
         """The lists the retriever serves while this version's adapter embeds its vector leg's queries."""
         from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
 
@@ -153,8 +160,7 @@ class Evaluator:
         qids = sorted(lists)
         queries = adapt_queries(query_encoder(self.settings, self.training).encode([es.queries[q] for q in qids]), W)
         depth = self.training.eval_depth
-        return {qid: adapted_candidates([c for c in lists[qid] if c.doc_id in known], q, docs, ids, depth,
-                                        self.settings.fusion)
+        return {qid: adapted_candidates([c for c in lists[qid] if c.doc_id in known], q, docs, ids, depth, fusion)
                 for qid, q in zip(qids, queries)}
 
     def resolve(self, name: str, default_alias: str, corpus_id: str) -> str | None:

@@ -21,9 +21,11 @@ import pytest
 from services.common.config import EndpointSettings, EngineSettings, Settings
 from services.common.documents import Doc
 from services.retriever.corpus import DocStore
+from services.retriever.fusion import served_fusion
 from services.retriever.ingest import embed_text
 from services.trainer.core import TrainerCore
 from services.trainer.corpus import CorpusData, eval_holdout, eval_set, normalize_query
+from services.trainer.fusion_learner import refused
 from services.trainer.mining import load_triplets
 from tests.trainer.conftest import tiny_training
 
@@ -147,6 +149,9 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         manifest = core.registry.manifest(record.version_id)
         assert manifest.kind == "bi-encoder" and manifest.extra["doc_tower_is_dense_leg"]
         assert manifest.extra["vector_leg_adapter"] and manifest.corpus_id == "partners"
+        # The run chose its corpus's fusion on the same dev feedback: never worse there than the configured one.
+        assert set(manifest.extra["fusion"]["weights"]) == {"lexical", "vector"}
+        assert record.metrics["dev_fusion_ndcg@10"] >= record.metrics["dev_configured_fusion_ndcg@10"]
         heads = {"blend", "linear_head"} & set(manifest.extra)
         assert len(heads) == 1  # exactly one head, the one CV chose
         if "blend" in heads:
@@ -174,10 +179,16 @@ LINEAR_HEAD = {"depth": 10, "coef": [0.3, -0.2, 0.5, 1.5, 0.8, 0.4, 0.2], "inter
                "mean": [10.0, 0.5, 0.01, 0.4, 0.5, 0.01, 0.02], "scale": [5.0, 0.3, 0.005, 0.3, 0.3, 0.005, 0.01]}
 
 
+LEARNED_FUSION = {"method": "weighted", "rrf_k": 60.0, "normalization": "minmax",
+                  "weights": {"lexical": 0.2, "vector": 0.8}}
+
+
 @pytest.mark.parametrize("head", [
     {"blend": {"weight": 0.6, "depth": 12}},
     {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True},
-], ids=["blend", "linear-head-adapted-leg"])
+    {"blend": {"weight": 0.6, "depth": 12}, "fusion": LEARNED_FUSION},
+    {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True, "fusion": LEARNED_FUSION},
+], ids=["blend", "linear-head-adapted-leg", "blend-learned-fusion", "linear-head-adapted-leg-learned-fusion"])
 def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head):
     """Same requests, same order: the evaluator vs RerankerCore, for a bi-encoder + adapter version with
     either head; with `vector_leg_adapter` the evaluator's lists are the adapted vector leg's, and the
@@ -204,10 +215,17 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
         es = eval_set(settings, data)
         lists, _ = core.evaluator.candidate_lists(data, es)
         ours = core.evaluator.model_run(manifest.version_id, data, es, lists)
+        # What the retriever serves for the version's corpus: its learned fusion, else the configured one.
+        fusion = served_fusion(head, settings.fusion)
         if "vector_leg_adapter" in head:
-            adapted = core.evaluator._through_adapter(core.registry.local_path(manifest.version_id), data, es, lists)
+            adapted = core.evaluator._through_adapter(core.registry.local_path(manifest.version_id), data, es, lists,
+                                                      fusion)
             assert adapted != lists  # the adapter moved the vector leg
             lists = adapted
+        elif "fusion" in head:
+            fused_again = {qid: refused(rows, fusion) for qid, rows in lists.items()}
+            assert fused_again != lists  # the learned fusion reorders the candidates
+            lists = fused_again
         vectors = core.evaluator._leg_vectors(data)
         assert list((tmp_path / "trainer" / "doc_vectors").glob("partners-*.npy"))  # cached for the next reader
         requests = {}

@@ -1,0 +1,89 @@
+"""Learning how a corpus's legs are fused, from the feedback a run learns from.
+
+Equal RRF weights can pull the fused order under its better leg (CoSQA: dense alone 0.721 nDCG@10, RRF
+0.649), and every candidate the reranker sees comes from that order. A run therefore also chooses the
+fusion its version is served with: each of its dev queries' two legs (as the retriever serves them
+through the version: the lexical leg, and the vector leg through the version's adapter) are fused by
+every fusion of the grid (`training.fusion_methods` x `training.fusion_vector_shares`, the configured
+fusion included), and the one whose fused order has the best nDCG@10 on the queries' feedback (the
+clicked or judged documents the run trains on: the model's own judge) is kept; ties keep the configured
+fusion, then the earlier grid entry. The version records it (manifest `extra.fusion`, named per-leg
+weights: services/retriever/fusion.py `learned`); the retriever serves it for the version's corpus and
+the gate evaluates the version through it (services/trainer/evaluation.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from services.common.config import FusionSettings, TrainingSettings
+from services.evaluation import metrics as ir
+from services.retriever.fusion import Hits, fuse_by
+from services.trainer.candidates import Candidate
+
+
+@dataclass(frozen=True)
+class QueryLegs:
+    """One query's legs, each best first: (doc id, the leg's own score)."""
+
+    lexical: list[tuple[str, float]]
+    vector: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class LearnedFusion:
+    fusion: FusionSettings
+    ndcg: float  # nDCG@10 of its fused order on the queries it was chosen on
+    configured_ndcg: float  # the configured fusion's, on the same queries
+    tried: int
+
+
+def legs_of(rows: Iterable[Candidate]) -> QueryLegs:
+    """The two legs behind a fused candidate list (each candidate carries its leg ranks and scores)."""
+    rows = list(rows)
+    lexical = sorted((c for c in rows if c.lexical_rank), key=lambda c: c.lexical_rank)
+    vector = sorted((c for c in rows if c.vector_rank), key=lambda c: c.vector_rank)
+    return QueryLegs([(c.doc_id, c.lexical_score) for c in lexical], [(c.doc_id, c.vector_score) for c in vector])
+
+
+def fused_candidates(lexical: Hits, vector: Hits, fusion: FusionSettings) -> list[Candidate]:
+    """The candidate list the retriever serves from these legs under `fusion`."""
+    return [Candidate(f.doc_id, f.score, f.lexical_rank, f.vector_rank, f.lexical_score, f.vector_score)
+            for f in fuse_by(lexical, vector, fusion)]
+
+
+def refused(rows: Iterable[Candidate], fusion: FusionSettings) -> list[Candidate]:
+    """A fused candidate list fused again, by `fusion`, from the legs it carries."""
+    legs = legs_of(rows)
+    return fused_candidates(legs.lexical, legs.vector, fusion)
+
+
+def grid(configured: FusionSettings, training: TrainingSettings) -> list[FusionSettings]:
+    """The configured fusion first, then every method x vector share (the lexical leg gets 1 - share)."""
+    out = [configured]
+    for method in training.fusion_methods:
+        for share in training.fusion_vector_shares:
+            candidate = configured.model_copy(update={
+                "method": method, "vector_weight": float(share), "sparse_weight": round(1.0 - share, 6)})
+            if candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def fused_ndcg(fusion: FusionSettings, legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]]) -> float:
+    run = {qid: {f.doc_id: -float(f.rank) for f in fuse_by(q.lexical, q.vector, fusion)} for qid, q in legs.items()}
+    return ir.evaluate(run, {qid: qrels.get(qid, {}) for qid in legs}, ("ndcg@10",))["ndcg@10"]
+
+
+def learn_fusion(legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]], configured: FusionSettings,
+                 training: TrainingSettings) -> LearnedFusion:
+    """The grid's fusion with the best fused nDCG@10 on `qrels` (feedback of the queries in `legs`)."""
+    options = grid(configured, training)
+    base = fused_ndcg(configured, legs, qrels)
+    best, best_value = configured, base
+    for fusion in options[1:]:
+        value = fused_ndcg(fusion, legs, qrels)
+        if value > best_value + 1e-9:
+            best, best_value = fusion, value
+    return LearnedFusion(best, best_value, base, len(options))
