@@ -490,9 +490,10 @@ class TrainingSettings(_Group):
         5, ge=2, description="Adapter: folds over the dev queries when choosing blend vs linear head"
     )
     learn_fusion: bool = Field(
-        True, description="Fusion: a query-adapter run also chooses how its corpus's legs are fused (method and "
-        "per-leg weights, on the run's dev queries, services/trainer/fusion_learner.py); the version carries it "
-        "and the retriever serves it for that corpus while the version reranks there"
+        True, description="Fusion: a run (either recipe) also chooses how its corpus's legs are fused (method and "
+        "per-leg weights, on the run's dev queries' feedback, services/trainer/fusion_learner.py); the version "
+        "carries it, the retriever serves it for that corpus while the version reranks there and the gate judges "
+        "the version through it"
     )
     fusion_vector_shares: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=1,

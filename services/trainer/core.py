@@ -22,11 +22,13 @@ from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.kinds import TEACHING_KINDS
 from services.events.store import EventStore
 from services.registry.store import Registry, open_registry
+from services.retriever.fusion import learned
 from services.trainer.adapter import champion_adapter, run_adapter
 from services.trainer.candidates import CandidateSource, open_candidates
 from services.trainer.click_judge import ClickJudge
 from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, parse_split
 from services.trainer.evaluation import Evaluator
+from services.trainer.fusion_learner import learn_from_triplets
 from services.trainer.gate import Gate, ModelPublisher
 from services.trainer.judges import Judges
 from services.trainer.mining import Miner, MiningResult, corpus_triplet_files, load_triplets
@@ -35,7 +37,7 @@ from services.trainer.online.ledger import Ledger
 from services.trainer.online.verdicts import JUDGE as ONLINE_JUDGE
 from services.trainer.online.verdicts import ExperimentPublisher, Verdicts
 from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
-from services.trainer.training import Cancelled, apply_overrides, base_model_dir, train_run
+from services.trainer.training import Cancelled, apply_overrides, base_model_dir, split_dev, train_run
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,8 @@ class TrainerCore:
             self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
             log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
             outcome = train_run(self.runs, run_id, training, start_dir, from_base, triplets, cancel)
+            fusion = self._cross_encoder_fusion(record.corpus_id, training, triplets)
+            outcome.metrics.update(fusion.pop("metrics", {}))
             self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
             from services.registry.importer import import_model
 
@@ -162,7 +166,7 @@ class TrainerCore:
                     "metrics": outcome.metrics, "base_model": start_name,
                     "extra": {"hf_dir": str(self.runs.model_dir(run_id)), "triplets": outcome.data["triplets"],
                               "loss": training.loss, "start_from": record.settings["start_from"],
-                              "by_source": outcome.data["by_source"]},
+                              "by_source": outcome.data["by_source"], **fusion},
                 },
             )
             self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
@@ -178,6 +182,24 @@ class TrainerCore:
         finally:
             root.removeHandler(handler)
             handler.close()
+
+    def _cross_encoder_fusion(self, corpus_id: str, training: TrainingSettings, triplets: list) -> dict[str, Any]:
+        """{"fusion": the learned record, "metrics": its numbers}, chosen on the run's dev queries (the same
+        split train_run holds out), or {} with training.learn_fusion off. The adapter recipe chooses its own."""
+        if not training.learn_fusion:
+            return {}
+        _, dev = split_dev(triplets, training.dev_share, training.seed)
+        try:
+            chosen = learn_from_triplets(dev or triplets, corpus_id, self.candidates, self.settings.fusion, training)
+        except FeedrankError as err:
+            # An offline run (the GPU Job) may have no retriever: the version is then served the configured fusion.
+            log.warning("fusion not learned (the version keeps the configured fusion): %s", err)
+            return {}
+        prefix = "dev" if dev else "train"
+        log.info("fusion chosen among %d: %s (fused nDCG@10 %.4f, configured %.4f)", chosen.tried,
+                 learned(chosen.fusion), chosen.ndcg, chosen.configured_ndcg)
+        return {"fusion": learned(chosen.fusion), "metrics": {f"{prefix}_fusion_ndcg@10": chosen.ndcg,
+                                                               f"{prefix}_configured_fusion_ndcg@10": chosen.configured_ndcg}}
 
     def _execute_adapter(self, record: RunRecord, training: TrainingSettings, triplets: list, cancel) -> None:
         """The query-adapter recipe (services/trainer/adapter.py), published as a bi-encoder version."""
@@ -378,9 +400,46 @@ class TrainerCore:
         result = {"corpus_id": corpus_id, "run_id": run_id, "version_id": record.version_id,
                   "mining_run_id": mined.mining_run_id, "triplets": mined.counts, "missing_sources": missing,
                   "decision": decision, "created_at": now()}
+        if training.learn_fusion and training.recipe == "query-adapter":
+            result["fusion"] = self.fusion_only(corpus_id, [Path(f) for f in mined.files])
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(result, indent=2))
         return {**result, "cached": False}
+
+    def fusion_only(self, corpus_id: str, triplet_files: list[Path]) -> dict[str, Any]:
+        """The fused order alone, fused as the triplets' feedback says, as a version the gate judges.
+
+        An adapter trained on a few labelled queries can rank below its own base vector leg (CoSQA: 0.71
+        against 0.75 nDCG@10 on the held-out queries), and then no version of the loop serves the better
+        leg. This version changes nothing but the fusion: the base query tower (a zero adapter, which a
+        later run warm-starts from), the learned fusion (services/trainer/fusion_learner.py, on every
+        triplet query: nothing here was trained on them) and a blend of weight 0 (the served order is that
+        fused order). The gate promotes it only over a champion it beats, as it would any challenger.
+        """
+        from services.registry.importer import import_bi_encoder
+        from services.retriever.embedder import DIMENSION, packaged_model_dir
+
+        training = self.settings.training
+        triplets = load_triplets(triplet_files)
+        chosen = learn_from_triplets(triplets, corpus_id, self.candidates, self.settings.fusion, training)
+        base = packaged_model_dir()
+        zero = np.zeros((DIMENSION, DIMENSION), np.float32)
+        manifest = import_bi_encoder(
+            self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
+            doc_max_length=self.settings.retrieval.embedder_max_length, adapter=zero, alias="challenger",
+            corpus_id=corpus_id, reason="the fusion learned from the bootstrap's feedback",
+            manifest_fields={
+                "corpus_id": corpus_id, "base_model": f"{base} (fused order only)",
+                "triplet_files": [str(f) for f in triplet_files],
+                "metrics": {"fusion_ndcg@10": chosen.ndcg, "configured_fusion_ndcg@10": chosen.configured_ndcg},
+                "extra": {"doc_tower_is_dense_leg": True, "blend": {"weight": 0.0, "depth": training.eval_rerank_depth},
+                          "fusion": learned(chosen.fusion), "recipe": "fusion", "triplets": len(triplets)},
+            },
+        )
+        log.info("fusion-only version %s: %s (fused nDCG@10 %.4f on %d triplets' queries, configured %.4f)",
+                 manifest.version_id, learned(chosen.fusion), chosen.ndcg, len(triplets), chosen.configured_ndcg)
+        return {"version_id": manifest.version_id, "fusion": learned(chosen.fusion),
+                "decision": self.promote(corpus_id, manifest.version_id)}
 
     def _bootstrap_sources(self, corpus_id: str) -> tuple[list[str], list[str]]:
         """The configured bootstrap sources that exist here, and why the others were left out."""

@@ -7,7 +7,9 @@ through the version: the lexical leg, and the vector leg through the version's a
 every fusion of the grid (`training.fusion_methods` x `training.fusion_vector_shares`, the configured
 fusion included), and the one whose fused order has the best nDCG@10 on the queries' feedback (the
 clicked or judged documents the run trains on: the model's own judge) is kept; ties keep the configured
-fusion, then the earlier grid entry. The version records it (manifest `extra.fusion`, named per-leg
+fusion, then the earlier grid entry. The query-adapter recipe does this over its adapted legs
+(services/trainer/adapter.py); the cross-encoder recipe over its dev triplets' base legs
+(`learn_from_triplets`). The version records it (manifest `extra.fusion`, named per-leg
 weights: services/retriever/fusion.py `learned`); the retriever serves it for the version's corpus and
 the gate evaluates the version through it (services/trainer/evaluation.py).
 """
@@ -18,9 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.common.config import FusionSettings, TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError
 from services.evaluation import metrics as ir
 from services.retriever.fusion import Hits, fuse_by
-from services.trainer.candidates import Candidate
+from services.trainer.candidates import Candidate, CandidateSource
+from services.trainer.corpus import normalize_query
+from services.trainer.mining import Triplet
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,24 @@ def learn_fusion(legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]], c
         if value > best_value + 1e-9:
             best, best_value = fusion, value
     return LearnedFusion(best, best_value, base, len(options))
+
+
+def learn_from_triplets(triplets: Iterable[Triplet], corpus_id: str, candidates: CandidateSource,
+                        configured: FusionSettings, training: TrainingSettings) -> LearnedFusion:
+    """For a run that has no served lists of its own (the cross-encoder recipe): each triplet query's base
+    legs from the retriever, its positives as the feedback. A query whose positives neither leg returns (an
+    answer-selection set's) scores 0 under every fusion and decides nothing."""
+    texts: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    for t in triplets:
+        key = normalize_query(t.query)
+        texts.setdefault(key, t.query)
+        qrels.setdefault(key, {})[t.positive_doc_id] = 1
+    legs = {}
+    for key, text in texts.items():
+        try:
+            legs[key] = legs_of(candidates.candidates(corpus_id, text, training.eval_depth))
+        except FeedrankError as err:
+            if err.kind != ErrorKind.NOT_FOUND:  # a file source without this query: the others still decide
+                raise
+    return learn_fusion(legs, qrels, configured, training)

@@ -268,6 +268,14 @@ def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_ex
         assert len(result["missing_sources"]) == 3  # wikiqa, trecqa, staqc
         assert core.registry.manifest(result["version_id"]).kind == "bi-encoder"
         assert result["decision"]["promoted"], result["decision"]["reason"]
+        # Beside v0, the fused order under the fusion learned from the same labels, judged by the same gate:
+        # v0 learnt the partner documents, so the fused order alone does not replace it.
+        fusion_only = core.registry.manifest(result["fusion"]["version_id"])
+        assert fusion_only.extra["blend"]["weight"] == 0.0 and not fusion_only.extra.get("vector_leg_adapter")
+        assert fusion_only.extra["fusion"] == result["fusion"]["fusion"]
+        assert set(fusion_only.extra["fusion"]["weights"]) == {"lexical", "vector"}
+        assert not result["fusion"]["decision"]["promoted"], result["fusion"]["decision"]["reason"]
+        assert core.registry.resolve("champion", "partners") == result["version_id"]
     finally:
         core.close()
 

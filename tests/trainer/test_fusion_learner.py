@@ -8,9 +8,11 @@ import random
 import pytest
 
 from services.common.config import FusionSettings, TrainingSettings
+from services.common.errors import ErrorKind, FeedrankError
 from services.trainer import fusion_learner
-from services.trainer.candidates import Candidate
+from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.fusion_learner import QueryLegs, learn_fusion
+from services.trainer.mining import Triplet
 
 
 def _world(queries: int = 40, seed: int = 7) -> tuple[dict[str, QueryLegs], dict[str, dict[str, int]]]:
@@ -67,3 +69,27 @@ def test_a_candidate_list_is_fused_again_from_the_legs_it_carries():
     again = fusion_learner.refused(rows, vector_only)
     assert [c.doc_id for c in again][:2] == ["c", "a"]
     assert (again[0].vector_rank, again[0].lexical_rank, again[0].score) == (1, 0, pytest.approx(1.0))
+
+
+class _Lists(CandidateSource):
+    """Fused lists as the retriever answers them (every candidate with its leg ranks and scores)."""
+
+    def __init__(self, legs: dict[str, QueryLegs]):
+        self.lists = {f"query  {q}": fusion_learner.fused_candidates(l.lexical, l.vector, FusionSettings())
+                      for q, l in legs.items()}
+
+    def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
+        if query not in self.lists:
+            raise FeedrankError(ErrorKind.NOT_FOUND, f"no candidates for {query!r}")
+        return self.lists[query]
+
+
+def test_a_run_without_its_own_lists_learns_from_its_triplets_queries():
+    """The cross-encoder recipe's path: triplet queries, their positives, the retriever's lists."""
+    legs, qrels = _world()
+    triplets = [Triplet(f"query  {q}", "", rel, [""], [f"q{q}-s0"], "events") for q, rels in qrels.items()
+                for rel in rels]  # the learner compares queries normalised, and asks for the text as written
+    triplets.append(Triplet("a query the source never saw", "", "x", [""], ["y"], "events"))  # skipped, not fatal
+    chosen = fusion_learner.learn_from_triplets(triplets, "c", _Lists(legs), FusionSettings(), TrainingSettings())
+    assert chosen.fusion.vector_weight > chosen.fusion.sparse_weight
+    assert chosen.ndcg == pytest.approx(learn_fusion(legs, qrels, FusionSettings(), TrainingSettings()).ndcg)
