@@ -263,6 +263,13 @@ class Demo:
         self._record_loss("bootstrap", result["run_id"])
         console.print(f"v0 {self.v0}: {'promoted' if decision.get('promoted') else 'kept out'} "
                       f"({decision.get('reason', '')})")
+        if "fusion" in result:  # the fused order alone under the fusion learned from the same labels
+            fusion = result["fusion"]
+            self.outcome.decisions.append({"step": "bootstrap (fusion only)", **fusion["decision"],
+                                           "fusion": fusion["fusion"]})
+            console.print(f"fusion only {fusion['version_id']} {fusion['fusion']}: "
+                          f"{'promoted' if fusion['decision'].get('promoted') else 'kept out'} "
+                          f"({fusion['decision'].get('reason', '')})")
 
     def _measure_baselines(self, meter: RankingMeter) -> None:
         with progress(console) as bar:
