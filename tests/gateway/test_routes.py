@@ -113,6 +113,8 @@ def test_config_reads_and_patches_through_the_retriever(client):
     assert client.get("/config/fusion").json()["method"] == "weighted"
     bad = client.patch("/config/fusion", json={"rrf_k": -1}, headers=ADMIN)
     assert (bad.status_code, bad.json()["error"]["field"]) == (422, "rrf_k")
+    negative = client.patch("/config/fusion", json={"vector_weight": -0.5}, headers=ADMIN)
+    assert (negative.status_code, negative.json()["error"]["field"]) == (422, "vector_weight")
     empty = client.patch("/config/reranking", json={}, headers=ADMIN)
     assert (empty.status_code, empty.json()["error"]["field"]) == (422, "body")
     topn = client.patch("/config/reranking", json={"tribrid_reranker_topn": 8}, headers=ADMIN)
