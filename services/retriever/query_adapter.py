@@ -99,7 +99,7 @@ class QueryAdapters:
                 return self._adapters[version_id]
         manifest = self.registry.manifest(version_id)
         adapter = None
-        if manifest.extra.get("vector_leg_adapter"):
+        if manifest.vector_leg_adapter:
             path = Path(self.registry.local_path(version_id)) / ADAPTER_FILE
             W = np.load(path).astype(np.float32)
             if W.shape != (self.dimension, self.dimension):

@@ -102,8 +102,8 @@ class Evaluator:
             manifest = self.registry.manifest(version_id)
             folder = self.registry.local_path(version_id)
             scorer = load_scorer(folder, manifest, self.settings.engine)
-            vectors = self._leg_vectors(data) if manifest.extra.get("doc_tower_is_dense_leg") else None
-            if manifest.extra.get("vector_leg_adapter"):
+            vectors = self._leg_vectors(data) if manifest.doc_tower_is_dense_leg else None
+            if manifest.vector_leg_adapter:
                 lists = self._through_adapter(folder, data, es, lists)
             ordered = {qid: self.rerank(scorer, manifest, es.queries[qid], rows, data, vectors)
                        for qid, rows in lists.items()}
@@ -130,7 +130,7 @@ class Evaluator:
             for i in range(0, len(pieces), batch)
         ]).astype(np.float32), plan.aggregate)
         legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
-        scores = final_scores(manifest.extra, scores, legs)
+        scores = final_scores(manifest.head, scores, legs)
         return [head[i].doc_id for i in np.argsort(-scores, kind="stable")] + tail
 
     def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:
@@ -188,7 +188,7 @@ class Evaluator:
         per_chall = ir.per_query(runs["challenger"], es.qrels, "ndcg@10")
         qids = sorted(per_champ)
         diffs = np.array([per_chall[q] - per_champ[q] for q in qids])
-        p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
+        p = paired_test(diffs, self.training.gate.paired_test, self.training.gate.test_samples, self.training.seed)
         record = {
             "eval_id": time.strftime("e%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
             "created_at": _now(),
@@ -203,7 +203,7 @@ class Evaluator:
             "metrics": results,
             "ndcg_gain": float(diffs.mean()) if len(diffs) else 0.0,
             "p_value": p,
-            "test": {"kind": self.training.paired_test, "samples": self.training.test_samples, "sided": "one",
+            "test": {"kind": self.training.gate.paired_test, "samples": self.training.gate.test_samples, "sided": "one",
                      "wins": int((diffs > 0).sum()), "losses": int((diffs < 0).sum()), "ties": int((diffs == 0).sum())},
             "seconds": round(time.perf_counter() - started, 2),
         }
