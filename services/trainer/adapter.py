@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from services.common.config import FusionSettings, Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
@@ -160,8 +161,6 @@ def train_adapter(
     cancel: threading.Event | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Full-batch Adam on W; returns the best W (by dev_eval, when given) and final numbers."""
-    import torch
-
     if training.torch_threads:
         torch.set_num_threads(training.torch_threads)
     torch.manual_seed(training.seed)

@@ -41,6 +41,7 @@ from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import Legs, final_scores
+from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
 from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 
@@ -135,16 +136,12 @@ class Evaluator:
 
     def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:
         """The dense leg's vector of every document (what the retriever sends with each rerank request)."""
-        from services.trainer.adapter import corpus_vectors
-
         ids, matrix = corpus_vectors(self.settings, data)
         return dict(zip(ids, matrix))
 
     def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet,
                          lists: dict[str, list[Candidate]]) -> dict[str, list[Candidate]]:
         """The lists the retriever serves while this version's adapter embeds its vector leg's queries."""
-        from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
-
         W = champion_adapter(folder)
         if W is None:
             return lists

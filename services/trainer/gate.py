@@ -24,10 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from prometheus_client import Counter
 
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.kafka.clients import ensure_topics, producer_config
 from services.proto.feedrank.v1 import feedback_pb2
 from services.registry.store import ROLLBACK_REASON, Registry, champion_lineage, check_scope, scope_name
 from services.trainer.evaluation import FUSED, Evaluator
@@ -47,11 +50,6 @@ class ModelPublisher:
         self._lock = threading.Lock()
 
     def publish(self, version_id: str, alias: str, digest: str, corpus_id: str, timeout_s: float = 15.0) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        from services.kafka.clients import ensure_topics, producer_config
-
         message = feedback_pb2.ModelPublished(
             version_id=version_id, alias=alias, manifest_sha256=digest, corpus_id=corpus_id,
             timestamp_ms=int(time.time() * 1000),

