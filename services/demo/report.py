@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from services.trainer import propensity as position_bias
 from services.trainer.judges import agreement, describe_agreement
 
 COLUMNS = ("ndcg@10", "mrr@10", "recall@100", "hit@1", "search_p50_ms", "search_p99_ms")
@@ -78,10 +79,9 @@ def plot(path: Path, versions: list[dict], losses: list[dict], rows: dict[str, d
 
 def write_propensities(out_dir: Path, propensities: dict, console: Console | None = None) -> dict[str, Path]:
     """The measured propensities beside the simulated users' true examination: a table, Markdown and a plot."""
-    from services.trainer.propensity import Propensities, plot
-
     truth = dict(zip(propensities["ranks"], propensities["true"]))
-    measured = Propensities(**{k: v for k, v in propensities.items() if k in Propensities.__dataclass_fields__})
+    measured = position_bias.Propensities(**{k: v for k, v in propensities.items()
+                                             if k in position_bias.Propensities.__dataclass_fields__})
     table = Table("rank", "estimated", "95% interval", "true examination", "relative error",
                   title=f"position bias: {measured.intervened} shuffled searches of {measured.searches}")
     lines = ["### Position bias: estimated vs the simulator's true examination", "",
@@ -100,7 +100,7 @@ def write_propensities(out_dir: Path, propensities: dict, console: Console | Non
     (console or Console()).print(summary)
     paths = {"propensity_markdown": out_dir / "propensity.md", "propensity_plot": out_dir / "propensity.png"}
     paths["propensity_markdown"].write_text("\n".join(lines) + "\n\n" + summary + "\n")
-    plot(paths["propensity_plot"], measured, truth)
+    position_bias.plot(paths["propensity_plot"], measured, truth)
     return paths
 
 

@@ -44,6 +44,12 @@ from services.devstack.stack import LocalStack
 from services.events.kinds import TEACHING_KINDS
 from services.evaluation import beir
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from services.retriever.ingest import count_lines
+from services.retriever.service import open_offline
+from services.trainer.core import TrainerCore
+from services.trainer.corpus import CorpusData, train_queries
+from services.trainer.gate import read_decisions
+from services.trainer import propensity as position_bias
 
 console = Console()
 
@@ -180,9 +186,6 @@ class Demo:
                               self.settings.training.seed)
 
     def _ingest(self, dataset: Path) -> None:
-        from services.retriever.ingest import count_lines
-        from services.retriever.service import open_offline
-
         total = count_lines(dataset / "corpus.jsonl")
         with open_offline(self.settings) as core, progress(console) as bar:
             task = bar.add_task(f"ingest {self.corpus_id} (unchanged documents are skipped)", total=total)
@@ -247,8 +250,6 @@ class Demo:
         """v0 without feedback (cached across runs); the gate decides whether it replaces the fused order."""
         if not self.demo.bootstrap or self.by_clicks:
             return
-        from services.trainer.core import TrainerCore
-
         loop = self._loop_settings()
         core = TrainerCore(loop.replace(endpoints=loop.endpoints.model_copy(
             update={"retriever": self.stack.target("retriever")})))
@@ -291,8 +292,6 @@ class Demo:
         labelled_share is 1, minus the labelled ones: they bring queries v0 never saw. With the click judge
         there is no holdout and no labelled share: users ask every query of the split (their relevance is
         the simulated world's, read here, never by the trainer)."""
-        from services.trainer.corpus import CorpusData, train_queries
-
         if self.by_clicks:
             qrels = beir.load_qrels(self._dataset(), self.users_split)
             return {q: rel for q, rel in sorted(qrels.items()) if q in queries and any(g > 0 for g in rel.values())}, set()
@@ -478,14 +477,11 @@ class Demo:
     def _record_judging(self) -> None:
         """Which judge made each gate decision, the click judge's verdict beside the labelled one, and the
         propensities the trainer measured set beside the simulated users' true examination probabilities."""
-        from services.trainer.gate import read_decisions
-        from services.trainer.propensity import load
-
         for d in read_decisions(self.data_dir / "trainer" / "decisions.jsonl"):
             if d.get("corpus_id") == self.corpus_id and d.get("judge"):
                 self.outcome.judging.append({k: d.get(k) for k in ("version_id", "promoted", "judge", "numbers",
                                                                      "beside", "reason")})
-        measured = load(self.settings, self.corpus_id)
+        measured = position_bias.load(self.settings, self.corpus_id)
         if measured is not None and measured.measured():
             truth = {r: self.click_model.examination(r) / self.click_model.examination(1) for r in measured.ranks}
             self.outcome.propensities = {**measured.as_dict(), "true": [truth[r] for r in measured.ranks],

@@ -168,5 +168,6 @@ def export_bi_encoder(
         "base_model": str(doc_source),
         "max_length": doc_max_length,
         "activation": "identity",
-        "extra": {"query_max_length": query_max_length, "shared_towers": "doc" not in towers},
+        "query_max_length": query_max_length,
+        "extra": {"shared_towers": "doc" not in towers},
     }

@@ -122,11 +122,11 @@ class OnnxBiEncoder(Scorer):
         self.query_model = load_model(folder, engine, "query")
         self.doc_model = load_model(folder, engine, "doc") if (folder / "doc.onnx").is_file() else self.query_model
         self.model = self.query_model
-        self.query_tokenizer = TextTokenizer(folder, int(manifest.extra.get("query_max_length", 64)))
+        self.query_tokenizer = TextTokenizer(folder, manifest.query_max_length)
         self.doc_tokenizer = TextTokenizer(folder, self.max_length)
         adapter = folder / "adapter.npy"
         self.adapter = np.load(adapter).astype(np.float32) if adapter.is_file() else None
-        self.accepts_leg_vectors = bool(manifest.extra.get("doc_tower_is_dense_leg", False))
+        self.accepts_leg_vectors = manifest.doc_tower_is_dense_leg
         self._vectors: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._capacity = engine.doc_vector_cache
         self._lock = threading.Lock()

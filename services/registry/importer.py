@@ -11,6 +11,7 @@ import numpy as np
 from services.common.config import EngineSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.export import export_bi_encoder, export_cross_encoder
+from services.engine.manifest import Blend
 from services.engine.scorer import load_scorer
 from services.registry.store import GLOBAL, Manifest, Registry, check_alias, check_scope
 
@@ -34,7 +35,7 @@ def import_model(
 
 def import_bi_encoder(
     registry: Registry, query_source: Path, doc_source: Path, engine: EngineSettings, *, query_max_length: int,
-    doc_max_length: int, blend: dict[str, float] | None = None, adapter: np.ndarray | None = None,
+    doc_max_length: int, blend: Blend | None = None, adapter: np.ndarray | None = None,
     alias: str | None = None, corpus_id: str = GLOBAL, reason: str = "import",
     manifest_fields: dict[str, Any] | None = None,
 ) -> Manifest:
@@ -46,9 +47,7 @@ def import_bi_encoder(
         if adapter is not None:
             np.save(Path(tmp) / "adapter.npy", adapter.astype(np.float32))
         extra = {**fields.pop("extra"), **((manifest_fields or {}).get("extra") or {})}
-        if blend:
-            extra["blend"] = {"weight": float(blend["weight"]), "depth": int(blend["depth"])}
-        fields = {**fields, **(manifest_fields or {}), "extra": extra}
+        fields = {**fields, **({"blend": blend} if blend else {}), **(manifest_fields or {}), "extra": extra}
         return _publish(registry, Path(tmp), fields, engine, alias, corpus_id, reason)
 
 

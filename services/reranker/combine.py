@@ -1,4 +1,4 @@
-"""Combine a model's scores with what the retriever knew (a version's head: `blend` or `linear_head`).
+"""Combine a model's scores with what the retriever knew (a version's head: a `Blend` or a `LinearHead`).
 
 Measured (bench/learning.md): a model alone throws away the lexical signal the fused order carries.
 - `blend` re-scores the fused top `depth` with (1 - weight) * minmax(fused) + weight * minmax(model);
@@ -10,11 +10,12 @@ Below the top `depth` the fused order is kept, under every re-scored candidate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from services.engine.manifest import Blend, Head, LinearHead
 
 LEG_FEATURES = (
     "lexical_score", "lexical_score_minmax", "lexical_rr", "vector_score", "vector_score_minmax", "vector_rr",
@@ -85,29 +86,27 @@ def leg_features(model_scores: np.ndarray, legs: Legs) -> np.ndarray:
     ], axis=1).astype(np.float64)
 
 
-def linear(model_scores: np.ndarray, legs: Legs, head: Mapping[str, Any]) -> np.ndarray:
+def linear(model_scores: np.ndarray, legs: Legs, head: LinearHead) -> np.ndarray:
     """The fused top `depth` re-scored by 2 + sigmoid(w . z(features) + b), the rest below in fused order."""
     fused = fused_signal(legs.fused_score, len(model_scores))
     order = np.argsort(-fused, kind="stable")
-    top, rest = order[: int(head["depth"])], order[int(head["depth"]):]
+    top, rest = order[: int(head.depth)], order[int(head.depth):]
     X = leg_features(np.asarray(model_scores, dtype=np.float64)[top], legs.take(top))
-    z = ((X - np.asarray(head["mean"])) / np.asarray(head["scale"])) @ np.asarray(head["coef"]) + float(head["intercept"])
+    z = ((X - np.asarray(head.mean)) / np.asarray(head.scale)) @ np.asarray(head.coef) + float(head.intercept)
     out = np.empty(len(model_scores), dtype=np.float32)
     out[top] = 2.0 + 1.0 / (1.0 + np.exp(-z))
     out[rest] = _minmax(fused)[rest]
     return out
 
 
-def final_scores(extra: Mapping[str, Any], model_scores: np.ndarray, legs: Legs) -> np.ndarray:
-    """What a version's manifest `extra` says to do with its scores (nothing, a blend or a linear head).
+def final_scores(head: Head | None, model_scores: np.ndarray, legs: Legs) -> np.ndarray:
+    """What a version's head (`Manifest.head`) does with its scores: nothing, a blend or a linear head.
 
     A linear head needs leg ranks; a request without them is ranked by the model's own score.
     """
-    head = extra.get("linear_head")
-    if head and legs.known:
-        return linear(model_scores, legs, head)
-    settings = extra.get("blend")
-    if settings:
+    if isinstance(head, LinearHead):
+        return linear(model_scores, legs, head) if legs.known else model_scores
+    if isinstance(head, Blend):
         fused = fused_signal(legs.fused_score, len(model_scores))
-        return blend(model_scores, fused, float(settings["weight"]), int(settings["depth"]))
+        return blend(model_scores, fused, float(head.weight), int(head.depth))
     return model_scores

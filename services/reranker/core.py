@@ -213,7 +213,7 @@ class RerankerCore:
     @staticmethod
     def _combine(loaded: LoadedVersion, request: RerankQuery, scores: np.ndarray) -> np.ndarray:
         legs = Legs.of([(d.lexical_score, d.lexical_rank, d.vector_rank, d.fused_score) for d in request.documents])
-        return final_scores(loaded.manifest.extra, scores, legs)
+        return final_scores(loaded.manifest.head, scores, legs)
 
     @staticmethod
     def _rank(request: RerankQuery, scores: np.ndarray) -> list[Ranked]:

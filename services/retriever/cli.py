@@ -12,12 +12,21 @@ import json
 from pathlib import Path
 from typing import Annotated, Optional
 
+import grpc
 import typer
+from google.protobuf.json_format import MessageToJson
 from rich.console import Console
 from rich.table import Table
 
+from services.common.channels import open_aio_channel
 from services.common.config import get_settings
-from services.common.errors import FeedrankError, invalid
+from services.common.credentials import operator_token
+from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.evaluation import beir
+from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
+from services.retriever import convert
+from services.retriever.chunking import chunk_repo
+from services.retriever.evaluation import evaluate_corpus, write_report
 from services.common.progress import progress, status
 
 console = Console()
@@ -59,8 +68,7 @@ def ingest(
 
 
 def _ingest_dataset(core, corpus_id: str, dataset: str, prune: bool, settings):
-    from services.evaluation import beir
-    from services.retriever.ingest import count_lines, download_dataset
+    from services.retriever.ingest import count_lines, download_dataset  # the embedder: onnxruntime
 
     path = Path(dataset)
     if not path.exists():
@@ -76,8 +84,6 @@ def _ingest_dataset(core, corpus_id: str, dataset: str, prune: bool, settings):
 
 
 def _ingest_repo(core, corpus_id: str, repo: Path, prune: bool, settings):
-    from services.retriever.chunking import chunk_repo
-
     chunks = list(chunk_repo(repo, settings.retrieval))
     with progress(console) as bar:
         task = bar.add_task(f"ingest {corpus_id}", total=len(chunks))
@@ -104,8 +110,6 @@ def search(
     except FeedrankError as err:
         _fail(err)
     if as_json:
-        from google.protobuf.json_format import MessageToJson
-
         console.print_json(MessageToJson(response))
         return
     table = Table("rank", "doc id", "title", "fused", "bm25 #", "dense #", "rerank", title=f"query_id {response.query_id}")
@@ -125,8 +129,6 @@ def search(
 
 
 def _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
-    from services.proto.feedrank.v1 import retriever_pb2
-
     methods = {"rrf": 1, "weighted": 2, "dbsf": 3}
     if fusion is not None and fusion not in methods:
         raise invalid("fusion", f"must be one of {', '.join(methods)}")
@@ -139,7 +141,6 @@ def _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
 
 
 async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
-    from services.retriever import convert
     from services.retriever.service import RetrieverCore
 
     request = _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode)
@@ -153,13 +154,6 @@ async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mod
 
 
 async def _search_remote(target, query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
-    import grpc
-
-    from services.common.channels import open_aio_channel
-    from services.common.credentials import operator_token
-    from services.common.errors import ErrorKind
-    from services.proto.feedrank.v1 import retriever_pb2_grpc
-
     request = _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode)
     settings = get_settings()
     async with open_aio_channel(target, settings.endpoints, token=operator_token(settings)) as channel:
@@ -179,7 +173,6 @@ def eval_cmd(
 ) -> None:
     """nDCG@10, MRR@10, Recall@100, Hit@1/3/5/10 of bm25, dense, each fusion and fused+rerank (offline on the data dir;
     the rerank row needs a running reranker)."""
-    from services.retriever.evaluation import evaluate_corpus, write_report
     from services.retriever.service import open_offline
 
     settings = get_settings()

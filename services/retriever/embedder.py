@@ -23,6 +23,7 @@ from services.engine.pooling import mean_pool_normalize
 from services.engine.export import quantize_int8
 from services.engine.session import OnnxModel, load_model, model_file
 from services.engine.tokenize import TextTokenizer, pad
+from services.retriever.export import export_encoder
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,6 @@ def ensure_export(cache_dir: Path, source: Path | None = None) -> Path:
     # serving it where it is not (a serving image without torch must still start).
     outdated = recorded.get("format", 1) < EXPORT_FORMAT and importlib.util.find_spec("torch") is not None
     if stale or outdated:
-        from services.retriever.export import export_encoder
-
         export_encoder(source, cache_dir, fingerprint, EXPORT_FORMAT)
     if not (cache_dir / model_file("model", "int8")).is_file():
         # Caches written before the int8 query path: quantizing needs onnxruntime only, not torch.

@@ -148,9 +148,8 @@ def learned(fusion: FusionSettings) -> dict[str, Any]:
             "weights": {"lexical": fusion.sparse_weight, "vector": fusion.vector_weight}}
 
 
-def served_fusion(extra: Mapping[str, Any], configured: FusionSettings) -> FusionSettings:
-    """The fusion a version is served with: its learned one (manifest `extra.fusion`), else the configured one."""
-    record = extra.get("fusion")
+def served_fusion(record: Mapping[str, Any] | None, configured: FusionSettings) -> FusionSettings:
+    """The fusion a version is served with: its learned one (the manifest's `fusion`), else the configured one."""
     return configured if record is None else validated("fusion", FusionSettings, configured, learned_fields(record))
 
 

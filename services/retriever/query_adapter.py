@@ -126,7 +126,7 @@ class QueryAdapters:
                 return self._adapters[version_id]
         manifest = self.registry.manifest(version_id)
         adapter = None
-        if manifest.extra.get("vector_leg_adapter"):
+        if manifest.vector_leg_adapter:
             path = Path(self.registry.local_path(version_id)) / ADAPTER_FILE
             W = np.load(path).astype(np.float32)
             if W.shape != (self.dimension, self.dimension):
@@ -135,8 +135,8 @@ class QueryAdapters:
             adapter = QueryAdapter(version_id, manifest.corpus_id, W)
             log.info("vector leg: query adapter of %s loaded", version_id)
         fusion = None
-        if "fusion" in manifest.extra:
-            fusion = learned_fields(manifest.extra["fusion"])
+        if manifest.fusion is not None:
+            fusion = learned_fields(manifest.fusion)
             validated("fusion", FusionSettings, FusionSettings(), fusion)  # refused here, not in a search
             log.info("fusion of %s loaded: %s", version_id, fusion)
         served = ServedVersion(version_id, manifest.corpus_id, adapter, fusion)

@@ -1,8 +1,8 @@
 """`python -m services.trainer [--port P]`: serve feedrank.v1.Trainer.
 
 Also consumes `kafka.topics.feedback` into the event store (training.consume_events), feeding the online
-experiments' ledger from the same polls, and, when
-training.schedule_every_events or schedule_every_minutes is set, runs the unattended loop.
+experiments' ledger from the same polls, and, when loop.every_events or loop.every_minutes is set, runs the
+unattended loop.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Training is full-batch Adam on W with a softmax over the WHOLE corpus (every doc
 the triplets' negatives are not needed): per query, -log of the weighted mean probability of its clicked
 documents (a triplet's `weight`, e.g. inverse propensity, scales its pair; equal weights give the
 research's -log sum p up to a constant). A seeded `dev_share` of the queries is held out: every
-`adapter_eval_every` epochs their nDCG@10 under the adapted cosine over the whole corpus is measured and
+`adapter.eval_every` epochs their nDCG@10 under the adapted cosine over the whole corpus is measured and
 the best W kept (W as it started included), which is early stopping on feedback. The head (a blend, or
 a linear model over LegScores: services/trainer/heads.py) is then chosen on the same dev queries, over
 the fused lists the adapted vector leg produces.
@@ -28,18 +28,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from services.common.config import FusionSettings, Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.engine.manifest import Blend, Head, LinearHead, Manifest
 from services.engine.pooling import adapt_queries
 from services.evaluation import metrics as ir
+from services.registry.importer import import_bi_encoder
 from services.reranker.combine import Legs
+from services.retriever.embedder import Embedder, packaged_model_dir
 from services.retriever.fusion import learned
+from services.retriever.ingest import embed_text
 from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.fusion_learner import QueryLegs, fused_candidates, learn_fusion, legs_of
 from services.trainer.heads import Pool, choose_head, ndcg
 from services.trainer.corpus import CorpusData, normalize_query
 from services.trainer.mining import Triplet
+from services.trainer.runs import RunContext
 from services.trainer.training import Cancelled
 
 log = logging.getLogger(__name__)
@@ -62,9 +68,6 @@ def corpus_vectors(settings: Settings, data: CorpusData) -> tuple[list[str], np.
     cache = settings.data_path / "trainer" / "doc_vectors" / f"{data.corpus_id}-{key}.npy"
     if cache.is_file():
         return ids, np.load(cache)
-    from services.retriever.embedder import Embedder
-    from services.retriever.ingest import embed_text
-
     have = dict(zip(stored_ids, stored))
     missing = [i for i in ids if i not in have]
     log.info("embedding %d documents of %s without a stored vector", len(missing), data.corpus_id)
@@ -84,9 +87,7 @@ def corpus_vectors(settings: Settings, data: CorpusData) -> tuple[list[str], np.
 
 def query_encoder(settings: Settings, training: TrainingSettings):
     """The base query tower at the served query length (the same ONNX embedder the dense leg runs)."""
-    from services.retriever.embedder import Embedder
-
-    return Embedder.from_data_dir(settings.data_path, settings.engine, training.adapter_query_max_length,
+    return Embedder.from_data_dir(settings.data_path, settings.engine, training.adapter.query_max_length,
                                   settings.retrieval.embed_batch_size)
 
 
@@ -161,8 +162,6 @@ def train_adapter(
     cancel: threading.Event | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Full-batch Adam on W; returns the best W (by dev_eval, when given) and final numbers."""
-    import torch
-
     if training.torch_threads:
         torch.set_num_threads(training.torch_threads)
     torch.manual_seed(training.seed)
@@ -177,24 +176,24 @@ def train_adapter(
         log_w[i, rows] = torch.log(w)
         norm[i] = torch.log(w.sum())
     W = torch.tensor(np.ascontiguousarray(W0, dtype=np.float32), requires_grad=True)
-    opt = torch.optim.Adam([W], lr=training.adapter_lr, weight_decay=training.adapter_weight_decay)
+    opt = torch.optim.Adam([W], lr=training.adapter.lr, weight_decay=training.adapter.weight_decay)
     best_W = np.asarray(W0, dtype=np.float32).copy()
     best = dev_eval(best_W) if dev_eval is not None else float("-inf")
     if dev_eval is not None:
         on_eval(0, best)
     loss_value = float("nan")
-    for epoch in range(1, training.adapter_epochs + 1):
+    for epoch in range(1, training.adapter.epochs + 1):
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         q = torch.nn.functional.normalize(Q + Q @ W, dim=-1)
-        logits = training.adapter_scale * q @ D.T
+        logits = training.adapter.scale * q @ D.T
         loss = (torch.logsumexp(logits, 1) - (torch.logsumexp(logits + log_w, 1) - norm)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         loss_value = float(loss.item())
         on_loss(epoch, loss_value)
-        if epoch % training.adapter_eval_every == 0 or epoch == training.adapter_epochs:
+        if epoch % training.adapter.eval_every == 0 or epoch == training.adapter.epochs:
             current = W.detach().numpy().copy()
             if dev_eval is None:
                 best_W = current
@@ -203,7 +202,7 @@ def train_adapter(
             on_eval(epoch, value)
             if value > best + 1e-9:
                 best, best_W = value, current
-    final = {"train_loss": loss_value, "steps": float(training.adapter_epochs)}
+    final = {"train_loss": loss_value, "steps": float(training.adapter.epochs)}
     if dev_eval is not None:
         final["dev_cosine_ndcg@10"] = best
     return best_W, final
@@ -245,9 +244,10 @@ def pool(candidates: list[Candidate], scores: np.ndarray) -> Pool:
 @dataclass
 class AdapterOutcome:
     W: np.ndarray
-    head: dict[str, Any]  # manifest `extra` entries: {"blend": {...}} or {"linear_head": {...}}, and "fusion"
+    head: Head  # the head CV chose, recorded in the version's manifest
     metrics: dict[str, float]
     data: dict[str, Any]
+    fusion: dict[str, Any] | None = None  # the learned fusion record (retriever.fusion.learned), when learned
 
 
 def run_adapter(
@@ -258,7 +258,7 @@ def run_adapter(
     """Train W on the triplets' (query, clicked document) pairs and choose the head.
 
     `metric(step, epoch, name, value)` streams progress: `max_steps` first, `loss` per epoch,
-    `eval_ndcg@10` (dev, adapted cosine over the whole corpus) every `adapter_eval_every` epochs.
+    `eval_ndcg@10` (dev, adapted cosine over the whole corpus) every `adapter.eval_every` epochs.
     """
     data = CorpusData(settings, corpus_id)
     try:
@@ -283,8 +283,8 @@ def run_adapter(
     def dev_eval(W: np.ndarray) -> float:
         return cosine_ndcg(adapt_queries(base_q[dev_rows], W), docs, feedback, dev_rows)
 
-    metric(0, 0.0, "max_steps", float(training.adapter_epochs))
-    epochs = float(training.adapter_epochs)
+    metric(0, 0.0, "max_steps", float(training.adapter.epochs))
+    epochs = float(training.adapter.epochs)
     W, final = train_adapter(
         base_q[train_rows], [feedback.positives[i] for i in train_rows], docs, W0, training,
         dev_eval=dev_eval if dev_rows else None,
@@ -315,14 +315,14 @@ def run_adapter(
         served = fused_candidates(legs[str(row)].lexical, legs[str(row)].vector, fusion)
         pools[str(row)] = pool(served, docs[[index[c.doc_id] for c in served[:window]]] @ adapted[j])
     head, numbers = choose_head(pools, qrels, training)
-    numbers["fused_ndcg@10"] = ndcg(base_pools, qrels, {})
+    numbers["fused_ndcg@10"] = ndcg(base_pools, qrels, None)
     numbers.update(fusion_numbers)
     prefix = "dev" if dev_rows else "train"
     final.update({f"{prefix}_{k}": v for k, v in numbers.items()})
     if dev_rows:
         final["dev_ndcg@10"] = numbers["head_ndcg@10"]  # the served ranking on dev (runs list shows it)
-    final.update({"epochs": epochs, **({"blend_weight": head["blend"]["weight"],
-                                        "blend_depth": float(head["blend"]["depth"])} if "blend" in head else {})})
+    final.update({"epochs": epochs, **({"blend_weight": head.weight, "blend_depth": float(head.depth)}
+                                       if isinstance(head, Blend) else {})})
     pairs = sum(len(feedback.positives[i]) for i in train_rows)
     by_source: dict[str, int] = {}
     for t in triplets:
@@ -333,11 +333,51 @@ def run_adapter(
     log.info("adapter trained: head %s (%s nDCG@10 %.4f, fused %.4f; CV blend %.4f, linear %.4f)", head, prefix,
              numbers["head_ndcg@10"], numbers["fused_ndcg@10"], numbers["cv_blend_ndcg@10"],
              numbers["cv_linear_ndcg@10"])
-    served = {**head, "fusion": learned(fusion)} if training.learn_fusion else head
-    return AdapterOutcome(W, served, final, out_data)
+    return AdapterOutcome(W, head, final, out_data, learned(fusion) if training.learn_fusion else None)
 
 
 def champion_adapter(folder: Path) -> np.ndarray | None:
     """A registry version's adapter.npy, if it has one (warm start)."""
     path = folder / "adapter.npy"
     return np.load(path).astype(np.float32) if path.is_file() else None
+
+
+# -- the query-adapter recipe (services/trainer/recipes.py) ---------------------------------------
+
+def run_query_adapter(ctx: RunContext) -> Manifest:
+    """Train W and choose the head, published as a bi-encoder version: the corpus's challenger."""
+    W0, start_name = start_adapter(ctx)
+    ctx.started(start_name)
+    log.info("run %s: query adapter from %s on %d triplets", ctx.run_id, start_name, len(ctx.triplets))
+
+    def metric(step: int, epoch: float, name: str, value: float) -> None:
+        ctx.runs.metric(ctx.run_id, step, epoch, name, value, "running")
+
+    outcome = run_adapter(ctx.settings, ctx.training, ctx.record.corpus_id, ctx.triplets, W0, ctx.candidates,
+                          ctx.cancel, metric)
+    np.save(ctx.runs.dir(ctx.run_id) / "adapter.npy", outcome.W)
+    ctx.runs.update(ctx.run_id, metrics=outcome.metrics, data=outcome.data)
+    base = packaged_model_dir()
+    head = {"linear_head": outcome.head} if isinstance(outcome.head, LinearHead) else {"blend": outcome.head}
+    return import_bi_encoder(
+        ctx.registry, base, base, ctx.settings.engine, query_max_length=ctx.training.adapter.query_max_length,
+        doc_max_length=ctx.settings.retrieval.embedder_max_length, adapter=outcome.W,
+        alias="challenger", corpus_id=ctx.record.corpus_id, reason=f"run {ctx.run_id}",
+        # vector_leg_adapter: the retriever's vector leg serves this version through its adapter too.
+        manifest_fields=ctx.manifest_fields(
+            outcome.metrics, start_name, **head, doc_tower_is_dense_leg=True, vector_leg_adapter=True,
+            triplets=outcome.data["triplets"], fusion=outcome.fusion,
+            extra={"recipe": "query-adapter", "start_from": ctx.start_from, "by_source": outcome.data["by_source"]},
+        ),
+    )
+
+
+def start_adapter(ctx: RunContext) -> tuple[np.ndarray | None, str]:
+    """(starting W or None for zeros, name for the manifest): the corpus champion's adapter when it has one."""
+    champion = ctx.registry.resolve("champion", ctx.record.corpus_id) if ctx.start_from == "champion" else None
+    if champion is not None:
+        W0 = champion_adapter(ctx.registry.local_path(champion))
+        if W0 is not None:
+            return W0, f"{champion} (adapter)"
+        log.info("champion %s has no query adapter (a cross-encoder): the adapter starts from zeros", champion)
+    return None, f"{packaged_model_dir()} (adapter from zeros)"

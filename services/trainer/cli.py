@@ -110,7 +110,7 @@ def train(
     corpus_id: str = typer.Option(..., "--corpus-id"),
     start_from: str = typer.Option("champion", help="champion (fine-tune) or base (scratch)"),
     triplets: list[Path] = typer.Option([], "--triplets", help="Triplet files (default: the newest file of each source)"),
-    set_: list[str] = typer.Option([], "--set", help="training.* override, e.g. --set epochs=2"),
+    set_: list[str] = typer.Option([], "--set", help="training.* override, e.g. --set epochs=2 or --set adapter.epochs=50"),
     follow: bool = typer.Option(True, help="Show a progress bar until the run ends"),
     offline: bool = typer.Option(
         False, "--offline",

@@ -1,7 +1,7 @@
 """The click judge: challenger vs champion on held-out sessions' logged clicks, corrected for position bias.
 
 A share of sessions (`training.judge_holdout_share`, by a hash of the session id) is never mined. For each
-of their searches with a satisfied click (dwell >= `training.dwell_threshold_ms`), each model reranks the
+of their searches with a satisfied click (dwell >= `training.mining.dwell_threshold_ms`), each model reranks the
 search's query as it would be served, and the clicks are credited where that model would put them:
 
     IPS-DCG@10(model) = sum over clicked d of  [rank_model(d) <= 10] / log2(1 + rank_model(d))
@@ -71,7 +71,7 @@ class ClickJudge:
             if search.session_id not in sessions and training.judge_max_sessions and \
                     len(sessions) >= training.judge_max_sessions:
                 continue
-            search.clicks = [c for c in search.clicks if c.dwell_ms >= training.dwell_threshold_ms]
+            search.clicks = [c for c in search.clicks if c.dwell_ms >= training.mining.dwell_threshold_ms]
             if search.clicks:
                 kept.append(search)
                 sessions.add(search.session_id)
@@ -106,7 +106,7 @@ class ClickJudge:
         values = {name: np.array([ips_dcg(ranking[_key(s.query)], w) for s, w in zip(held.searches, weighted)])
                   for name, ranking in rankings.items()}
         diffs = values["challenger"] - values["champion"]
-        p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
+        p = paired_test(diffs, self.training.gate.paired_test, self.training.gate.test_samples, self.training.seed)
         record = {
             # "c", not "e": the labelled evaluations' listings (e*.json, nDCG per version) stay theirs.
             "eval_id": time.strftime("c%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
@@ -123,7 +123,7 @@ class ClickJudge:
             "metrics": {name: {METRIC: float(v.mean())} for name, v in values.items()},
             "gain": float(diffs.mean()),
             "p_value": p,
-            "test": {"kind": self.training.paired_test, "samples": self.training.test_samples, "sided": "one",
+            "test": {"kind": self.training.gate.paired_test, "samples": self.training.gate.test_samples, "sided": "one",
                      "wins": int((diffs > 0).sum()), "losses": int((diffs < 0).sum()), "ties": int((diffs == 0).sum())},
             "propensity_clip": clip,
             "propensities": {"ranks": measured.ranks, "propensity": measured.propensity,

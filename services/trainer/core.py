@@ -19,11 +19,13 @@ import numpy as np
 
 from services.common.config import Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.engine.manifest import Blend
 from services.events.kinds import TEACHING_KINDS
 from services.events.store import EventStore
+from services.registry.importer import import_bi_encoder
 from services.registry.store import Registry, open_registry
+from services.retriever.embedder import DIMENSION, packaged_model_dir
 from services.retriever.fusion import learned
-from services.trainer.adapter import champion_adapter, run_adapter
 from services.trainer.candidates import CandidateSource, open_candidates
 from services.trainer.click_judge import ClickJudge
 from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, parse_split
@@ -36,8 +38,9 @@ from services.trainer.online.experiments import Experiment, ExperimentBook
 from services.trainer.online.ledger import Ledger
 from services.trainer.online.verdicts import JUDGE as ONLINE_JUDGE
 from services.trainer.online.verdicts import ExperimentPublisher, Verdicts
-from services.trainer.runs import TERMINAL, RunRecord, RunStore, new_run_id, now, owner_id
-from services.trainer.training import Cancelled, apply_overrides, base_model_dir, split_dev, train_run
+from services.trainer.recipes import recipe
+from services.trainer.runs import TERMINAL, RunContext, RunRecord, RunStore, new_run_id, now, owner_id
+from services.trainer.training import Cancelled, apply_overrides
 
 log = logging.getLogger(__name__)
 
@@ -145,30 +148,9 @@ class TrainerCore:
                 data.close()
             # Mining already skips eval queries; this catches hand-made or older triplet files.
             triplets = [t for t in load_triplets(map(Path, record.triplet_files)) if normalize_query(t.query) not in skip]
-            if training.recipe == "query-adapter":
-                self._execute_adapter(record, training, triplets, cancel)
-                return
-            start_dir, from_base, start_name = self._start_model(record.settings["start_from"], record.corpus_id,
-                                                                 training)
-            self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
-            log.info("run %s: %s from %s on %d files", run_id, training.loss, start_name, len(record.triplet_files))
-            outcome = train_run(self.runs, run_id, training, start_dir, from_base, triplets, cancel)
-            fusion = self._cross_encoder_fusion(record.corpus_id, training, triplets)
-            outcome.metrics.update(fusion.pop("metrics", {}))
-            self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
-            from services.registry.importer import import_model
-
-            manifest = import_model(
-                self.registry, self.runs.model_dir(run_id), self.settings.engine, alias="challenger",
-                corpus_id=record.corpus_id, max_length=training.max_length, reason=f"run {run_id}",
-                manifest_fields={
-                    "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
-                    "metrics": outcome.metrics, "base_model": start_name,
-                    "extra": {"hf_dir": str(self.runs.model_dir(run_id)), "triplets": outcome.data["triplets"],
-                              "loss": training.loss, "start_from": record.settings["start_from"],
-                              "by_source": outcome.data["by_source"], **fusion},
-                },
-            )
+            context = RunContext(self.settings, self.registry, self.runs, self.candidates, record, training,
+                                 triplets, cancel)
+            manifest = recipe(training).run(context)
             self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
             log.info("run %s succeeded: version %s is the challenger", run_id, manifest.version_id)
         except Cancelled:
@@ -182,87 +164,6 @@ class TrainerCore:
         finally:
             root.removeHandler(handler)
             handler.close()
-
-    def _cross_encoder_fusion(self, corpus_id: str, training: TrainingSettings, triplets: list) -> dict[str, Any]:
-        """{"fusion": the learned record, "metrics": its numbers}, chosen on the run's dev queries (the same
-        split train_run holds out), or {} with training.learn_fusion off. The adapter recipe chooses its own."""
-        if not training.learn_fusion:
-            return {}
-        _, dev = split_dev(triplets, training.dev_share, training.seed)
-        try:
-            chosen = learn_from_triplets(dev or triplets, corpus_id, self.candidates, self.settings.fusion, training)
-        except FeedrankError as err:
-            # An offline run (the GPU Job) may have no retriever: the version is then served the configured fusion.
-            log.warning("fusion not learned (the version keeps the configured fusion): %s", err)
-            return {}
-        prefix = "dev" if dev else "train"
-        log.info("fusion chosen among %d: %s (fused nDCG@10 %.4f, configured %.4f)", chosen.tried,
-                 learned(chosen.fusion), chosen.ndcg, chosen.configured_ndcg)
-        return {"fusion": learned(chosen.fusion), "metrics": {f"{prefix}_fusion_ndcg@10": chosen.ndcg,
-                                                               f"{prefix}_configured_fusion_ndcg@10": chosen.configured_ndcg}}
-
-    def _execute_adapter(self, record: RunRecord, training: TrainingSettings, triplets: list, cancel) -> None:
-        """The query-adapter recipe (services/trainer/adapter.py), published as a bi-encoder version."""
-        from services.registry.importer import import_bi_encoder
-        from services.retriever.embedder import packaged_model_dir
-
-        run_id = record.run_id
-        W0, start_name = self._start_adapter(record.settings["start_from"], record.corpus_id)
-        self.runs.update(run_id, status="running", started_at=now(), base_model=start_name)
-        log.info("run %s: query adapter from %s on %d triplets", run_id, start_name, len(triplets))
-
-        def metric(step: int, epoch: float, name: str, value: float) -> None:
-            self.runs.metric(run_id, step, epoch, name, value, "running")
-
-        outcome = run_adapter(self.settings, training, record.corpus_id, triplets, W0, self.candidates, cancel, metric)
-        np.save(self.runs.dir(run_id) / "adapter.npy", outcome.W)
-        self.runs.update(run_id, metrics=outcome.metrics, data=outcome.data)
-        base = packaged_model_dir()
-        manifest = import_bi_encoder(
-            self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
-            doc_max_length=self.settings.retrieval.embedder_max_length, adapter=outcome.W,
-            alias="challenger", corpus_id=record.corpus_id, reason=f"run {run_id}",
-            manifest_fields={
-                "run_id": run_id, "corpus_id": record.corpus_id, "triplet_files": record.triplet_files,
-                "metrics": outcome.metrics, "base_model": start_name,
-                # vector_leg_adapter: the retriever's vector leg serves this version through its adapter too.
-                "extra": {**outcome.head, "doc_tower_is_dense_leg": True, "vector_leg_adapter": True,
-                          "recipe": "query-adapter",
-                          "triplets": outcome.data["triplets"], "start_from": record.settings["start_from"],
-                          "by_source": outcome.data["by_source"]},
-            },
-        )
-        self.runs.update(run_id, status="succeeded", version_id=manifest.version_id)
-        log.info("run %s succeeded: version %s is the challenger", run_id, manifest.version_id)
-
-    def _start_adapter(self, start_from: str, corpus_id: str) -> tuple[np.ndarray | None, str]:
-        """(starting W or None for zeros, name for the manifest): the corpus champion's adapter when it has one."""
-        from services.retriever.embedder import packaged_model_dir
-
-        champion = self.registry.resolve("champion", corpus_id) if start_from == "champion" else None
-        if champion is not None:
-            W0 = champion_adapter(self.registry.local_path(champion))
-            if W0 is not None:
-                return W0, f"{champion} (adapter)"
-            log.info("champion %s has no query adapter (a cross-encoder): the adapter starts from zeros", champion)
-        return None, f"{packaged_model_dir()} (adapter from zeros)"
-
-    def _start_model(self, start_from: str, corpus_id: str, training) -> tuple[Path, bool, str]:
-        """(folder, is it a scratch start, name for the manifest): the champion serving the corpus, or the base."""
-        if start_from == "champion":
-            champion = self.registry.resolve("champion", corpus_id)
-            if champion is not None:
-                hf_dir = self.registry.manifest(champion).extra.get("hf_dir")
-                if not hf_dir or not Path(hf_dir).is_dir():
-                    raise FeedrankError(
-                        ErrorKind.FAILED_PRECONDITION,
-                        f"champion {champion} has no Hugging Face cross-encoder weights to fine-tune (a query-adapter "
-                        "version, imported, or its run folder was removed): train with start_from=base",
-                    )
-                return Path(hf_dir), False, f"{champion} ({hf_dir})"
-            # No champion yet: the fused order has no weights, so a run starts from the base.
-        base = base_model_dir(training)
-        return base, True, str(base)
 
     def get_run(self, run_id: str) -> RunRecord:
         return self.runs.get(run_id)
@@ -384,9 +285,7 @@ class TrainerCore:
         if not sources:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap has no data source for {corpus_id}: "
                                 f"{'; '.join(missing)}")
-        # The cap bounds a cross-encoder's CPU time; the adapter's epoch costs about the same for any count.
-        limit = training.bootstrap_max_per_source if training.recipe == "cross-encoder" else 0
-        mined = self.mine(corpus_id, sources, limit_per_source=limit)
+        mined = self.mine(corpus_id, sources, limit_per_source=recipe(training).bootstrap_limit(training))
         if not mined.files:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, f"bootstrap found no training data for {corpus_id} "
                                 f"(sources {sources}; skipped {mined.skipped})")
@@ -416,24 +315,21 @@ class TrainerCore:
         triplet query: nothing here was trained on them) and a blend of weight 0 (the served order is that
         fused order). The gate promotes it only over a champion it beats, as it would any challenger.
         """
-        from services.registry.importer import import_bi_encoder
-        from services.retriever.embedder import DIMENSION, packaged_model_dir
-
         training = self.settings.training
         triplets = load_triplets(triplet_files)
         chosen = learn_from_triplets(triplets, corpus_id, self.candidates, self.settings.fusion, training)
         base = packaged_model_dir()
         zero = np.zeros((DIMENSION, DIMENSION), np.float32)
         manifest = import_bi_encoder(
-            self.registry, base, base, self.settings.engine, query_max_length=training.adapter_query_max_length,
+            self.registry, base, base, self.settings.engine, query_max_length=training.adapter.query_max_length,
             doc_max_length=self.settings.retrieval.embedder_max_length, adapter=zero, alias="challenger",
             corpus_id=corpus_id, reason="the fusion learned from the bootstrap's feedback",
             manifest_fields={
                 "corpus_id": corpus_id, "base_model": f"{base} (fused order only)",
                 "triplet_files": [str(f) for f in triplet_files],
                 "metrics": {"fusion_ndcg@10": chosen.ndcg, "configured_fusion_ndcg@10": chosen.configured_ndcg},
-                "extra": {"doc_tower_is_dense_leg": True, "blend": {"weight": 0.0, "depth": training.eval_rerank_depth},
-                          "fusion": learned(chosen.fusion), "recipe": "fusion", "triplets": len(triplets)},
+                "doc_tower_is_dense_leg": True, "blend": Blend(weight=0.0, depth=training.eval_rerank_depth),
+                "fusion": learned(chosen.fusion), "triplets": len(triplets), "extra": {"recipe": "fusion"},
             },
         )
         log.info("fusion-only version %s: %s (fused nDCG@10 %.4f on %d triplets' queries, configured %.4f)",
@@ -451,9 +347,9 @@ class TrainerCore:
             data.close()
         usable, missing = [], []
         for source in training.bootstrap_sources:
-            if source != "qrels" and training.recipe == "query-adapter":
-                # Answer-selection sets are other corpora: the adapter learns this corpus's query vectors only.
-                missing.append(f"{source}: not used by the query-adapter recipe (its documents are not in {corpus_id})")
+            if source != "qrels" and not recipe(training).learns_other_corpora:
+                missing.append(f"{source}: not used by the {training.recipe} recipe (its documents are not in "
+                               f"{corpus_id})")
             elif source == "qrels":
                 split, _ = parse_split(training.train_split, "training.train_split")
                 if split in splits:
@@ -477,8 +373,8 @@ class TrainerCore:
         """mine (events) -> train (from the champion) -> evaluate + gate. Returns what happened."""
         mined = self.mine(corpus_id, ["events"])
         total = sum(mined.counts.values())
-        if total < self.settings.training.min_triplets:
-            return {"corpus_id": corpus_id, "mined": total, "skipped": "fewer triplets than min_triplets"}
+        if total < self.settings.training.gate.min_triplets:
+            return {"corpus_id": corpus_id, "mined": total, "skipped": "fewer triplets than training.gate.min_triplets"}
         run_id = self.train(corpus_id, "champion", [*map(str, corpus_triplet_files(self.settings, corpus_id))])
         record = self.wait(run_id)
         if record.status != "succeeded":
@@ -486,25 +382,25 @@ class TrainerCore:
         return {"corpus_id": corpus_id, "run_id": run_id, "decision": self.promote(corpus_id, record.version_id)}
 
     def start_loop(self) -> None:
-        training = self.settings.training
-        if not training.schedule_every_events and not training.schedule_every_minutes:
+        loop = self.settings.loop
+        if not loop.every_events and not loop.every_minutes:
             return
         self._loop = threading.Thread(target=self._run_loop, name="trainer-loop", daemon=True)
         self._loop.start()
 
     def _run_loop(self) -> None:
-        training = self.settings.training
+        loop = self.settings.loop
         state_path = self.settings.data_path / "trainer" / "schedule.json"
         state = json.loads(state_path.read_text()) if state_path.is_file() else {}
         last_count = state.get("events", self.feedback_count())
         last_at = state.get("at", time.time())
-        while not self._stop.wait(training.schedule_check_s):
+        while not self._stop.wait(loop.check_s):
             count = self.feedback_count()
-            due_events = training.schedule_every_events and count - last_count >= training.schedule_every_events
-            due_time = training.schedule_every_minutes and time.time() - last_at >= training.schedule_every_minutes * 60
+            due_events = loop.every_events and count - last_count >= loop.every_events
+            due_time = loop.every_minutes and time.time() - last_at >= loop.every_minutes * 60
             if not (due_events or due_time):
                 continue
-            corpora = training.schedule_corpora or sorted(
+            corpora = loop.corpora or sorted(
                 {r.corpus_id for r in self.events.stats() if r.corpus_id and r.kind in TEACHING_KINDS})
             for corpus_id in corpora:
                 try:

@@ -44,6 +44,7 @@ from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import Legs, final_scores
 from services.retriever.fusion import served_fusion
+from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
 from services.trainer.candidates import Candidate, CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 from services.trainer.fusion_learner import refused
@@ -106,9 +107,9 @@ class Evaluator:
             manifest = self.registry.manifest(version_id)
             folder = self.registry.local_path(version_id)
             scorer = load_scorer(folder, manifest, self.settings.engine)
-            vectors = self._leg_vectors(data) if manifest.extra.get("doc_tower_is_dense_leg") else None
-            fusion = served_fusion(manifest.extra, self.settings.fusion)
-            if manifest.extra.get("vector_leg_adapter"):
+            vectors = self._leg_vectors(data) if manifest.doc_tower_is_dense_leg else None
+            fusion = served_fusion(manifest.fusion, self.settings.fusion)
+            if manifest.vector_leg_adapter:
                 lists = self._through_adapter(folder, data, es, lists, fusion)
             elif fusion != self.settings.fusion:
                 lists = {qid: refused(rows, fusion) for qid, rows in lists.items()}
@@ -137,21 +138,17 @@ class Evaluator:
             for i in range(0, len(pieces), batch)
         ]).astype(np.float32), plan.aggregate)
         legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
-        scores = final_scores(manifest.extra, scores, legs)
+        scores = final_scores(manifest.head, scores, legs)
         return [head[i].doc_id for i in np.argsort(-scores, kind="stable")] + tail
 
     def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:
         """The dense leg's vector of every document (what the retriever sends with each rerank request)."""
-        from services.trainer.adapter import corpus_vectors
-
         ids, matrix = corpus_vectors(self.settings, data)
         return dict(zip(ids, matrix))
 
     def _through_adapter(self, folder: Path, data: CorpusData, es: EvalSet, lists: dict[str, list[Candidate]],
                          fusion: FusionSettings) -> dict[str, list[Candidate]]:
         """The lists the retriever serves while this version's adapter embeds its vector leg's queries."""
-        from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
-
         W = champion_adapter(folder)
         if W is None:
             return lists
@@ -194,7 +191,7 @@ class Evaluator:
         per_chall = ir.per_query(runs["challenger"], es.qrels, "ndcg@10")
         qids = sorted(per_champ)
         diffs = np.array([per_chall[q] - per_champ[q] for q in qids])
-        p = paired_test(diffs, self.training.paired_test, self.training.test_samples, self.training.seed)
+        p = paired_test(diffs, self.training.gate.paired_test, self.training.gate.test_samples, self.training.seed)
         record = {
             "eval_id": time.strftime("e%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
             "created_at": _now(),
@@ -209,7 +206,7 @@ class Evaluator:
             "metrics": results,
             "ndcg_gain": float(diffs.mean()) if len(diffs) else 0.0,
             "p_value": p,
-            "test": {"kind": self.training.paired_test, "samples": self.training.test_samples, "sided": "one",
+            "test": {"kind": self.training.gate.paired_test, "samples": self.training.gate.test_samples, "sided": "one",
                      "wins": int((diffs > 0).sum()), "losses": int((diffs < 0).sum()), "ties": int((diffs == 0).sum())},
             "seconds": round(time.perf_counter() - started, 2),
         }

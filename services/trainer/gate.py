@@ -24,10 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from prometheus_client import Counter
 
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.kafka.clients import ensure_topics, producer_config
 from services.proto.feedrank.v1 import feedback_pb2
 from services.registry.store import ROLLBACK_REASON, Registry, champion_lineage, check_scope, scope_name
 from services.trainer.evaluation import FUSED, Evaluator
@@ -47,11 +50,6 @@ class ModelPublisher:
         self._lock = threading.Lock()
 
     def publish(self, version_id: str, alias: str, digest: str, corpus_id: str, timeout_s: float = 15.0) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        from services.kafka.clients import ensure_topics, producer_config
-
         message = feedback_pb2.ModelPublished(
             version_id=version_id, alias=alias, manifest_sha256=digest, corpus_id=corpus_id,
             timestamp_ms=int(time.time() * 1000),
@@ -100,15 +98,15 @@ class Gate:
         if manifest.corpus_id not in ("", corpus_id):
             raise invalid("version_id", f"{candidate} was trained for corpus {manifest.corpus_id!r}, not {corpus_id!r}")
         champion = self.registry.resolve("champion", corpus_id)
-        numbers: dict[str, float] = {"triplets": float(manifest.extra.get("triplets", 0))}
+        numbers: dict[str, float] = {"triplets": float(manifest.triplets)}
         base = {"corpus_id": corpus_id, "version_id": candidate, "champion_before": champion or FUSED}
         if candidate == champion:
             return self._record(base, False, champion, f"{candidate} is already the champion", numbers)
         if force:
             return self._flip(base, candidate, corpus_id, "forced (gate skipped)", numbers, judge="forced")
-        if numbers["triplets"] < self.training.min_triplets:
+        if numbers["triplets"] < self.training.gate.min_triplets:
             return self._record(base, False, champion, f"trained on {numbers['triplets']:.0f} triplets, fewer than "
-                                f"min_triplets={self.training.min_triplets}", numbers)
+                                f"min_triplets={self.training.gate.min_triplets}", numbers)
         verdict = self.judges.verdict(corpus_id, candidate, champion or FUSED)
         gain, p = verdict.gain, verdict.p_value
         numbers.update(verdict.numbers)
@@ -116,18 +114,18 @@ class Gate:
         if verdict.beside:
             base["beside"] = verdict.beside
         failures = []
-        if not gain > self.training.min_gain:
-            failures.append(f"{verdict.metric} gain {gain:+.4f} is not above min_gain={self.training.min_gain}")
-        if not p < self.training.max_p:
-            failures.append(f"p={p:.4f} is not below max_p={self.training.max_p}")
-        guard = self.training.guard_corpus
+        if not gain > self.training.gate.min_gain:
+            failures.append(f"{verdict.metric} gain {gain:+.4f} is not above min_gain={self.training.gate.min_gain}")
+        if not p < self.training.gate.max_p:
+            failures.append(f"p={p:.4f} is not below max_p={self.training.gate.max_p}")
+        guard = self.training.gate.guard_corpus
         if guard and guard != corpus_id and not failures:
             guard_result = self.evaluator.evaluate(guard, challenger=candidate, champion=champion or FUSED)
             numbers["guard_delta"] = guard_result["ndcg_gain"]
             base["guard_eval_id"] = guard_result["eval_id"]
-            if guard_result["ndcg_gain"] < -self.training.guard_tolerance:
+            if guard_result["ndcg_gain"] < -self.training.gate.guard_tolerance:
                 failures.append(f"guard corpus {guard} loses {-guard_result['ndcg_gain']:.4f} nDCG@10, more than "
-                                f"guard_tolerance={self.training.guard_tolerance}")
+                                f"guard_tolerance={self.training.gate.guard_tolerance}")
         if failures:
             return self._record(base, False, champion, "; ".join(failures), numbers)
         reason = f"{verdict.judge} judge: gain {gain:+.4f} {verdict.metric} (p={p:.4f}) over {champion or FUSED}"
@@ -197,8 +195,9 @@ class Gate:
                 numbers: dict[str, float]) -> dict[str, Any]:
         decision = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **base, "promoted": promoted,
                     "champion": champion or FUSED, "reason": reason, "numbers": numbers,
-                    "gate": {k: getattr(self.training, k) for k in
-                             ("min_triplets", "min_gain", "max_p", "guard_corpus", "guard_tolerance", "judge")}}
+                    "gate": {**{k: getattr(self.training.gate, k) for k in
+                                ("min_triplets", "min_gain", "max_p", "guard_corpus", "guard_tolerance")},
+                             "judge": self.training.judge}}
         self.decisions.parent.mkdir(parents=True, exist_ok=True)
         with self.decisions.open("a") as fh:
             fh.write(json.dumps(decision) + "\n")

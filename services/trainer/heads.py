@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 from services.common.config import TrainingSettings
+from services.engine.manifest import Blend, Head, LinearHead
 from services.evaluation import metrics as ir
 from services.reranker.combine import Legs, final_scores, fused_signal, leg_features
 
@@ -34,39 +35,37 @@ class Pool:
     def window(self) -> int:
         return len(self.scores)
 
-    def order(self, extra: dict[str, Any]) -> list[str]:
-        """The served order under a head (`extra` as a manifest holds it); the tail keeps the fused order."""
-        final = final_scores(extra, self.scores, self.legs)
+    def order(self, head: Head | None) -> list[str]:
+        """The served order under a head (None: the model's own order); the tail keeps the fused order."""
+        final = final_scores(head, self.scores, self.legs)
         return [self.ids[i] for i in np.argsort(-final, kind="stable")] + self.ids[self.window:]
 
 
-def ndcg(pools: dict[str, Pool], qrels: dict[str, dict[str, int]], extra: dict[str, Any]) -> float:
+def ndcg(pools: dict[str, Pool], qrels: dict[str, dict[str, int]], head: Head | None) -> float:
     run = {}
     for qid, pool in pools.items():
-        order = pool.order(extra)
+        order = pool.order(head)
         run[qid] = {d: float(len(order) - i) for i, d in enumerate(order)}
     return ir.evaluate(run, {q: qrels[q] for q in pools}, ("ndcg@10",))["ndcg@10"]
 
 
-def choose_blend(pools: dict[str, Pool], qrels, training: TrainingSettings) -> tuple[dict[str, Any], float]:
+def choose_blend(pools: dict[str, Pool], qrels, training: TrainingSettings) -> tuple[Blend, float]:
     """Grid over (depth, weight); ties keep the earlier depth and the smaller weight; weight 0 is the fused order."""
     window = training.eval_rerank_depth
-    depths = sorted({min(d, window) for d in training.blend_depths})
-    weights = sorted(set(training.blend_weights) | {0.0})
-    best = ({"weight": 0.0, "depth": depths[0]}, ndcg(pools, qrels, {"blend": {"weight": 0.0, "depth": depths[0]}}))
+    depths = sorted({min(d, window) for d in training.adapter.blend_depths})
+    weights = sorted(set(training.adapter.blend_weights) | {0.0})
+    best = (Blend(weight=0.0, depth=depths[0]), ndcg(pools, qrels, Blend(weight=0.0, depth=depths[0])))
     for depth in depths:
         for weight in weights:
-            value = ndcg(pools, qrels, {"blend": {"weight": weight, "depth": depth}})
+            value = ndcg(pools, qrels, Blend(weight=weight, depth=depth))
             if value > best[1] + 1e-9:
-                best = ({"weight": weight, "depth": depth}, value)
-    return {"blend": best[0]}, best[1]
+                best = (Blend(weight=weight, depth=depth), value)
+    return best
 
 
-def fit_linear(pools: dict[str, Pool], qrels, training: TrainingSettings) -> dict[str, Any] | None:
+def fit_linear(pools: dict[str, Pool], qrels, training: TrainingSettings) -> LinearHead | None:
     """A linear head fitted on the pools' clicked (1) and unclicked (0) candidates; None with one class only."""
-    from sklearn.linear_model import LogisticRegression
-
-    depth = min(training.linear_head_depth, training.eval_rerank_depth)
+    depth = min(training.adapter.linear_head_depth, training.eval_rerank_depth)
     rows, labels = [], []
     for qid, pool in pools.items():
         fused = fused_signal(pool.legs.fused_score, pool.window)
@@ -79,20 +78,20 @@ def fit_linear(pools: dict[str, Pool], qrels, training: TrainingSettings) -> dic
         return None
     X = np.concatenate(rows)
     mean, scale = X.mean(0), X.std(0) + 1e-9
-    model = LogisticRegression(C=training.linear_head_c, max_iter=2000, class_weight="balanced")
+    model = LogisticRegression(C=training.adapter.linear_head_c, max_iter=2000, class_weight="balanced")
     model.fit((X - mean) / scale, y)
-    return {"linear_head": {"depth": depth, "coef": model.coef_[0].tolist(), "intercept": float(model.intercept_[0]),
-                            "mean": mean.tolist(), "scale": scale.tolist()}}
+    return LinearHead(depth=depth, coef=model.coef_[0].tolist(), intercept=float(model.intercept_[0]),
+                      mean=mean.tolist(), scale=scale.tolist())
 
 
-def choose_head(pools: dict[str, Pool], qrels, training: TrainingSettings) -> tuple[dict[str, Any], dict[str, float]]:
-    """(the head as manifest `extra` entries, numbers): blend vs linear by k-fold CV, the winner refitted on all.
+def choose_head(pools: dict[str, Pool], qrels, training: TrainingSettings) -> tuple[Head, dict[str, float]]:
+    """(the head the version's manifest records, numbers): blend vs linear by k-fold CV, the winner refitted on all.
 
     numbers: cv_blend_ndcg@10, cv_linear_ndcg@10 (-1 when a fold had one class only), head_ndcg@10 (the
     refitted head on all pools: what the runs list shows).
     """
     qids = sorted(pools)
-    folds = min(training.head_cv_folds, len(qids))
+    folds = min(training.adapter.head_cv_folds, len(qids))
     cv = {"blend": 0.0, "linear": 0.0}
     if folds >= 2:
         shuffled = qids[:]

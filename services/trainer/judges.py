@@ -82,7 +82,7 @@ class Judges:
             clicks = self._by_clicks(corpus_id, challenger, champion)
         except FeedrankError as err:
             return {"judge": "clicks", "available": False, "reason": str(err)}
-        significant = labels.p_value < self.settings.training.max_p
+        significant = labels.p_value < self.settings.training.gate.max_p
         return {
             "judge": "clicks", "available": True, "eval_id": clicks.eval_id, "gain": clicks.gain,
             "p_value": clicks.p_value, "numbers": clicks.numbers,

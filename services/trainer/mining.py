@@ -137,23 +137,23 @@ def judge_log(
         for rating in query_ratings:
             latest[rating.doc_id] = rating.rating
         for click in query_clicks:
-            if click.dwell_ms >= training.dwell_threshold_ms and click.doc_id not in latest:
+            if click.dwell_ms >= training.mining.dwell_threshold_ms and click.doc_id not in latest:
                 weight = 1.0
                 if propensity is not None:  # the rank the impression showed it at, not the one the click claims
                     p = propensity(rank_of[click.doc_id]) or 0.0
                     weight = min(training.propensity_clip, 1.0 / p) if p > 0 else training.propensity_clip
                 positives[click.doc_id] = max(positives.get(click.doc_id, 0.0), weight)
         for doc_id, value in latest.items():
-            if value >= training.positive_min_rating:
+            if value >= training.mining.positive_min_rating:
                 positives[doc_id] = 1.0
-            elif value <= training.negative_max_rating:
+            elif value <= training.mining.negative_max_rating:
                 rated_negative.append(doc_id)
         clicked = {c.doc_id for c in query_clicks}
         lowest_click = max((c.rank or rank_of.get(c.doc_id, 0) for c in query_clicks), default=0)
         skipped_above = [
             r.doc_id for r in sorted(impression.results, key=lambda r: r.rank)
             if r.rank < lowest_click and r.doc_id not in clicked
-            and latest.get(r.doc_id, 0) < training.positive_min_rating
+            and latest.get(r.doc_id, 0) < training.mining.positive_min_rating
         ]
         negatives = [d for d in dict.fromkeys(rated_negative + skipped_above) if d not in positives]
         if not positives:
@@ -246,11 +246,12 @@ class Miner:
 
     def _propensity(self, corpus_id: str) -> Callable[[int], float | None] | None:
         """The corpus's propensities measured now, when mining weights by them and interventions measured any."""
-        if not self.training.propensity_weights:
+        if not self.training.mining.propensity_weights:
             return None
         measured = position_bias.measure(self.settings, self.events, corpus_id)
         if not measured.measured():
-            log.warning("propensity_weights: corpus %s has no intervened searches yet; clicks mined unweighted", corpus_id)
+            log.warning("training.mining.propensity_weights: corpus %s has no intervened searches yet; clicks "
+                        "mined unweighted", corpus_id)
             return None
         return measured.at
 
@@ -262,7 +263,7 @@ class Miner:
             if normalize_query(g.query) in skip:
                 skipped["eval_query"] += 1
                 continue
-            cands = self.candidates.candidates(data.corpus_id, g.query, self.training.hard_negative_depth)
+            cands = self.candidates.candidates(data.corpus_id, g.query, self.training.mining.hard_negative_depth)
             positives = [c.doc_id for c in cands if any(path_matches(c.doc_id, p) for p in g.expect_paths)]
             if not positives:  # not retrieved: the file's first chunk (or the document) itself
                 ids = data.doc_ids()
@@ -282,7 +283,7 @@ class Miner:
         items = []
         for qid, rel in qrels.items():
             positives = sorted(d for d, g in rel.items() if g > 0)
-            cands = self.candidates.candidates(data.corpus_id, queries[qid], self.training.hard_negative_depth)
+            cands = self.candidates.candidates(data.corpus_id, queries[qid], self.training.mining.hard_negative_depth)
             # Documents judged non-relevant (grade 0) stay eligible: they are the surest hard negatives.
             items.append((queries[qid], positives, cands, set(positives).__contains__))
         return self._with_hard_negatives(data, items, "qrels", rng), skipped
@@ -290,11 +291,11 @@ class Miner:
     def _with_hard_negatives(self, data: CorpusData, items, source: str, rng: random.Random) -> list[Triplet]:
         """items: (query, positive ids, fused candidates, never_a_negative(doc_id))."""
         k = self.training.negatives_per_positive
-        n_random = round(k * self.training.random_negative_share)
+        n_random = round(k * self.training.mining.random_negative_share)
         triplets: list[Triplet] = []
         for query, positives, cands, excluded in items:
             pos_scores = [c.score for c in cands if c.doc_id in positives]
-            ceiling = max(pos_scores) * self.training.hard_negative_max_ratio if pos_scores else None
+            ceiling = max(pos_scores) * self.training.mining.hard_negative_max_ratio if pos_scores else None
             hard = [c.doc_id for c in cands if not excluded(c.doc_id) and c.doc_id not in positives
                     and (ceiling is None or c.score < ceiling)][: k - n_random]
             negatives = hard + data.random_ids(rng, k - len(hard), set(positives) | set(hard))

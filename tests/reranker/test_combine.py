@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from services.engine.manifest import Blend, LinearHead
 from services.proto.feedrank.v1 import common_pb2, reranker_pb2
 from services.reranker.combine import LEG_FEATURES, Legs, final_scores, leg_features
 from services.reranker.server import to_query
@@ -28,20 +29,20 @@ def test_leg_features_follow_the_legs():
 
 def test_linear_head_rescores_the_fused_top_and_keeps_the_tail():
     # All weight on the vector-score feature: the top 4 by fused score reorder by the model's score.
-    head = {"depth": 4, "coef": [0, 0, 0, 5.0, 0, 0, 0], "intercept": 0.0, "mean": [0.0] * 7, "scale": [1.0] * 7}
-    scores = final_scores({"linear_head": head}, MODEL, LEGS)
+    head = LinearHead(depth=4, coef=[0, 0, 0, 5.0, 0, 0, 0], intercept=0.0, mean=[0.0] * 7, scale=[1.0] * 7)
+    scores = final_scores(head, MODEL, LEGS)
     order = list(np.argsort(-scores, kind="stable"))
     assert order == [2, 1, 0, 3, 4, 5]
     assert scores[:4].min() > 2 > scores[4:].max()  # the tail stays below, in fused order
 
 
 def test_without_legs_a_linear_head_ranks_by_the_model_and_a_blend_by_input_order():
-    head = {"depth": 4, "coef": [1.0] * 7, "intercept": 0.0, "mean": [0.0] * 7, "scale": [1.0] * 7}
+    head = LinearHead(depth=4, coef=[1.0] * 7, intercept=0.0, mean=[0.0] * 7, scale=[1.0] * 7)
     none = Legs.of([(0.0, 0, 0, 0.0)] * 6)
-    np.testing.assert_array_equal(final_scores({"linear_head": head}, MODEL, none), MODEL)
-    blended = final_scores({"blend": {"weight": 0.0, "depth": 6}}, MODEL, none)
+    np.testing.assert_array_equal(final_scores(head, MODEL, none), MODEL)
+    blended = final_scores(Blend(weight=0.0, depth=6), MODEL, none)
     assert list(np.argsort(-blended, kind="stable")) == [0, 1, 2, 3, 4, 5]
-    np.testing.assert_array_equal(final_scores({}, MODEL, LEGS), MODEL)
+    np.testing.assert_array_equal(final_scores(None, MODEL, LEGS), MODEL)
 
 
 def test_grpc_request_legs_reach_the_core():

@@ -30,7 +30,7 @@ def _publish(data, corpus_id: str, fusion: dict) -> str:
     (folder / "head.json").write_text("{}")
     manifest = open_registry(data / "registry").publish(folder, {
         "kind": "bi-encoder", "base_model": "test", "max_length": 256, "activation": "identity",
-        "corpus_id": corpus_id, "extra": {"fusion": fusion},
+        "corpus_id": corpus_id, "fusion": fusion,
     })
     return manifest.version_id
 

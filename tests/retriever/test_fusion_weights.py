@@ -29,9 +29,9 @@ def test_a_learned_record_round_trips_and_applies_over_the_configured_fusion():
     chosen = FusionSettings(method="dbsf", sparse_weight=0.1, vector_weight=0.9)
     record = fusion.learned(chosen)
     assert record["weights"] == {"lexical": 0.1, "vector": 0.9}
-    assert fusion.served_fusion({"fusion": record}, configured) == chosen
-    assert fusion.served_fusion({}, configured) == configured
-    partial = fusion.served_fusion({"fusion": {"weights": {"vector": 0.7}}}, configured)
+    assert fusion.served_fusion(record, configured) == chosen
+    assert fusion.served_fusion(None, configured) == configured
+    partial = fusion.served_fusion({"weights": {"vector": 0.7}}, configured)
     assert (partial.method, partial.rrf_k, partial.sparse_weight, partial.vector_weight) == ("rrf", 30, 0.5, 0.7)
 
 
@@ -46,7 +46,7 @@ def test_a_learned_record_round_trips_and_applies_over_the_configured_fusion():
 ])
 def test_a_bad_learned_record_names_its_field(record, field):
     with pytest.raises(FeedrankError) as err:
-        fusion.served_fusion({"fusion": record}, FusionSettings())
+        fusion.served_fusion(record, FusionSettings())
     assert err.value.field == field
 
 

@@ -297,7 +297,7 @@ def _publish_adapter(data, W, corpus_id: str) -> str:
     registry = open_registry(data / "registry")
     manifest = registry.publish(folder, {
         "kind": "bi-encoder", "base_model": "test", "max_length": 256, "activation": "identity",
-        "corpus_id": corpus_id, "extra": {"vector_leg_adapter": True, "doc_tower_is_dense_leg": True},
+        "corpus_id": corpus_id, "vector_leg_adapter": True, "doc_tower_is_dense_leg": True,
     })
     return manifest.version_id
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import EndpointSettings, Settings, TrainingSettings
+from services.common.config import EndpointSettings, LoopSettings, Settings, TrainingSettings
 from services.common.documents import Doc
 from services.retriever.corpus import DocStore
 from tests.conftest import ServiceProcess
@@ -90,20 +90,22 @@ def build_corpus(data_dir: Path, corpus_id: str = "tiny", extra_queries: list[st
 
 
 def tiny_training(data_dir: Path, **changes) -> TrainingSettings:
-    values = dict(
+    """Small, fast training settings; a group's changes (gate={"max_p": 0.5}) are merged into its tiny values."""
+    values: dict = dict(
         recipe="cross-encoder", max_length=64, batch_size=8, epochs=1, negatives_per_positive=2, candidates_file=str(data_dir / "candidates.json"),
-        consume_events=False, test_samples=500, min_triplets=4, hard_negative_depth=10, dev_share=0.0,
-        eval_rerank_depth=12,
+        consume_events=False, gate={"test_samples": 500, "min_triplets": 4}, mining={"hard_negative_depth": 10},
+        dev_share=0.0, eval_rerank_depth=12,
     )
-    values.update(changes)
+    for key, value in changes.items():
+        values[key] = {**values[key], **value} if isinstance(value, dict) and isinstance(values.get(key), dict) else value
     return TrainingSettings(**values)
 
 
-def make_settings(data_dir: Path, **training) -> Settings:
+def make_settings(data_dir: Path, loop: LoopSettings | None = None, **training) -> Settings:
     return Settings(
         data_dir=str(data_dir), log_json=False,
         endpoints=EndpointSettings(metrics_port_offset=0),
-        training=tiny_training(data_dir, **training),
+        training=tiny_training(data_dir, **training), loop=loop or LoopSettings(),
     )
 
 
@@ -116,10 +118,13 @@ class TrainerProcess(ServiceProcess):
 
 
 def training_env(data_dir: Path, **training: str) -> dict[str, str]:
-    """The tiny training settings as FEEDRANK_TRAINING__* variables."""
-    values = {k: v for k, v in tiny_training(data_dir).model_dump(mode="json").items()
+    """The tiny training settings as FEEDRANK_TRAINING__* variables; a group's setting is `group__name`."""
+    tiny = tiny_training(data_dir).model_dump(mode="json")
+    values = {k: v for k, v in tiny.items()
               if k in ("recipe", "max_length", "batch_size", "negatives_per_positive", "candidates_file", "consume_events",
-                       "test_samples", "min_triplets", "hard_negative_depth", "dev_share", "eval_rerank_depth")}
+                       "dev_share", "eval_rerank_depth")}
+    values.update({f"{group}__{k}": v for group in ("gate", "mining") for k, v in tiny[group].items()
+                   if k in ("test_samples", "min_triplets", "hard_negative_depth")})
     values.update(training)
     return {f"FEEDRANK_TRAINING__{k.upper()}": str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in values.items()}

@@ -20,6 +20,7 @@ import pytest
 
 from services.common.config import EndpointSettings, EngineSettings, Settings
 from services.common.documents import Doc
+from services.engine.manifest import Blend, LinearHead
 from services.retriever.corpus import DocStore
 from services.retriever.fusion import served_fusion
 from services.retriever.ingest import embed_text
@@ -105,7 +106,7 @@ def build_partner_corpus(data_dir: Path, export: Path, *, store_vectors: bool = 
 
 def adapter_settings(data_dir: Path, **changes) -> Settings:
     values = {"recipe": "query-adapter", "eval_split": "train@0.25", "eval_rerank_depth": 20, "dev_share": 0.2,
-              "adapter_epochs": 30, "adapter_lr": 1e-2, "adapter_eval_every": 10, "max_p": 0.05}
+              "adapter": {"epochs": 30, "lr": 1e-2, "eval_every": 10}, "gate": {"max_p": 0.05}}
     values.update(changes)
     return Settings(data_dir=str(data_dir), log_json=False, endpoints=EndpointSettings(metrics_port_offset=0),
                     training=tiny_training(data_dir, **values))
@@ -147,18 +148,17 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         losses = [m["value"] for m in streamed if m["name"] == "loss"]
         assert losses[-1] < losses[0]
         manifest = core.registry.manifest(record.version_id)
-        assert manifest.kind == "bi-encoder" and manifest.extra["doc_tower_is_dense_leg"]
-        assert manifest.extra["vector_leg_adapter"] and manifest.corpus_id == "partners"
+        assert manifest.kind == "bi-encoder" and manifest.doc_tower_is_dense_leg
+        assert manifest.vector_leg_adapter and manifest.corpus_id == "partners"
         # The run chose its corpus's fusion on the same dev feedback: never worse there than the configured one.
-        assert set(manifest.extra["fusion"]["weights"]) == {"lexical", "vector"}
+        assert set(manifest.fusion["weights"]) == {"lexical", "vector"}
         assert record.metrics["dev_fusion_ndcg@10"] >= record.metrics["dev_configured_fusion_ndcg@10"]
-        heads = {"blend", "linear_head"} & set(manifest.extra)
-        assert len(heads) == 1  # exactly one head, the one CV chose
-        if "blend" in heads:
-            assert manifest.extra["blend"] == {"weight": record.metrics["blend_weight"],
-                                               "depth": int(record.metrics["blend_depth"])}
+        assert manifest.head is not None  # exactly one head (a manifest cannot hold two), the one CV chose
+        if manifest.blend is not None:
+            assert manifest.blend == Blend(weight=record.metrics["blend_weight"],
+                                           depth=int(record.metrics["blend_depth"]))
         else:
-            assert len(manifest.extra["linear_head"]["coef"]) == 7
+            assert len(manifest.linear_head.coef) == 7
         assert core.registry.aliases("partners")["challenger"] == record.version_id
 
         decision = core.promote("partners", record.version_id)
@@ -167,7 +167,7 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         assert numbers["queries"] == 12 and numbers["fused_ndcg@10"] < 0.2 and numbers["challenger_ndcg@10"] > 0.8
 
         # A second run warm-starts W from the champion's adapter.
-        again = core.wait(core.train("partners", "champion", mined.files, overrides={"adapter_epochs": "10"}), 300)
+        again = core.wait(core.train("partners", "champion", mined.files, overrides={"adapter.epochs": "10"}), 300)
         assert again.status == "succeeded", again.error
         assert again.base_model == f"{record.version_id} (adapter)"
         assert again.metrics["dev_cosine_ndcg@10"] > 0.9
@@ -175,8 +175,9 @@ def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embed
         core.close()
 
 
-LINEAR_HEAD = {"depth": 10, "coef": [0.3, -0.2, 0.5, 1.5, 0.8, 0.4, 0.2], "intercept": -0.1,
-               "mean": [10.0, 0.5, 0.01, 0.4, 0.5, 0.01, 0.02], "scale": [5.0, 0.3, 0.005, 0.3, 0.3, 0.005, 0.01]}
+LINEAR_HEAD = LinearHead(depth=10, coef=[0.3, -0.2, 0.5, 1.5, 0.8, 0.4, 0.2], intercept=-0.1,
+                         mean=[10.0, 0.5, 0.01, 0.4, 0.5, 0.01, 0.02],
+                         scale=[5.0, 0.3, 0.005, 0.3, 0.3, 0.005, 0.01])
 
 
 LEARNED_FUSION = {"method": "weighted", "rrf_k": 60.0, "normalization": "minmax",
@@ -184,9 +185,9 @@ LEARNED_FUSION = {"method": "weighted", "rrf_k": 60.0, "normalization": "minmax"
 
 
 @pytest.mark.parametrize("head", [
-    {"blend": {"weight": 0.6, "depth": 12}},
+    {"blend": Blend(weight=0.6, depth=12)},
     {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True},
-    {"blend": {"weight": 0.6, "depth": 12}, "fusion": LEARNED_FUSION},
+    {"blend": Blend(weight=0.6, depth=12), "fusion": LEARNED_FUSION},
     {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True, "fusion": LEARNED_FUSION},
 ], ids=["blend", "linear-head-adapted-leg", "blend-learned-fusion", "linear-head-adapted-leg-learned-fusion"])
 def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head):
@@ -209,14 +210,13 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
         manifest = import_bi_encoder(core.registry, base, base, settings.engine, query_max_length=64,
                                      doc_max_length=settings.retrieval.embedder_max_length, adapter=adapter,
                                      alias="champion", corpus_id="partners",
-                                     manifest_fields={"corpus_id": "partners",
-                                                      "extra": {"doc_tower_is_dense_leg": True, **head}})
+                                     manifest_fields={"corpus_id": "partners", "doc_tower_is_dense_leg": True, **head})
         data = CorpusData(settings, "partners")
         es = eval_set(settings, data)
         lists, _ = core.evaluator.candidate_lists(data, es)
         ours = core.evaluator.model_run(manifest.version_id, data, es, lists)
         # What the retriever serves for the version's corpus: its learned fusion, else the configured one.
-        fusion = served_fusion(head, settings.fusion)
+        fusion = served_fusion(head.get("fusion"), settings.fusion)
         if "vector_leg_adapter" in head:
             adapted = core.evaluator._through_adapter(core.registry.local_path(manifest.version_id), data, es, lists,
                                                       fusion)
@@ -260,7 +260,7 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
 
 def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_export):
     build_partner_corpus(tmp_path, embedder_export)
-    core = TrainerCore(adapter_settings(tmp_path, adapter_epochs=20))
+    core = TrainerCore(adapter_settings(tmp_path, adapter={"epochs": 20, "lr": 1e-2, "eval_every": 10}))
     try:
         result = core.bootstrap("partners")
         assert result["triplets"] == {"qrels": 36 * 5}  # the train split minus the eval holdout
@@ -271,9 +271,9 @@ def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_ex
         # Beside v0, the fused order under the fusion learned from the same labels, judged by the same gate:
         # v0 learnt the partner documents, so the fused order alone does not replace it.
         fusion_only = core.registry.manifest(result["fusion"]["version_id"])
-        assert fusion_only.extra["blend"]["weight"] == 0.0 and not fusion_only.extra.get("vector_leg_adapter")
-        assert fusion_only.extra["fusion"] == result["fusion"]["fusion"]
-        assert set(fusion_only.extra["fusion"]["weights"]) == {"lexical", "vector"}
+        assert fusion_only.blend.weight == 0.0 and not fusion_only.vector_leg_adapter
+        assert fusion_only.fusion == result["fusion"]["fusion"]
+        assert set(fusion_only.fusion["weights"]) == {"lexical", "vector"}
         assert not result["fusion"]["decision"]["promoted"], result["fusion"]["decision"]["reason"]
         assert core.registry.resolve("champion", "partners") == result["version_id"]
     finally:
@@ -300,9 +300,10 @@ def test_list_overrides_and_split_validation():
     from services.trainer.corpus import parse_split
     from services.trainer.training import apply_overrides
 
-    changed = apply_overrides(TrainingSettings(), {"blend_depths": "10, 30", "blend_weights": "0,0.5",
+    changed = apply_overrides(TrainingSettings(), {"adapter.blend_depths": "10, 30", "adapter.blend_weights": "0,0.5",
                                                    "recipe": "cross-encoder"})
-    assert changed.blend_depths == [10, 30] and changed.blend_weights == [0.0, 0.5] and changed.recipe == "cross-encoder"
+    assert changed.adapter.blend_depths == [10, 30] and changed.adapter.blend_weights == [0.0, 0.5]
+    assert changed.recipe == "cross-encoder"
     assert parse_split("test", "f") == ("test", None) and parse_split("train@0.2", "f") == ("train", 0.2)
     for bad in ("train@", "train@1.5", "train@x", "@0.2"):
         with pytest.raises(FeedrankError) as err:

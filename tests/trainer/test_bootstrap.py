@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+from services.common.config import LoopSettings
 from services.events.store import EventStore
 from services.trainer.core import TrainerCore
 from services.trainer.gate import read_decisions
@@ -32,8 +33,8 @@ def test_bootstrap_is_cached_and_the_loop_fine_tunes_the_champion(data_dir):
     build_corpus(data_dir, bad_fused=True, extra_queries=["how do bees make honey"])
     answer_set(data_dir / "sets")
     settings = make_settings(data_dir, bootstrap_sources=["qrels", "mini", "wikiqa"], answer_sets_dir=str(data_dir / "sets"),
-                             bootstrap_max_per_source=5, max_steps=2, max_p=0.5,
-                             schedule_every_events=2, schedule_check_s=0.2)
+                             bootstrap_max_per_source=5, max_steps=2, gate={"max_p": 0.5},
+                             loop=LoopSettings(every_events=2, check_s=0.2))
     core = TrainerCore(settings)
     try:
         first = core.bootstrap("tiny")

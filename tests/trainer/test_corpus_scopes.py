@@ -142,7 +142,7 @@ def test_the_gate_of_a_corpus_compares_against_its_own_champion_only(data_dir, h
     registry = FileRegistry(data_dir / "registry")
     alpha_champion = _import(registry, hf_models[0], A, "champion")
     beta_challenger = _import(registry, hf_models[1], B, "challenger")
-    core = TrainerCore(make_settings(data_dir, min_gain=-1.0, max_p=1.0, min_triplets=0), registry=registry)
+    core = TrainerCore(make_settings(data_dir, gate={"min_gain": -1.0, "max_p": 1.0, "min_triplets": 0}), registry=registry)
     try:
         decision = core.promote(B)
         assert decision["champion_before"] == "fused" and decision["version_id"] == beta_challenger

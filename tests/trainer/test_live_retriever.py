@@ -31,8 +31,8 @@ def test_hard_negatives_and_eval_candidates_from_the_live_retriever(data_dir, em
         data_dir=str(data_dir),
         endpoints=EndpointSettings(retriever=f"127.0.0.1:{port}", reranker="127.0.0.1:1", feedback="127.0.0.1:1",
                                    metrics_port_offset=0, grace_seconds=0.5),
-        training=tiny_training(data_dir, candidates_file="", hard_negative_depth=5, random_negative_share=0.0,
-                               hard_negative_max_ratio=1.0, eval_depth=10),
+        training=tiny_training(data_dir, candidates_file="", eval_depth=10, mining={
+            "hard_negative_depth": 5, "random_negative_share": 0.0, "hard_negative_max_ratio": 1.0}),
     )
     core = RetrieverCore(settings, embedder=embedder)
     core.ingest("tiny", DOCS)

@@ -101,7 +101,7 @@ def test_propensity_weights_are_the_measured_ones(store, data_dir):
     """Weights come from the intervened searches (the result ranked first, shown first in 4 shuffles and third in
     4, is clicked 4 times at rank 1 and once at rank 3: p(3) = 1/4), not from the click-through rates of the
     ranking's own order."""
-    settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
+    settings = make_settings(data_dir, mining={"propensity_weights": True}, propensity_clip=5.0)
     miner = Miner(settings, FileCandidates(settings.training.candidates_file), store)
     store.add([impression("q9", "how do bees make honey", SHOWN), click("q9", SHOWN[2], 3, 20_000)])
     [unweighted] = load_triplets(miner.mine("tiny", ["events"]).files)
@@ -177,9 +177,9 @@ def test_margin_filter_drops_near_ties(data_dir):
     # A ratio of 1.0 keeps everything below the positive's score; the positive ranks first with
     # the overlap scorer, so a strict ratio (0.5) leaves no hard negative and random ones fill in.
     build_corpus(data_dir)
-    strict = make_settings(data_dir, hard_negative_max_ratio=0.5, random_negative_share=0.0)
+    strict = make_settings(data_dir, mining={"hard_negative_max_ratio": 0.5, "random_negative_share": 0.0})
     triplets = load_triplets(Miner(strict, FileCandidates(strict.training.candidates_file)).mine("tiny", ["qrels"]).files)
-    loose = make_settings(data_dir, hard_negative_max_ratio=1.0, random_negative_share=0.0)
+    loose = make_settings(data_dir, mining={"hard_negative_max_ratio": 1.0, "random_negative_share": 0.0})
     loose_t = load_triplets(Miner(loose, FileCandidates(loose.training.candidates_file)).mine("tiny", ["qrels"]).files)
     ranked = json.loads((data_dir / "candidates.json").read_text())["tiny"]
     for t in loose_t:  # the loose run takes the top-ranked non-positives: the hard negatives
@@ -228,7 +228,7 @@ def test_bad_requests_name_the_field(settings):
 def test_feedback_on_a_document_the_impression_did_not_show_teaches_nothing(store, data_dir):
     """Defence in depth behind the feedback service's signed query_ids: forged clicks and ratings
     (a document never shown for that query_id) change neither labels nor propensity weights."""
-    settings = make_settings(data_dir, propensity_weights=True, propensity_clip=5.0)
+    settings = make_settings(data_dir, mining={"propensity_weights": True}, propensity_clip=5.0)
     honest = []
     for i in range(3):
         honest += [impression(f"q{i}", "how do bees make honey", SHOWN[:3]), click(f"q{i}", SHOWN[0], 1, 20_000)]

@@ -78,7 +78,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     producer.flush(10)
     producer.close()
 
-    trainer = trainer_process(**training_env(data_dir, consume_events="true", min_gain="0.0", max_p="0.1"),
+    trainer = trainer_process(**training_env(data_dir, consume_events="true", gate__min_gain="0.0", gate__max_p="0.1"),
                               FEEDRANK_KAFKA__BOOTSTRAP_SERVERS=kafka.bootstrap_servers,
                               FEEDRANK_ENDPOINTS__ADMIN_TOKEN=TOKEN)
     channel = grpc.insecure_channel(trainer.target)
@@ -113,7 +113,7 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
     registry = FileRegistry(data_dir / "registry")
     assert registry.aliases("tiny") == {"challenger": run.version_id} and registry.aliases() == {}
     manifest = registry.manifest(run.version_id)
-    assert manifest.run_id == run_id and manifest.extra["triplets"] == 9 and manifest.triplet_files == list(run.triplet_files)
+    assert manifest.run_id == run_id and manifest.triplets == 9 and manifest.triplet_files == list(run.triplet_files)
     assert (data_dir / "runs" / run_id / "model" / "config.json").is_file()
     assert [r.run_id for r in stub.ListRuns(trainer_pb2.ListRunsRequest(corpus_id="tiny"), timeout=5).runs] == [run_id]
 
@@ -180,7 +180,8 @@ def test_learning_path_through_the_services(data_dir, kafka, trainer_process):
 
     # The gate the other way, on the same data in-process: a guard corpus where the fused order is
     # already right makes the same challenger fail, and so does too few triplets.
-    for changes, why in [({"guard_corpus": "guard"}, "guard corpus guard loses"), ({"min_triplets": 100}, "fewer than")]:
+    for changes, why in [({"gate": {"guard_corpus": "guard"}}, "guard corpus guard loses"),
+                         ({"gate": {"min_triplets": 100}}, "fewer than")]:
         core = TrainerCore(make_settings(data_dir, **changes))
         try:
             decision = core.promote("tiny", run.version_id)

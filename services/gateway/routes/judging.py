@@ -20,5 +20,5 @@ async def propensity(corpus_id: str, s: SettingsDep) -> dict:
     path = s.data_path / "trainer" / "propensity" / f"{check_corpus_id(corpus_id)}.json"
     if not path.is_file():
         raise not_found(f"no propensities measured for corpus {corpus_id} yet (the click judge or mining with "
-                        "training.propensity_weights measures them)")
+                        "training.mining.propensity_weights measures them)")
     return json.loads(path.read_text())
