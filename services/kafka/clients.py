@@ -7,11 +7,12 @@ development broker's gaps (Tansu) live in one place. Each is harmless on Apache 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from types import EllipsisType
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -139,3 +140,32 @@ def ensure_topics(kafka: KafkaSettings, names: list[str] | None = None, timeout_
         finally:
             admin.close()
     raise unavailable(f"cannot create topics {wanted} on {kafka.bootstrap_servers}: {last}")
+
+
+class TopicPublisher:
+    """Sends protobuf messages to one topic through a producer made on first use (creating the topic then);
+    any Kafka failure is UNAVAILABLE naming the topic, so a broker that is down costs the event, never the caller's
+    decision."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str):
+        self.kafka = kafka
+        self.topic = topic
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def send(self, key: str, message: Any, timeout_s: float = 15.0) -> None:
+        with self._lock:
+            try:
+                if self._producer is None:
+                    ensure_topics(self.kafka, [self.topic], timeout_s=timeout_s)
+                    self._producer = KafkaProducer(**producer_config(self.kafka))
+                self._producer.send(self.topic, key=key.encode(), value=message.SerializeToString()).get(
+                    timeout=timeout_s)
+            except KafkaError as err:
+                raise unavailable(f"cannot publish to {self.topic}: {err}") from err
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None

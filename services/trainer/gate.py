@@ -24,13 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from prometheus_client import Counter
 
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.kafka.clients import ensure_topics, producer_config
+from services.kafka.clients import TopicPublisher
 from services.proto.feedrank.v1 import feedback_pb2
 from services.registry.store import ROLLBACK_REASON, Registry, champion_lineage, check_scope, scope_name
 from services.trainer.evaluation import FUSED, Evaluator
@@ -45,31 +43,17 @@ class ModelPublisher:
     """Sends `feedrank.v1.ModelPublished` to `kafka.topics.models`, keyed by corpus id (or `global`)."""
 
     def __init__(self, kafka: KafkaSettings):
-        self.kafka = kafka
-        self._producer = None
-        self._lock = threading.Lock()
+        self._topic = TopicPublisher(kafka, kafka.topics.models)
 
     def publish(self, version_id: str, alias: str, digest: str, corpus_id: str, timeout_s: float = 15.0) -> None:
         message = feedback_pb2.ModelPublished(
             version_id=version_id, alias=alias, manifest_sha256=digest, corpus_id=corpus_id,
             timestamp_ms=int(time.time() * 1000),
         )
-        with self._lock:
-            try:
-                if self._producer is None:
-                    ensure_topics(self.kafka, [self.kafka.topics.models], timeout_s=timeout_s)
-                    self._producer = KafkaProducer(**producer_config(self.kafka))
-                future = self._producer.send(self.kafka.topics.models, key=(corpus_id or "global").encode(),
-                                             value=message.SerializeToString())
-                future.get(timeout=timeout_s)
-            except KafkaError as err:
-                raise FeedrankError(ErrorKind.UNAVAILABLE, f"cannot publish to {self.kafka.topics.models}: {err}") from err
+        self._topic.send(corpus_id or "global", message, timeout_s)
 
     def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
+        self._topic.close()
 
 
 class Gate:

@@ -11,15 +11,11 @@ operator promotes. A loss changes no alias: the experiment is over and its reaso
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
 from services.common.config import KafkaSettings, Settings
-from services.common.errors import ErrorKind, FeedrankError
-from services.kafka.clients import ensure_topics, producer_config
+from services.common.errors import FeedrankError
+from services.kafka.clients import TopicPublisher
 from services.proto.feedrank.v1 import trainer_pb2
 from services.registry.store import Registry
 from services.trainer.online.experiments import RUNNING, Experiment
@@ -46,30 +42,16 @@ def summary(experiment: Experiment) -> str:
 
 
 class ExperimentPublisher:
-    """Sends each experiment change to `topic`; a broker that is down costs the event, never the decision."""
+    """Sends each experiment change to `topic`, keyed by corpus id."""
 
     def __init__(self, kafka: KafkaSettings, topic: str):
-        self.kafka = kafka
-        self.topic = topic
-        self._producer = None
-        self._lock = threading.Lock()
+        self._topic = TopicPublisher(kafka, topic)
 
     def publish(self, experiment: Experiment, timeout_s: float = 15.0) -> None:
-        with self._lock:
-            try:
-                if self._producer is None:
-                    ensure_topics(self.kafka, [self.topic], timeout_s=timeout_s)
-                    self._producer = KafkaProducer(**producer_config(self.kafka))
-                self._producer.send(self.topic, key=experiment.corpus_id.encode(),
-                                    value=experiment_message(experiment).SerializeToString()).get(timeout=timeout_s)
-            except KafkaError as err:
-                raise FeedrankError(ErrorKind.UNAVAILABLE, f"cannot publish to {self.topic}: {err}") from err
+        self._topic.send(experiment.corpus_id, experiment_message(experiment), timeout_s)
 
     def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.close(timeout=5)
-                self._producer = None
+        self._topic.close()
 
 
 class Verdicts:
