@@ -222,7 +222,7 @@ class FusionSettings(_Group):
     vector_weight: float = Field(
         0.5, ge=0, description="Weight of the vector leg (every method; RRF scales the two weights to average 1, so "
         "equal weights are plain RRF). A corpus's champion may carry its own learned weights, served instead "
-        "(training.learn_fusion)"
+        "(training.fusion_choice)"
     )
     sparse_weight: float = Field(0.5, ge=0, description="Weight of the lexical leg (as vector_weight)")
     normalization: Literal["minmax", "zscore"] = Field("minmax", description="Score normalisation for weighted")
@@ -500,6 +500,23 @@ class GateSettings(_Group):
     test_samples: int = Field(10000, ge=100, description="Resamples of the paired test")
 
 
+class FusionChoiceSettings(_Group):
+    """training.fusion_choice: how a run chooses its corpus's fusion (services/trainer/fusion_learner.py)."""
+
+    enabled: bool = Field(
+        True, description="A run (either recipe) also chooses how its corpus's legs are fused (method and per-leg "
+        "weights, by fused nDCG@10 on the run's dev queries' feedback); the version carries it, the retriever "
+        "serves it for that corpus while the version reranks there and the gate judges the version through it"
+    )
+    vector_shares: list[Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=1,
+        description="Vector-leg weights tried (the lexical leg gets 1 minus it; 1 = the vector leg alone)",
+    )
+    methods: list[Literal["rrf", "weighted", "dbsf"]] = Field(
+        default_factory=lambda: ["rrf", "weighted", "dbsf"], min_length=1, description="Fusion methods tried"
+    )
+
+
 # Settings renamed when training.* was grouped by concern (old dotted name -> new). The old names (in the
 # environment, the YAML file, constructor arguments and Train overrides) are accepted for one release, each
 # with a FutureWarning naming the new one.
@@ -574,19 +591,6 @@ class TrainingSettings(_Group):
         description="Share of a run's queries held out (seeded): the per-epoch evaluation (both recipes), early "
         "stopping and the head choice (query-adapter; membership hashes the query text)",
     )
-    learn_fusion: bool = Field(
-        True, description="Fusion: a run (either recipe) also chooses how its corpus's legs are fused (method and "
-        "per-leg weights, on the run's dev queries' feedback, services/trainer/fusion_learner.py); the version "
-        "carries it, the retriever serves it for that corpus while the version reranks there and the gate judges "
-        "the version through it"
-    )
-    fusion_vector_shares: list[Annotated[float, Field(ge=0, le=1)]] = Field(
-        default_factory=lambda: [round(0.1 * i, 1) for i in range(11)], min_length=1,
-        description="Fusion: vector-leg weights tried (the lexical leg gets 1 minus it; 1 = the vector leg alone)",
-    )
-    fusion_methods: list[Literal["rrf", "weighted", "dbsf"]] = Field(
-        default_factory=lambda: ["rrf", "weighted", "dbsf"], min_length=1, description="Fusion: methods tried"
-    )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = torch's default")
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where training runs: auto = CUDA when torch sees a GPU, else CPU"
@@ -657,6 +661,7 @@ class TrainingSettings(_Group):
     adapter: AdapterSettings = AdapterSettings()
     mining: MiningSettings = MiningSettings()
     gate: GateSettings = GateSettings()
+    fusion_choice: FusionChoiceSettings = FusionChoiceSettings()
 
     @model_validator(mode="before")
     @classmethod

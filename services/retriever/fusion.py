@@ -140,7 +140,7 @@ def fuse_by(lexical: Hits, vector: Hits, fusion: FusionSettings, limit: int | No
                 vector_weight=fusion.vector_weight, normalization=fusion.normalization, limit=limit)
 
 
-# -- a version's learned fusion (manifest `extra.fusion`) --------------------------------------------
+# -- a version's learned fusion (manifest `fusion`) --------------------------------------------
 
 def learned(fusion: FusionSettings) -> dict[str, Any]:
     """How a version records its fusion: the method, its parameters and one weight per named leg."""

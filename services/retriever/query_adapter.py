@@ -3,7 +3,7 @@
 A query-adapter version (manifest `extra.vector_leg_adapter`, services/trainer/adapter.py) changes
 the query tower: q' = normalize(q + q W) against the unchanged corpus vectors. The retriever applies
 it in its vector leg, so the candidates the reranker sees are the ones the version was chosen on
-(bench/learning.md row 8). A version with a learned fusion (manifest `extra.fusion`,
+(bench/learning.md row 8). A version with a learned fusion (manifest `fusion`,
 services/trainer/fusion_learner.py) has the legs fused by it: the candidates the reranker sees and the
 tail below them are the version's own. Which version: the one the reranker is asked for (the request's
 model, else `champion` in learning mode or the configured local model), resolved among the searched

@@ -304,7 +304,7 @@ def run_adapter(
         base_pools[str(row)] = pool(base, np.zeros(min(window, len(base)), np.float32))
     qrels = {str(r): {ids[d]: 1 for d in feedback.positives[r]} for r in chosen_on}
     fusion, fusion_numbers = settings.fusion, {}
-    if training.learn_fusion:
+    if training.fusion_choice.enabled:
         chosen = learn_fusion(legs, qrels, settings.fusion, training)
         fusion = chosen.fusion
         fusion_numbers = {"fusion_ndcg@10": chosen.ndcg, "configured_fusion_ndcg@10": chosen.configured_ndcg}
@@ -333,7 +333,7 @@ def run_adapter(
     log.info("adapter trained: head %s (%s nDCG@10 %.4f, fused %.4f; CV blend %.4f, linear %.4f)", head, prefix,
              numbers["head_ndcg@10"], numbers["fused_ndcg@10"], numbers["cv_blend_ndcg@10"],
              numbers["cv_linear_ndcg@10"])
-    return AdapterOutcome(W, head, final, out_data, learned(fusion) if training.learn_fusion else None)
+    return AdapterOutcome(W, head, final, out_data, learned(fusion) if training.fusion_choice.enabled else None)
 
 
 def champion_adapter(folder: Path) -> np.ndarray | None:

@@ -299,7 +299,7 @@ class TrainerCore:
         result = {"corpus_id": corpus_id, "run_id": run_id, "version_id": record.version_id,
                   "mining_run_id": mined.mining_run_id, "triplets": mined.counts, "missing_sources": missing,
                   "decision": decision, "created_at": now()}
-        if training.learn_fusion and training.recipe == "query-adapter":
+        if training.fusion_choice.enabled and training.recipe == "query-adapter":
             result["fusion"] = self.fusion_only(corpus_id, [Path(f) for f in mined.files])
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(result, indent=2))

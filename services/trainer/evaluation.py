@@ -12,7 +12,7 @@ retriever sends them); the version's head (`blend` or `linear_head` in its manif
 reranker's own `combine.final_scores`; long documents are scored as passages, as the reranker scores them
 (`engine/passages.py`, `reranking.passage_*`). A version with `vector_leg_adapter` changes the candidates too,
 as the retriever serves it: its adapter re-runs the vector leg over the corpus vectors and the legs
-are fused again (`adapter.adapted_candidates`). A version with a learned fusion (`extra.fusion`,
+are fused again (`adapter.adapted_candidates`). A version with a learned fusion (manifest `fusion`,
 services/trainer/fusion_learner.py) has its candidates fused by it, as the retriever serves it for
 its corpus; every other list is fused by the configured fusion. Ties keep the fused order (stable sort), as the
 reranker ranks. The rest of the list keeps the fused order. A model name that resolves to no version

@@ -4,12 +4,12 @@ Equal RRF weights can pull the fused order under its better leg (CoSQA: dense al
 0.649), and every candidate the reranker sees comes from that order. A run therefore also chooses the
 fusion its version is served with: each of its dev queries' two legs (as the retriever serves them
 through the version: the lexical leg, and the vector leg through the version's adapter) are fused by
-every fusion of the grid (`training.fusion_methods` x `training.fusion_vector_shares`, the configured
+every fusion of the grid (`training.fusion_choice.methods` x `vector_shares`, the configured
 fusion included), and the one whose fused order has the best nDCG@10 on the queries' feedback (the
 clicked or judged documents the run trains on: the model's own judge) is kept; ties keep the configured
 fusion, then the earlier grid entry. The query-adapter recipe does this over its adapted legs
 (services/trainer/adapter.py); the cross-encoder recipe over its dev triplets' base legs
-(`learn_from_triplets`). The version records it (manifest `extra.fusion`, named per-leg
+(`learn_from_triplets`). The version records it (manifest `fusion`, named per-leg
 weights: services/retriever/fusion.py `learned`); the retriever serves it for the version's corpus and
 the gate evaluates the version through it (services/trainer/evaluation.py).
 """
@@ -67,8 +67,8 @@ def refused(rows: Iterable[Candidate], fusion: FusionSettings) -> list[Candidate
 def grid(configured: FusionSettings, training: TrainingSettings) -> list[FusionSettings]:
     """The configured fusion first, then every method x vector share (the lexical leg gets 1 - share)."""
     out = [configured]
-    for method in training.fusion_methods:
-        for share in training.fusion_vector_shares:
+    for method in training.fusion_choice.methods:
+        for share in training.fusion_choice.vector_shares:
             candidate = configured.model_copy(update={
                 "method": method, "vector_weight": float(share), "sparse_weight": round(1.0 - share, 6)})
             if candidate not in out:

@@ -262,9 +262,9 @@ def run_cross_encoder(ctx: RunContext) -> Manifest:
 
 def cross_encoder_fusion(ctx: RunContext) -> tuple[dict[str, Any] | None, dict[str, float]]:
     """(the learned fusion record, its numbers), chosen on the run's dev queries (the split train_run holds out),
-    or (None, {}) with training.learn_fusion off. The adapter recipe chooses its own."""
+    or (None, {}) with training.fusion_choice.enabled off. The adapter recipe chooses its own."""
     training = ctx.training
-    if not training.learn_fusion:
+    if not training.fusion_choice.enabled:
         return None, {}
     _, dev = split_dev(ctx.triplets, training.dev_share, training.seed)
     try:

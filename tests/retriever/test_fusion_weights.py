@@ -55,8 +55,8 @@ def test_negative_or_all_zero_weights_are_refused_in_settings_and_at_run_time(tm
         Settings(fusion={"vector_weight": -0.1})
     with pytest.raises(ValidationError, match="both 0"):
         FusionSettings(vector_weight=0, sparse_weight=0)
-    with pytest.raises(ValidationError, match="fusion_vector_shares"):
-        Settings(training={"fusion_vector_shares": [-0.2]})
+    with pytest.raises(ValidationError, match="vector_shares"):
+        Settings(training={"fusion_choice": {"vector_shares": [-0.2]}})
     # UpdateConfig / PATCH /config/fusion and a SearchRequest's fusion fields go through the same check.
     config = RuntimeConfig(tmp_path / "config.json", FusionSettings(), RerankingSettings())
     for changes, field in (({"sparse_weight": -1.0}, "fusion.sparse_weight"),

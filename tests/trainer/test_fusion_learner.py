@@ -46,7 +46,8 @@ def test_it_recovers_the_better_legs_dominance():
     assert chosen.fusion.vector_weight > chosen.fusion.sparse_weight
     assert chosen.tried == 1 + 3 * 11 - 1  # the configured fusion is RRF 0.5/0.5, already in the grid
     # The grid is the knob: with the methods and shares narrowed, only those are tried.
-    narrow = training.model_copy(update={"fusion_methods": ["weighted"], "fusion_vector_shares": [0.0, 0.3]})
+    narrow = training.model_copy(update={"fusion_choice": training.fusion_choice.model_copy(
+        update={"methods": ["weighted"], "vector_shares": [0.0, 0.3]})})
     limited = learn_fusion(legs, qrels, configured, narrow)
     assert limited.tried == 3 and limited.fusion in (configured, *fusion_learner.grid(configured, narrow))
 
