@@ -10,7 +10,10 @@ operator promotes. A loss changes no alias: the experiment is over and its reaso
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
 
 from services.common.config import KafkaSettings, Settings
@@ -42,16 +45,31 @@ def summary(experiment: Experiment) -> str:
 
 
 class ExperimentPublisher:
-    """Sends each experiment change to `topic`, keyed by corpus id."""
+    """Sends each experiment change to `topic`, keyed by corpus id, in order on one background thread: the RPC or
+    the credit that changed the experiment never waits on the broker (down, it costs the event after a timeout).
+    The thread is a daemon and changes still queued at exit are dropped: the experiment store keeps every state."""
 
-    def __init__(self, kafka: KafkaSettings, topic: str):
+    def __init__(self, kafka: KafkaSettings, topic: str, max_queued: int = 10_000):
         self._topic = TopicPublisher(kafka, topic)
+        self._queue: queue.Queue[tuple[str, trainer_pb2.Experiment, float] | None] = queue.Queue(max_queued)
+        threading.Thread(target=self._run, name="experiment-events", daemon=True).start()
 
     def publish(self, experiment: Experiment, timeout_s: float = 15.0) -> None:
-        self._topic.send(experiment.corpus_id, experiment_message(experiment), timeout_s)
+        try:
+            self._queue.put_nowait((experiment.corpus_id, experiment_message(experiment), timeout_s))
+        except queue.Full:
+            log.warning("experiment event not published: %d changes already wait for the broker", self._queue.qsize())
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self._topic.send(*item)
+            except FeedrankError as err:
+                log.warning("experiment event not published: %s", err)
 
     def close(self) -> None:
-        self._topic.close()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
 
 
 class Verdicts:
@@ -71,10 +89,7 @@ class Verdicts:
             except FeedrankError as err:  # the experiment's own record already holds the verdict
                 log.error("experiment %s ended but its verdict was not applied: %s", experiment.experiment_id, err)
         if self.publisher is not None:
-            try:
-                self.publisher.publish(experiment)
-            except FeedrankError as err:
-                log.warning("experiment event not published: %s", err)
+            self.publisher.publish(experiment)
 
     def _ended(self, experiment: Experiment) -> None:
         said = summary(experiment)
