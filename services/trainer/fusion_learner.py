@@ -6,8 +6,9 @@ fusion its version is served with: each of its dev queries' two legs (as the ret
 through the version: the lexical leg, and the vector leg through the version's adapter) are fused by
 every fusion of the grid (`training.fusion_choice.methods` x `vector_shares`, the configured
 fusion included), and the one whose fused order has the best nDCG@10 on the queries' feedback (the
-clicked or judged documents the run trains on: the model's own judge) is kept; ties keep the configured
-fusion, then the earlier grid entry. The query-adapter recipe does this over its adapted legs
+clicked or judged documents the run trains on: the model's own judge) is kept if it beats the configured
+fusion by `training.fusion_choice.min_gain` (the best of a grid is optimistic on the queries that chose it);
+ties keep the earlier grid entry. The query-adapter recipe does this over its adapted legs
 (services/trainer/adapter.py); the cross-encoder recipe over its dev triplets' base legs
 (`learn_from_triplets`). The version records it (manifest `fusion`, named per-leg
 weights: services/retriever/fusion.py `learned`); the retriever serves it for the version's corpus and
@@ -83,7 +84,8 @@ def fused_ndcg(fusion: FusionSettings, legs: dict[str, QueryLegs], qrels: dict[s
 
 def learn_fusion(legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]], configured: FusionSettings,
                  training: TrainingSettings) -> LearnedFusion:
-    """The grid's fusion with the best fused nDCG@10 on `qrels` (feedback of the queries in `legs`)."""
+    """The grid's fusion with the best fused nDCG@10 on `qrels` (feedback of the queries in `legs`), or the
+    configured one when the best does not beat it by `min_gain`."""
     options = grid(configured, training)
     base = fused_ndcg(configured, legs, qrels)
     best, best_value = configured, base
@@ -91,6 +93,8 @@ def learn_fusion(legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]], c
         value = fused_ndcg(fusion, legs, qrels)
         if value > best_value + 1e-9:
             best, best_value = fusion, value
+    if best_value < base + training.fusion_choice.min_gain:
+        return LearnedFusion(configured, base, base, len(options))
     return LearnedFusion(best, best_value, base, len(options))
 
 

@@ -61,6 +61,20 @@ def test_the_configured_fusion_is_kept_when_nothing_beats_it():
     assert chosen.fusion == configured and chosen.ndcg == pytest.approx(1.0) == chosen.configured_ndcg
 
 
+def test_a_fusion_that_wins_by_less_than_min_gain_is_not_learned():
+    legs, qrels = _world()
+    training = TrainingSettings()
+    best = learn_fusion(legs, qrels, FusionSettings(), training)
+    gain = best.ndcg - best.configured_ndcg
+    just_above = training.model_copy(update={"fusion_choice": training.fusion_choice.model_copy(
+        update={"min_gain": gain + 0.001})})
+    kept = learn_fusion(legs, qrels, FusionSettings(), just_above)
+    assert kept.fusion == FusionSettings() and kept.ndcg == kept.configured_ndcg == best.configured_ndcg
+    just_below = training.model_copy(update={"fusion_choice": training.fusion_choice.model_copy(
+        update={"min_gain": gain - 0.001})})
+    assert learn_fusion(legs, qrels, FusionSettings(), just_below).fusion == best.fusion
+
+
 def test_a_candidate_list_is_fused_again_from_the_legs_it_carries():
     rows = [Candidate("a", 0.03, 1, 2, 9.0, 0.7), Candidate("b", 0.02, 2, 0, 5.0, 0.0),
             Candidate("c", 0.01, 0, 1, 0.0, 0.9)]
