@@ -126,14 +126,26 @@ def print_agreement(judging: list[dict], console: Console | None = None) -> None
         line = f"gate on {d['version_id']}: {d['judge']} judge, gain {gain:+.4f} (p={n.get('p_value', 1.0):.4f})" \
             if gain is not None else f"gate on {d['version_id']}: {d['judge']} judge"
         beside = d.get("beside") or {}
+        clicks = n  # the click judge's numbers: the decision's own, or those beside the labelled verdict
         if beside.get("available"):
             line += f"; click judge beside it: {beside['gain']:+.4f} (p={beside['p_value']:.4f})"
+            clicks = beside.get("numbers") or {}
         elif beside:
             line += f"; click judge not available: {beside.get('reason', '')}"
+        if "judged_queries" in clicks:
+            line += "; " + holdout_summary(clicks)
         out.print(line)
     a = agreement(judging)
     if a["challengers"]:  # a run judged by clicks alone has no labelled verdict to agree with
         out.print(describe_agreement(a))
+
+
+def holdout_summary(numbers: dict) -> str:
+    """What the click judge's holdout kept apart: judged queries are never mined, learned ones never judged."""
+    return (f"click judge on {numbers['sessions']:.0f} sessions of {numbers['judged_queries']:.0f} judged queries "
+            f"({numbers['kept_from_mining']:.0f} searches of them outside the held-out sessions kept from mining, "
+            f"{numbers['learned_dropped']:.0f} held-out searches of queries first searched in a mined session "
+            "dropped from judging)")
 
 
 def _num(value) -> str:

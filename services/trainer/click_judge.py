@@ -1,8 +1,10 @@
 """The click judge: challenger vs champion on held-out sessions' logged clicks, corrected for position bias.
 
-A share of sessions (`training.judge_holdout_share`, by a hash of the session id) is never mined. For each
-of their searches with a satisfied click (dwell >= `training.mining.dwell_threshold_ms`), each model reranks the
-search's query as it would be served, and the clicks are credited where that model would put them:
+A share of sessions (`training.judge_holdout_share`, by a hash of the session id) is never mined, and neither
+is any session of a query first searched in one of them: the judge judges only queries no run learned from,
+and drops held-out searches of a query first searched elsewhere (services/trainer/click_log.py, `Holdout`).
+For each judged search with a satisfied click (dwell >= `training.mining.dwell_threshold_ms`), each model
+reranks the search's query as it would be served, and the clicks are credited where that model would put them:
 
     IPS-DCG@10(model) = sum over clicked d of  [rank_model(d) <= 10] / log2(1 + rank_model(d))
                                               / max(p(rank_logged(d)), 1 / training.propensity_clip)
@@ -29,7 +31,7 @@ from services.common.durable import write_json_atomic
 from services.common.errors import ErrorKind, FeedrankError
 from services.events.store import EventStore
 from services.trainer import propensity
-from services.trainer.click_log import LoggedSearch, held_out, logged_searches
+from services.trainer.click_log import Holdout, LoggedSearch, held_out, logged_searches
 from services.trainer.corpus import CorpusData, EvalSet, normalize_query
 from services.trainer.evaluation import FUSED, Evaluator, paired_test
 
@@ -49,8 +51,12 @@ def ips_dcg(ranking: dict[str, int], clicks: list[tuple[str, float]], cutoff: in
 
 @dataclass(frozen=True)
 class HeldOut:
-    searches: list[LoggedSearch]  # held-out searches with a satisfied click, newest first
+    searches: list[LoggedSearch]  # judged queries' searches with a satisfied click, newest first
     sessions: int  # distinct sessions among them
+    judged_queries: int  # queries of the log first searched in a held-out session: the judge's alone
+    kept_from_mining: int  # searches outside the held-out sessions that mining skips because their query is judged
+    learned_dropped: int  # held-out sessions' searches with a satisfied click whose query was first searched
+    # in a mined session: not judged (a model may have learned the query there)
 
 
 class ClickJudge:
@@ -61,21 +67,29 @@ class ClickJudge:
         self.evaluator = evaluator
 
     def held_out(self, corpus_id: str, until_ms: int | None = None) -> HeldOut:
-        """The newest `judge_max_sessions` held-out sessions' searches (before `until_ms`) with a satisfied click."""
+        """The judged queries' searches (before `until_ms`) with a satisfied click, of the newest
+        `judge_max_sessions` sessions, and what the holdout kept from mining and from judging."""
         training = self.training
+        logged = logged_searches(self.events, corpus_id, until_ms)
+        share = training.judge_holdout_share
+        holdout = Holdout.of(((s.timestamp_ms, s.query_id, s.session_id, s.query) for s in logged), share)
         kept: list[LoggedSearch] = []
         sessions: set[str] = set()
-        for search in reversed(logged_searches(self.events, corpus_id, until_ms)):
-            if not held_out(search.session_id, training.judge_holdout_share):
+        kept_from_mining = learned_dropped = 0
+        for search in reversed(logged):
+            in_share = held_out(search.session_id, share)
+            search.clicks = [c for c in search.clicks if c.dwell_ms >= training.mining.dwell_threshold_ms]
+            if not holdout.judged(search.query):
+                learned_dropped += bool(in_share and search.clicks)
                 continue
+            kept_from_mining += not in_share
             if search.session_id not in sessions and training.judge_max_sessions and \
                     len(sessions) >= training.judge_max_sessions:
                 continue
-            search.clicks = [c for c in search.clicks if c.dwell_ms >= training.mining.dwell_threshold_ms]
             if search.clicks:
                 kept.append(search)
                 sessions.add(search.session_id)
-        return HeldOut(kept, len(sessions))
+        return HeldOut(kept, len(sessions), len(holdout.judged_queries), kept_from_mining, learned_dropped)
 
     def evaluate(self, corpus_id: str, challenger: str, champion: str, *, save: bool = True,
                  until_ms: int | None = None) -> dict[str, Any]:
@@ -89,7 +103,8 @@ class ClickJudge:
                 ErrorKind.FAILED_PRECONDITION,
                 f"corpus {corpus_id} has {held.sessions} held-out sessions with a click for the click judge; it needs "
                 f"{needed} (training.judge_min_sessions; {self.training.judge_holdout_share:g} of sessions are held "
-                "out, training.judge_holdout_share)",
+                f"out, training.judge_holdout_share; {held.learned_dropped} held-out searches were dropped because "
+                "their query was first searched in a mined session)",
             )
         measured = propensity.measure(self.settings, self.events, corpus_id)
         if not measured.measured():
@@ -117,6 +132,9 @@ class ClickJudge:
             "sessions": held.sessions,
             "searches": len(held.searches),
             "clicks": sum(len(s.clicks) for s in held.searches),
+            "judged_queries": held.judged_queries,
+            "kept_from_mining": held.kept_from_mining,
+            "learned_dropped": held.learned_dropped,
             "until_ms": max(s.timestamp_ms for s in held.searches) + 1,  # replays select the same searches
             "champion": {"version_id": champion},
             "challenger": {"version_id": challenger},

@@ -1,17 +1,31 @@
-"""The event log as logged searches: one impression joined with its clicks, and the judge's held-out sessions.
+"""The event log as logged searches: one impression joined with its clicks, and the judge's holdout.
 
 Both the propensity estimator and the click judge read the log this way; mining reads the same events
-with its own labelling rules (services/trainer/mining.py) and skips the held-out sessions.
+with its own labelling rules (services/trainer/mining.py) and skips what the holdout keeps for the judge.
+
+The holdout: a share of sessions (by a hash of the session id) is never mined. Users repeat queries, so a
+held-out session alone would let its query be learned from another session and then judged, rewarding
+memorisation the labelled test split (queries never seen) does not. So each normalised query belongs to
+one side, the side of the session that searched it *first*:
+- first searched in a held-out session: a judged query. None of its sessions is ever mined, and the click
+  judge judges all of them (a session of it outside the hash share is unmined too: judging it wastes nothing).
+- first searched in any other session: a learned query. Its later held-out sessions stay unmined (the hash
+  share holds) and are dropped from judging: a model may already have learned the query from its first
+  session, so judging it there would be judging memory. The judge records how many it dropped.
+A query's side never changes as the log grows (later searches cannot be first), so every mining run, and the
+champion each challenger fine-tunes from, learned only learned queries, and every judge replay agrees.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from services.events.store import EventStore
 from services.trainer.candidates import TRAINER_SESSION
+from services.trainer.corpus import normalize_query
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,30 @@ def held_out(session_id: str, share: float) -> bool:
         return False
     digest = hashlib.sha256(f"judge-holdout:{session_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Which side of the judge's holdout each search is on (the module's docstring says why)."""
+
+    share: float
+    judged_queries: frozenset[str]  # normalised queries first searched in a held-out session
+
+    @classmethod
+    def of(cls, searches: Iterable[tuple[int, str, str, str]], share: float) -> Holdout:
+        """From the log's user searches as (timestamp_ms, query_id, session_id, query), in any order."""
+        first: dict[str, bool] = {}
+        for _, _, session_id, query in sorted(searches):
+            first.setdefault(normalize_query(query), held_out(session_id, share))
+        return cls(share, frozenset(q for q, judged in first.items() if judged))
+
+    def judged(self, query: str) -> bool:
+        """A judged query: the click judge's, every session of it, never mined."""
+        return normalize_query(query) in self.judged_queries
+
+    def mined(self, session_id: str, query: str) -> bool:
+        """Whether mining may learn from this search: a learned query outside the held-out sessions."""
+        return not held_out(session_id, self.share) and not self.judged(query)
 
 
 def logged_searches(events: EventStore, corpus_id: str, until_ms: int | None = None) -> list[LoggedSearch]:

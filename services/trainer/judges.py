@@ -72,7 +72,10 @@ class Judges:
                        result["p_value"], result["eval_id"], {
                            "ips_gain": result["gain"], "p_value": result["p_value"],
                            "sessions": float(result["sessions"]), "searches": float(result["searches"]),
-                           "clicks": float(result["clicks"]), f"challenger_{METRIC}": m["challenger"][METRIC],
+                           "clicks": float(result["clicks"]), "judged_queries": float(result["judged_queries"]),
+                           "kept_from_mining": float(result["kept_from_mining"]),
+                           "learned_dropped": float(result["learned_dropped"]),
+                           f"challenger_{METRIC}": m["challenger"][METRIC],
                            f"champion_{METRIC}": m["champion"][METRIC], f"fused_{METRIC}": m[FUSED][METRIC],
                        })
 

@@ -8,7 +8,8 @@ Labels from the log (position bias is why not every unclicked result is a negati
 - optional inverse-propensity weights: the corpus's examination propensities measured from the
   retriever's randomised interventions (services/trainer/propensity.py); a click at a rarely-examined
   rank counts for more.
-- sessions held out for the click judge (`training.judge_holdout_share`) are never mined.
+- sessions held out for the click judge (`training.judge_holdout_share`) are never mined, nor any session of
+  a query first searched in one of them (services/trainer/click_log.py, `Holdout`).
 
 Golden questions and qrels give positives; their negatives are the retriever's fused candidates
 (both legs) minus the positives, minus any candidate scoring within `hard_negative_max_ratio` of
@@ -36,7 +37,7 @@ from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.events.store import EventStore, StoredEvent
 from services.trainer import propensity as position_bias
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
-from services.trainer.click_log import held_out
+from services.trainer.click_log import Holdout, held_out
 from services.trainer.corpus import (
     CorpusData,
     frozen_texts,
@@ -106,12 +107,14 @@ def judge_log(
         by_query_clicks[c.query_id].append(c.event.click)
     for r in ratings:
         by_query_ratings[r.query_id].append(r.event.rating)
+    users = [imp for imp in impressions if imp.session_id != TRAINER_SESSION]  # not the trainer's own searches
+    holdout = Holdout.of(((i.timestamp_ms, i.query_id, i.session_id, i.event.impression.query) for i in users),
+                         training.judge_holdout_share)
     out: list[Judgement] = []
-    for imp in impressions:
-        if imp.session_id == TRAINER_SESSION:
-            continue  # the trainer's own searches
-        if held_out(imp.session_id, training.judge_holdout_share):
-            skipped["judge_holdout"] += 1
+    for imp in users:
+        if not holdout.mined(imp.session_id, imp.event.impression.query):
+            # A held-out session, or another session of a query the click judge judges.
+            skipped["judge_holdout" if held_out(imp.session_id, holdout.share) else "judge_query"] += 1
             continue
         impression = imp.event.impression
         rank_of = {r.doc_id: r.rank for r in impression.results}

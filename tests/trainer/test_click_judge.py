@@ -142,7 +142,8 @@ def test_too_few_sessions_to_judge_on_is_a_failed_precondition(data_dir):
         for i in range(n):
             events.append(feedback_pb2.FeedbackEvent(
                 event_id=f"i{i}", query_id=f"q{i}", session_id=f"user-{i}", timestamp_ms=1_700_000_000_000 + i,
-                impression=feedback_pb2.Impression(corpus_id="tiny", query="bees", results=[
+                # One query per session: a query first searched outside the share is never judged.
+                impression=feedback_pb2.Impression(corpus_id="tiny", query=f"bees {i}", results=[
                     feedback_pb2.ShownResult(doc_id="bees-0", rank=1)])))
             events.append(feedback_pb2.FeedbackEvent(
                 event_id=f"c{i}", query_id=f"q{i}", session_id=f"user-{i}", timestamp_ms=1_700_000_000_001 + i,
@@ -176,6 +177,7 @@ class _Clicks:
         if self.gain is None:
             raise FeedrankError(ErrorKind.FAILED_PRECONDITION, "corpus tiny has 3 held-out sessions ...")
         return {"gain": self.gain, "p_value": 0.01, "eval_id": "c1", "sessions": 80, "searches": 90, "clicks": 120,
+                "judged_queries": 30, "kept_from_mining": 70, "learned_dropped": 12,
                 "propensity_clip": 10.0, "metrics": {n: {"ips_dcg@10": 1.0} for n in ("challenger", "champion", "fused")}}
 
 
@@ -197,6 +199,9 @@ def test_where_labels_decide_the_click_verdict_is_recorded_beside(data_dir, labe
         "tiny", "v2", "fused")
     assert (by_clicks.judge, by_clicks.gain, by_clicks.beside) == ("clicks", 0.3, {})
     assert by_clicks.numbers["sessions"] == 80 and by_clicks.metric.startswith("IPS-DCG@10")
+    # What the holdout kept apart is recorded with the judge's numbers.
+    assert {k: by_clicks.numbers[k] for k in ("judged_queries", "kept_from_mining", "learned_dropped")} == \
+        {"judged_queries": 30, "kept_from_mining": 70, "learned_dropped": 12}
 
 
 def test_agreement_counts_the_significant_labelled_decisions_the_click_judge_signs_alike():
