@@ -635,8 +635,8 @@ class TrainingSettings(_Group):
         "when the corpus declares a qrels split or golden file, else clicks"
     )
     judge_holdout_share: float = Field(
-        0.2, gt=0, lt=1, description="Share of sessions (by a hash of the session id) never mined: the click judge's "
-        "evaluation sessions"
+        0.2, gt=0, lt=1, description="Share of sessions (by a hash of the session id) never mined; a query first "
+        "searched in one of them is never mined from any session and the click judge judges all its sessions"
     )
     judge_min_sessions: int = Field(
         50, ge=1, description="Click judge: fewest held-out sessions with a click it decides on (else promote fails)"
