@@ -113,3 +113,22 @@ def test_mined_triplets_and_judged_searches_never_share_a_query(store, settings)
     assert skipped["judge_query"] == held.kept_from_mining == len(held.searches) - in_share
     assert skipped["judge_holdout"] == in_share + held.learned_dropped
     assert len(held.searches) > 0.1 * 1200  # about the share of queries, all their sessions: not a sliver
+
+
+def test_the_report_shows_what_the_holdout_kept_apart_with_the_judges_numbers():
+    from rich.console import Console
+
+    from services.demo.report import print_agreement
+
+    holdout = {"sessions": 80.0, "judged_queries": 30.0, "kept_from_mining": 70.0, "learned_dropped": 12.0}
+    console = Console(record=True, width=400)
+    print_agreement([
+        {"version_id": "v2", "judge": "clicks", "numbers": {"ips_gain": 0.1, "p_value": 0.01, **holdout}},
+        {"version_id": "v3", "judge": "labels", "numbers": {"ndcg_gain": -0.02, "p_value": 0.01},
+         "beside": {"available": True, "gain": 0.2, "p_value": 0.001, "labelled_significant": True,
+                    "same_sign": False, "numbers": {**holdout, "learned_dropped": 5.0}}},
+    ], console)
+    lines = console.export_text().splitlines()
+    assert "80 sessions of 30 judged queries (70 searches" in lines[0] and "12 held-out searches" in lines[0]
+    assert "click judge beside it: +0.2000" in lines[1] and "5 held-out searches" in lines[1]
+    assert "0 of 1 significant labelled differences agree on sign" in lines[2]
