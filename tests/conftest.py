@@ -14,6 +14,8 @@ import pytest
 
 from services.common.credentials import ADMIN_TOKEN_FILE
 
+pytest_plugins = ["tests.session_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from services.common.progress import PlainProgress, progress, status
 from tests.conftest import REPO
 from tests.feedback.helpers import wait_until
-from tests.retriever.conftest import DOCS, embedder_dir, seeded_data_dir  # noqa: F401 (fixtures)
+from tests.retriever.conftest import DOCS, seeded_data_dir  # noqa: F401 (fixture)
 
 LINE = re.compile(r"^\[progress\] (?P<step>.+): (?P<done>\d+)/(?P<total>\d+) \((?P<pct>\d+)%\) "
                   r"(?P<rate>[\d.]+)/s ETA (?P<eta>\d+[smh][\dsm]*|\?)$")

@@ -1,4 +1,5 @@
-"""`make demo QUICK=1` as CI runs it: the whole loop on real processes, asserting what it must show."""
+"""`make demo QUICK=1` as CI runs it (a shorter online step): the whole loop on real processes, asserting what it
+must show."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def run_demo(env: dict[str, str], timeout_s: float, *args: str) -> subprocess.Co
 @pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact not found at {SCIFACT}")
 @pytest.mark.timeout(3000)  # minutes of real work on 2 cores; the run's own limit below stops it first
 def test_quick_demo_learns_and_drops_no_request(tmp_path):
-    env = {**os.environ, "FEEDRANK_DATA_DIR": str(tmp_path / "data"), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0"}
+    # The online step's budget is cut from the quick run's 400 queries: here it only has to run and be reported
+    # (the interleaving, crediting and the sequential test: tests/gateway/test_online_experiment.py, tests/trainer).
+    env = {**os.environ, "FEEDRANK_DATA_DIR": str(tmp_path / "data"), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+           "FEEDRANK_DEMO__QUICK_ONLINE_QUERIES": "100"}
     run = run_demo(env, timeout_s=2700)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads((tmp_path / "data" / "demo" / "scifact-quick" / "demo.json").read_text())
@@ -75,7 +79,9 @@ def test_quick_demo_learns_and_drops_no_request(tmp_path):
 def test_quick_demo_judged_by_clicks_alone(tmp_path):
     """`make demo QUICK=1 JUDGE=clicks`: the trainer is given no qrels, no queries and no golden file."""
     data = tmp_path / "data"
-    env = {**os.environ, "FEEDRANK_DATA_DIR": str(data), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0"}
+    # No online step: the labelled test above runs it, this one is about judging offline by clicks.
+    env = {**os.environ, "FEEDRANK_DATA_DIR": str(data), "FEEDRANK_ENDPOINTS__METRICS_PORT_OFFSET": "0",
+           "FEEDRANK_DEMO__QUICK_ONLINE_QUERIES": "0"}
     run = run_demo(env, 2700, "--judge", "clicks")
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     # The trainer reads a corpus only from its folder under corpora/: there is nothing labelled to open.

@@ -13,6 +13,7 @@ serves again, and at the end every acknowledged event is in the trainer's event 
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
@@ -20,26 +21,21 @@ import uuid
 import grpc
 import pytest
 
-from services.common.config import EngineSettings
 from services.events.store import EventStore
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, retriever_pb2, retriever_pb2_grpc
-from services.registry.importer import import_model
 from services.registry.store import FileRegistry
 from tests.faults.conftest import CORPUS, RetrieverReplicas, queries, start_stack, wait_until
-from tests.reranker.conftest import make_cross_encoder
 
 _CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, registry_template):
     root = tmp_path_factory.mktemp("kill9")
-    # A real cross-encoder as champion, and the same weights published again as a second version:
-    # a different version id is all an alias flip needs to be seen in SearchResponse.model_version.
+    # Real cross-encoders: the champion and a second version, whose alias flip is seen in
+    # SearchResponse.model_version.
+    shutil.copytree(registry_template, root / "data" / "registry")
     registry = FileRegistry(root / "data" / "registry")
-    model = make_cross_encoder(root / "ce", seed=0)
-    import_model(registry, model, EngineSettings(), alias="champion")
-    import_model(registry, model, EngineSettings())
     # Durable broker storage (SeaweedFS under Tansu): a broker killed with -9 keeps what it acknowledged.
     # The retriever is not one of the stack's processes: it runs as two replicas on the stack's data dir.
     retrievers = RetrieverReplicas(2)

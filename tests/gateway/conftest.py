@@ -23,8 +23,8 @@ from services.devstack.broker import DevKafka
 from services.events.store import EventStore
 from tests.conftest import free_port
 from tests.feedback.helpers import ServiceProcess, wait_until
-from tests.reranker.conftest import RerankerProcess, hf_models, registry_template  # noqa: F401 (fixtures)
-from tests.retriever.conftest import DOCS, embedder, embedder_dir  # noqa: F401 (fixtures)
+from tests.reranker.conftest import RerankerProcess
+from tests.retriever.conftest import DOCS
 
 CORPUS = "tiny"
 ADMIN_TOKEN = "test-admin-token"
@@ -150,11 +150,10 @@ def write_eval_set(corpus_root: Path) -> None:
     (corpus_root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory, registry_template, embedder_dir, embedder) -> Iterator[Stack]:  # noqa: F811
+def run_stack(root: Path, registry_template: Path, embedder_dir: Path, embedder) -> Iterator[Stack]:
+    """The session's `stack` fixture (tests/session_fixtures.py): started, yielded, stopped."""
     from services.retriever.service import RetrieverCore
 
-    root = tmp_path_factory.mktemp("stack")
     data = root / "data"
     data.mkdir()
     shutil.copytree(registry_template, data / "registry")

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import EngineSettings
-from services.registry.importer import import_model
 from services.registry.store import FileRegistry
 from tests.conftest import ServiceProcess
 
@@ -30,23 +28,6 @@ def make_cross_encoder(folder: Path, seed: int, max_length: int = 128) -> Path:
     torch.manual_seed(seed)
     CrossEncoder(str(base_model_dir()), num_labels=1, max_length=max_length, device="cpu").save(str(folder))
     return folder
-
-
-@pytest.fixture(scope="session")
-def hf_models(tmp_path_factory) -> list[Path]:
-    root = tmp_path_factory.mktemp("hf")
-    return [make_cross_encoder(root / f"ce{seed}", seed) for seed in (0, 1)]
-
-
-@pytest.fixture(scope="session")
-def registry_template(tmp_path_factory, hf_models) -> Path:
-    """A registry with two versions (champion = the first); tests copy it, never change it."""
-    root = tmp_path_factory.mktemp("registry")
-    registry = FileRegistry(root)
-    first = import_model(registry, hf_models[0], EngineSettings(), alias="champion")
-    import_model(registry, hf_models[1], EngineSettings())
-    assert registry.aliases()["champion"] == first.version_id
-    return root
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Fixtures of the retriever tests: the ONNX embedder (exported once per session), a tiny
+"""Fixtures of the retriever tests (the ONNX embedder is tests/session_fixtures.py's): a tiny
 made-up corpus, noida-db (an Elasticsearch-compatible emulator, not OpenSearch itself) and
 stand-in Reranker/Feedback servers for the calls the retriever makes."""
 
@@ -16,7 +16,6 @@ import grpc
 import httpx
 import pytest
 
-from services.common.config import EngineSettings
 from services.common.documents import Doc
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc, reranker_pb2, reranker_pb2_grpc
 from tests.conftest import free_port
@@ -39,20 +38,6 @@ DOCS = [
     Doc("code-2", "Hash tables", "A hash table maps keys to buckets for constant-time lookups."),
     Doc("code-3", "Binary search", "Binary search halves a sorted array at each step to find a value."),
 ]
-
-
-@pytest.fixture(scope="session")
-def embedder_dir(tmp_path_factory) -> Path:
-    from services.retriever.embedder import ensure_export
-
-    return ensure_export(tmp_path_factory.mktemp("models") / "embedder")
-
-
-@pytest.fixture(scope="session")
-def embedder(embedder_dir):
-    from services.retriever.embedder import Embedder
-
-    return Embedder(embedder_dir, EngineSettings(intra_op_threads=1), 256, 32)
 
 
 @pytest.fixture

@@ -75,14 +75,6 @@ def fused_list(topic: str) -> list[dict]:
              "vector_score": 0.9 - r / 100} for r, d in enumerate(order, 1)]
 
 
-@pytest.fixture(scope="session")
-def embedder_export(tmp_path_factory) -> Path:
-    """One ONNX export of the embedder for the session (copied into each data dir)."""
-    from services.retriever.embedder import ensure_export
-
-    return ensure_export(tmp_path_factory.mktemp("models") / "embedder")
-
-
 def build_partner_corpus(data_dir: Path, export: Path, *, store_vectors: bool = True) -> None:
     shutil.copytree(export, data_dir / "models" / "embedder", dirs_exist_ok=True)
     root = data_dir / "corpora" / "partners"
@@ -112,8 +104,8 @@ def adapter_settings(data_dir: Path, **changes) -> Settings:
                     training=tiny_training(data_dir, **values))
 
 
-def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embedder_export):
-    build_partner_corpus(tmp_path, embedder_export)
+def test_adapter_learns_and_beats_the_fused_order_on_the_holdout(tmp_path, embedder_dir):
+    build_partner_corpus(tmp_path, embedder_dir)
     settings = adapter_settings(tmp_path)
     core = TrainerCore(settings)
     try:
@@ -190,7 +182,7 @@ LEARNED_FUSION = {"method": "weighted", "rrf_k": 60.0, "normalization": "minmax"
     {"blend": Blend(weight=0.6, depth=12), "fusion": LEARNED_FUSION},
     {"linear_head": LINEAR_HEAD, "vector_leg_adapter": True, "fusion": LEARNED_FUSION},
 ], ids=["blend", "linear-head-adapted-leg", "blend-learned-fusion", "linear-head-adapted-leg-learned-fusion"])
-def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head):
+def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_dir, head):
     """Same requests, same order: the evaluator vs RerankerCore, for a bi-encoder + adapter version with
     either head; with `vector_leg_adapter` the evaluator's lists are the adapted vector leg's, and the
     requests carry those lists' legs. The corpus has no stored vectors: the trainer embeds them once."""
@@ -201,7 +193,7 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
     from services.reranker.versions import VersionPool
     from services.retriever.embedder import packaged_model_dir
 
-    build_partner_corpus(tmp_path, embedder_export, store_vectors=False)
+    build_partner_corpus(tmp_path, embedder_dir, store_vectors=False)
     settings = adapter_settings(tmp_path, eval_rerank_depth=16)
     core = TrainerCore(settings)
     try:
@@ -258,8 +250,8 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_export, head)
         core.close()
 
 
-def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_export):
-    build_partner_corpus(tmp_path, embedder_export)
+def test_bootstrap_trains_the_adapter_from_the_train_qrels(tmp_path, embedder_dir):
+    build_partner_corpus(tmp_path, embedder_dir)
     core = TrainerCore(adapter_settings(tmp_path, adapter={"epochs": 20, "lr": 1e-2, "eval_every": 10}))
     try:
         result = core.bootstrap("partners")

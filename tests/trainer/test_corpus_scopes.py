@@ -25,7 +25,6 @@ from services.registry.importer import import_model
 from services.registry.store import FileRegistry
 from services.trainer.core import TrainerCore
 from tests.faults.conftest import ingest, queries, write_tiny_beir
-from tests.reranker.conftest import hf_models  # noqa: F401  (the session-scoped exported models)
 from tests.trainer.conftest import build_corpus, make_settings
 
 A, B = "alpha", "beta"

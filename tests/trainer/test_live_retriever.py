@@ -17,7 +17,7 @@ from services.trainer.corpus import CorpusData, eval_set
 from services.trainer.evaluation import Evaluator
 from services.trainer.mining import Miner, load_triplets
 from tests.conftest import free_port
-from tests.retriever.conftest import DOCS, embedder, embedder_dir  # noqa: F401  (fixtures)
+from tests.retriever.conftest import DOCS
 from tests.trainer.conftest import tiny_training
 
 QUERIES = {"t1": "pets that purr", "t2": "lava from a volcano", "e1": "loans secured by a house", "e2": "sorting an array"}
