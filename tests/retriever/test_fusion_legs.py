@@ -9,9 +9,11 @@ per-leg (rank, score), on random legs with overlaps, ties, empty and single-hit 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.common.config import FusionSettings
 from services.retriever import fusion
 
 # -- the two-leg fusion as it was (the oracle) ------------------------------------------------------
@@ -95,10 +97,11 @@ def _two_leg_fuse(lexical, vector, method, *, rrf_k=60.0, sparse_weight=0.5, vec
 
 
 def _named_fuse(lexical, vector, method, *, rrf_k, sparse_weight, vector_weight, normalization, limit):
-    fused = fusion.fuse(lexical, vector, method, rrf_k=rrf_k, sparse_weight=sparse_weight,
-                        vector_weight=vector_weight, normalization=normalization, limit=limit)
-    return [(f.doc_id, f.score, f.rank, f.lexical_score, f.lexical_rank, f.vector_score, f.vector_rank)
-            for f in fused]
+    fused = fusion.fuse({"lexical": lexical, "vector": vector}, method,
+                        weights={"lexical": sparse_weight, "vector": vector_weight},
+                        rrf_k=rrf_k, normalization=normalization, limit=limit)
+    return [(c.doc_id, c.score, c.rank, c.leg("lexical").score, c.leg("lexical").rank,
+             c.leg("vector").score, c.leg("vector").rank) for c in fused]
 
 
 # A small id alphabet makes the legs overlap; few distinct scores make ties (within a leg and fused).
@@ -119,3 +122,22 @@ def test_named_legs_fuse_two_legs_exactly_as_the_two_leg_code(lexical, vector, m
                   normalization=normalization, limit=limit)
     # Exact equality, scores included: the served order and the LegScores on the wire must not move.
     assert _named_fuse(lexical, vector, method, **kwargs) == _two_leg_fuse(lexical, vector, method, **kwargs)
+
+
+LEX = [("a", 12.0), ("b", 9.0), ("c", 3.0), ("e", 3.0)]
+VEC = [("c", 0.9), ("d", 0.8), ("a", 0.5)]
+
+
+@pytest.mark.parametrize("fields", [
+    {}, {"method": "weighted", "sparse_weight": 0.3, "vector_weight": 0.7}, {"method": "dbsf", "sparse_weight": 0.0},
+    {"method": "weighted", "normalization": "zscore", "vector_weight": 0.2}, {"rrf_k": 5.0, "sparse_weight": 0.9},
+])
+def test_fuse_by_reads_each_legs_weight_from_its_setting(fields):
+    """sparse_weight weighs the lexical leg and vector_weight the vector leg, as they always did."""
+    configured = FusionSettings(**fields)
+    expected = _two_leg_fuse(LEX, VEC, configured.method, rrf_k=configured.rrf_k,
+                             sparse_weight=configured.sparse_weight, vector_weight=configured.vector_weight,
+                             normalization=configured.normalization)
+    fused = fusion.fuse_by({"lexical": LEX, "vector": VEC}, configured)
+    assert [(c.doc_id, c.score, c.rank, c.leg("lexical").score, c.leg("lexical").rank, c.leg("vector").score,
+             c.leg("vector").rank) for c in fused] == expected
