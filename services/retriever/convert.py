@@ -10,7 +10,7 @@ import numpy as np
 from services.common.config import FusionSettings, RerankingSettings, RetrievalSettings
 from services.common.documents import Doc
 from services.common.errors import invalid
-from services.common.legs import leg_scores
+from services.common.legs import WEIGHT_SETTINGS, leg_scores
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, reranker_pb2, retriever_pb2
 from services.retriever.domain import Hit, SearchOutcome, SearchQuery
 
@@ -67,8 +67,7 @@ def fusion_changes(msg: retriever_pb2.FusionConfig, mask: list[str] | None = Non
     values = {
         "method": _METHODS.get(msg.method),
         "rrf_k": msg.rrf_k,
-        "vector_weight": msg.vector_weight,
-        "sparse_weight": msg.sparse_weight,
+        **{name: getattr(msg, name) for name in WEIGHT_SETTINGS.values()},  # each leg's weight
         "normalization": _NORMS.get(msg.normalization),
     }
     if msg.method and msg.method not in _METHODS:
@@ -118,8 +117,8 @@ def update_request(msg: retriever_pb2.UpdateConfigRequest) -> tuple[dict, dict]:
 def config_message(fusion: FusionSettings, reranking: RerankingSettings) -> retriever_pb2.RetrievalConfig:
     return retriever_pb2.RetrievalConfig(
         fusion=retriever_pb2.FusionConfig(
-            method=_METHOD_ENUM[fusion.method], rrf_k=fusion.rrf_k, vector_weight=fusion.vector_weight,
-            sparse_weight=fusion.sparse_weight, normalization=_NORM_ENUM[fusion.normalization],
+            method=_METHOD_ENUM[fusion.method], rrf_k=fusion.rrf_k, normalization=_NORM_ENUM[fusion.normalization],
+            **{name: getattr(fusion, name) for name in WEIGHT_SETTINGS.values()},
         ),
         reranking=retriever_pb2.RerankingConfig(
             reranker_mode=reranking.reranker_mode,

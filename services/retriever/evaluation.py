@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 
 from services.common.errors import invalid
+from services.common.legs import LEGS
 from services.evaluation import beir, metrics
 from services.retriever import convert
 from services.retriever.domain import Hit
-from services.common.legs import LEGS
 from services.retriever.fusion import fuse_by
 
 FUSIONS = {

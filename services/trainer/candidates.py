@@ -4,8 +4,9 @@ Both answer `candidates(corpus_id, query, depth)` with the fused list (best firs
 (services/common/legs.py: each document's fused score and its legs' ranks and scores), the way
 `Retriever.Search` with rerank mode "none" returns it. The file source is for offline work and tests:
 `{"<corpus_id>": {"<query text>": [{"doc_id", "score", and per leg "<leg>_rank", "<leg>_score"
-("lexical_rank", "lexical_score", "vector_rank", ...)}, ...]}}` (services/common/legs.py `from_record`). The lists are the base query tower's (rerank mode "none"
-makes the retriever skip any version's query adapter).
+("lexical_rank", "lexical_score", "vector_rank", ...)}, ...]}}` (services/common/legs.py `from_record`).
+The lists are the base query tower's (rerank mode "none" makes the retriever skip any version's query
+adapter).
 """
 
 from __future__ import annotations

@@ -118,8 +118,8 @@ _WEIGHT = st.one_of(st.sampled_from([0.0, 0.5, 1.0]), st.floats(0, 5, allow_nan=
        sparse_weight=_WEIGHT, vector_weight=_WEIGHT, limit=st.one_of(st.none(), st.integers(0, 12)))
 def test_named_legs_fuse_two_legs_exactly_as_the_two_leg_code(lexical, vector, method, normalization, rrf_k,
                                                               sparse_weight, vector_weight, limit):
-    kwargs = dict(rrf_k=rrf_k, sparse_weight=sparse_weight, vector_weight=vector_weight,
-                  normalization=normalization, limit=limit)
+    kwargs = {"rrf_k": rrf_k, "sparse_weight": sparse_weight, "vector_weight": vector_weight,
+              "normalization": normalization, "limit": limit}
     # Exact equality, scores included: the served order and the LegScores on the wire must not move.
     assert _named_fuse(lexical, vector, method, **kwargs) == _two_leg_fuse(lexical, vector, method, **kwargs)
 
