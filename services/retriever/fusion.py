@@ -29,7 +29,7 @@ Hits = Sequence[tuple[str, float]]
 LegHits = Mapping[str, Hits]  # each leg's hits by leg name, best first
 
 
-def leg_weights(legs: LegHits, weights: Mapping[str, float] | None) -> dict[str, float]:
+def _leg_weights(legs: LegHits, weights: Mapping[str, float] | None) -> dict[str, float]:
     """One weight per fused leg: the given ones (every leg named, no other), or equal shares."""
     if weights is None:
         return {name: 1.0 / len(legs) for name in legs}
@@ -39,7 +39,7 @@ def leg_weights(legs: LegHits, weights: Mapping[str, float] | None) -> dict[str,
 
 
 def rrf(legs: LegHits, k: float, weights: Mapping[str, float] | None = None) -> dict[str, float]:
-    weights = leg_weights(legs, weights)
+    weights = _leg_weights(legs, weights)
     total = sum(weights.values())
     scale = len(weights) / total if total > 0 else 0.0
     scores: dict[str, float] = {}
@@ -77,7 +77,7 @@ def three_sigma(values: np.ndarray) -> np.ndarray:
 
 
 def _combine(legs: LegHits, weights: Mapping[str, float] | None, norm, missing_is_min: bool) -> dict[str, float]:
-    weights = leg_weights(legs, weights)
+    weights = _leg_weights(legs, weights)
     normalised_legs = []
     for name, hits in legs.items():
         values = norm(np.array([s for _, s in hits], dtype=np.float64))
