@@ -65,8 +65,8 @@ async def in_process_latency(settings, corpus_id: str, queries: list[str], warmu
             started = time.perf_counter()
             outcome = await core.search(SearchQuery(corpus_id, q, rerank_mode="none"))
             total.append((time.perf_counter() - started) * 1000)
-            lexical.append(outcome.lexical_ms)
-            vector.append(outcome.vector_ms)
+            lexical.append(outcome.leg_ms["lexical"])
+            vector.append(outcome.leg_ms["vector"])
     finally:
         await core.aclose()
     return {

@@ -164,7 +164,7 @@ def rrf(lexical: np.ndarray, vector: np.ndarray, k: int = RRF_K, *, n_docs: int)
     (services/retriever/fusion.py) applied row by row."""
     out = np.zeros((lexical.shape[0], n_docs), dtype=np.float32)
     for row, (lex, vec) in enumerate(zip(lexical, vector)):
-        scores = fusion.rrf([(int(j), 0.0) for j in lex], [(int(j), 0.0) for j in vec], k)
+        scores = fusion.rrf({"lexical": [(int(j), 0.0) for j in lex], "vector": [(int(j), 0.0) for j in vec]}, k)
         out[row, list(scores)] = list(scores.values())
     return out
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import invalid
-from services.proto.feedrank.v1 import feedback_pb2, retriever_pb2
+from services.proto.feedrank.v1 import common_pb2, feedback_pb2, retriever_pb2
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,16 @@ def search_request(corpus_id: str, query: str, *, top_k: int, session_id: str, m
     return request
 
 
+def _legs(legs: common_pb2.LegScores) -> Legs:
+    """The proto LegScores as `Legs`: the same fields by name (a leg added to both is carried over as it is)."""
+    return Legs(**{f.name: getattr(legs, f.name) for f in dataclasses.fields(Legs)})
+
+
 def search_results(request: retriever_pb2.SearchRequest, response: retriever_pb2.SearchResponse,
                    send: Callable[..., Any]) -> SearchResults:
     hits = tuple(
         Hit(r.doc_id, r.title, r.snippet, r.rank, r.rerank_score,
-            Legs(r.legs.lexical_score, r.legs.lexical_rank, r.legs.vector_score, r.legs.vector_rank,
-                 r.legs.fused_score, r.legs.fused_rank), r.team)
+            _legs(r.legs), r.team)
         for r in response.results
     )
     t = response.timings

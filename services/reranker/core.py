@@ -15,6 +15,7 @@ from services import __version__
 from services.common.auth import require_admin
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.common.legs import Candidate
 from services.engine.passages import passage_plan, passages_of
 from services.engine.session import choose_providers
 from services.registry.store import ALIASES, GLOBAL, check_scope
@@ -22,7 +23,7 @@ from services.reranker import MIN_TOKENS_PER_DOC
 from services.reranker.batching import Batcher
 from services.reranker.cache import ResultCache, cache_key
 from services.reranker.cloud import CloudReranker
-from services.reranker.combine import Legs, final_scores
+from services.reranker.combine import final_scores
 from services.reranker.versions import LoadedVersion, VersionPool
 
 PASSTHROUGH = "none"
@@ -32,11 +33,13 @@ PASSTHROUGH = "none"
 class Document:
     id: str
     text: str
-    fused_score: float = 0.0  # from the retriever's LegScores; 0 when the caller sent none
     vector: tuple[float, ...] = ()  # the dense leg's vector of the document, when the caller sent it
-    lexical_score: float = 0.0  # the rest of LegScores, for a version with a linear head
-    lexical_rank: int = 0  # 1-based; 0 = not returned by the leg (or not sent)
-    vector_rank: int = 0
+    fused: Candidate | None = None  # the retriever's LegScores (fused score, each leg's rank and score), if sent
+
+    @property
+    def candidate(self) -> Candidate:
+        """What the retriever said of the document; score 0 and no legs when the caller sent nothing."""
+        return self.fused or Candidate(self.id, 0.0)
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,7 @@ class RerankerCore:
 
     @staticmethod
     def _combine(loaded: LoadedVersion, request: RerankQuery, scores: np.ndarray) -> np.ndarray:
-        legs = Legs.of([(d.lexical_score, d.lexical_rank, d.vector_rank, d.fused_score) for d in request.documents])
-        return final_scores(loaded.manifest.head, scores, legs)
+        return final_scores(loaded.manifest.head, scores, [d.candidate for d in request.documents])
 
     @staticmethod
     def _rank(request: RerankQuery, scores: np.ndarray) -> list[Ranked]:

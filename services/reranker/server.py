@@ -6,6 +6,7 @@ import time
 
 import grpc
 
+from services.common.legs import from_leg_scores
 from services.proto.feedrank.v1 import common_pb2, reranker_pb2, reranker_pb2_grpc
 from services.reranker.core import Document, RerankerCore, RerankOutcome, RerankQuery
 
@@ -14,8 +15,7 @@ def to_query(request: reranker_pb2.RerankRequest) -> RerankQuery:
     return RerankQuery(
         query=request.query,
         documents=[
-            Document(d.id, d.text, d.legs.fused_score, tuple(d.embedding), d.legs.lexical_score, d.legs.lexical_rank,
-                     d.legs.vector_rank)
+            Document(d.id, d.text, tuple(d.embedding), from_leg_scores(d.id, d.legs))
             for d in request.documents
         ],
         top_n=request.top_n,

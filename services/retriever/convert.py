@@ -10,9 +10,9 @@ import numpy as np
 from services.common.config import FusionSettings, RerankingSettings, RetrievalSettings
 from services.common.documents import Doc
 from services.common.errors import invalid
+from services.common.legs import WEIGHT_SETTINGS, leg_scores
 from services.proto.feedrank.v1 import common_pb2, feedback_pb2, reranker_pb2, retriever_pb2
 from services.retriever.domain import Hit, SearchOutcome, SearchQuery
-from services.retriever.fusion import Fused
 
 _METHODS = {
     retriever_pb2.FUSION_METHOD_RRF: "rrf",
@@ -24,13 +24,6 @@ _NORMS = {retriever_pb2.NORMALIZATION_MINMAX: "minmax", retriever_pb2.NORMALIZAT
 _NORM_ENUM = {v: k for k, v in _NORMS.items()}
 
 
-def legs(f: Fused) -> common_pb2.LegScores:
-    return common_pb2.LegScores(
-        lexical_score=f.lexical_score, lexical_rank=f.lexical_rank, vector_score=f.vector_score,
-        vector_rank=f.vector_rank, fused_score=f.score, fused_rank=f.rank,
-    )
-
-
 def rerank_request(
     query: str, hits: list[Hit], docs: dict[str, Doc], chars: int, model: str, vectors: dict[str, np.ndarray]
 ) -> reranker_pb2.RerankRequest:
@@ -40,13 +33,13 @@ def rerank_request(
         text = f"{doc.title}\n{doc.text}".strip() if doc else ""
         vector = vectors.get(hit.doc_id)
         documents.append(reranker_pb2.RerankDocument(
-            id=hit.doc_id, text=text[:chars], legs=legs(hit.fused), embedding=[] if vector is None else vector.tolist()))
+            id=hit.doc_id, text=text[:chars], legs=leg_scores(hit.fused), embedding=[] if vector is None else vector.tolist()))
     return reranker_pb2.RerankRequest(query=query, documents=documents, model=model, truncate=True)
 
 
 def impression_event(request: SearchQuery, outcome: SearchOutcome) -> feedback_pb2.FeedbackEvent:
     shown = [
-        feedback_pb2.ShownResult(doc_id=h.doc_id, rank=h.rank, legs=legs(h.fused), rerank_score=h.rerank_score,
+        feedback_pb2.ShownResult(doc_id=h.doc_id, rank=h.rank, legs=leg_scores(h.fused), rerank_score=h.rerank_score,
                                  ranked_rank=h.ranked_rank, team=h.team)
         for h in outcome.hits
     ]
@@ -74,8 +67,7 @@ def fusion_changes(msg: retriever_pb2.FusionConfig, mask: list[str] | None = Non
     values = {
         "method": _METHODS.get(msg.method),
         "rrf_k": msg.rrf_k,
-        "vector_weight": msg.vector_weight,
-        "sparse_weight": msg.sparse_weight,
+        **{name: getattr(msg, name) for name in WEIGHT_SETTINGS.values()},  # each leg's weight
         "normalization": _NORMS.get(msg.normalization),
     }
     if msg.method and msg.method not in _METHODS:
@@ -125,8 +117,8 @@ def update_request(msg: retriever_pb2.UpdateConfigRequest) -> tuple[dict, dict]:
 def config_message(fusion: FusionSettings, reranking: RerankingSettings) -> retriever_pb2.RetrievalConfig:
     return retriever_pb2.RetrievalConfig(
         fusion=retriever_pb2.FusionConfig(
-            method=_METHOD_ENUM[fusion.method], rrf_k=fusion.rrf_k, vector_weight=fusion.vector_weight,
-            sparse_weight=fusion.sparse_weight, normalization=_NORM_ENUM[fusion.normalization],
+            method=_METHOD_ENUM[fusion.method], rrf_k=fusion.rrf_k, normalization=_NORM_ENUM[fusion.normalization],
+            **{name: getattr(fusion, name) for name in WEIGHT_SETTINGS.values()},
         ),
         reranking=retriever_pb2.RerankingConfig(
             reranker_mode=reranking.reranker_mode,
@@ -174,7 +166,7 @@ def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:
         query_id=outcome.query_id,
         results=[
             retriever_pb2.SearchResult(
-                doc_id=h.doc_id, title=h.title, snippet=h.snippet, legs=legs(h.fused),
+                doc_id=h.doc_id, title=h.title, snippet=h.snippet, legs=leg_scores(h.fused),
                 rerank_score=h.rerank_score, rank=h.rank, team=h.team,
             )
             for h in outcome.hits
@@ -184,7 +176,6 @@ def search_response(outcome: SearchOutcome) -> retriever_pb2.SearchResponse:
         reranked=outcome.reranked,
         degraded_reason=outcome.degraded_reason,
         timings=common_pb2.Timings(inference_ms=outcome.rerank_ms, total_ms=outcome.total_ms),
-        lexical_ms=outcome.lexical_ms,
-        vector_ms=outcome.vector_ms,
+        **{f"{name}_ms": ms for name, ms in outcome.leg_ms.items()},
         experiment_id=outcome.experiment_id,
     )

@@ -1,4 +1,4 @@
-"""The retriever's domain objects: a search request, its hits and outcome, and the two legs' raw results.
+"""The retriever's domain objects: a search request, its hits and outcome, and the legs' raw results.
 
 `service.py` (the core) produces them and `convert.py` maps them to protobuf; both import them from here.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.retriever.fusion import Fused
+from services.common.legs import Candidate
 from services.retriever.interventions import Intervention
 
 
@@ -29,7 +29,7 @@ class Hit:
     doc_id: str
     title: str
     snippet: str
-    fused: Fused
+    fused: Candidate
     rerank_score: float = 0.0
     rank: int = 0  # as shown
     ranked_rank: int = 0  # as ranked (differs under an intervention)
@@ -43,8 +43,7 @@ class SearchOutcome:
     model_version: str
     reranked: bool
     degraded_reason: str
-    lexical_ms: float
-    vector_ms: float
+    leg_ms: dict[str, float]  # each leg's search time, by leg name
     rerank_ms: float
     total_ms: float
     query_adapter_version: str = ""
@@ -54,7 +53,5 @@ class SearchOutcome:
 
 @dataclass
 class Legs:
-    lexical: list[tuple[str, float]]
-    vector: list[tuple[str, float]]
-    lexical_ms: float
-    vector_ms: float
+    hits: dict[str, list[tuple[str, float]]]  # each leg's (doc id, score), best first, by leg name
+    ms: dict[str, float]  # each leg's search time

@@ -1,9 +1,9 @@
 """Evaluating the retriever's legs, fusion methods and (when reachable) the reranker on a
 corpus's qrels, the way `feedrank eval` reports them.
 
-Rows: `bm25`, `dense`, one per fusion method (`rrf`, `weighted-minmax`, `weighted-zscore`,
+Rows: one per leg (`bm25`, `dense`), one per fusion method (`rrf`, `weighted-minmax`, `weighted-zscore`,
 `dbsf`), and `<configured fusion>+rerank` when a reranker answers. Each leg is retrieved to
-`depth` (>= 100, so Recall@100 is meaningful); the fused rows rank the union of both legs.
+`depth` (>= 100, so Recall@100 is meaningful); the fused rows rank the union of the legs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from pathlib import Path
 import grpc
 
 from services.common.errors import invalid
+from services.common.legs import LEGS
 from services.evaluation import beir, metrics
 from services.retriever import convert
 from services.retriever.domain import Hit
-from services.retriever.fusion import fuse
+from services.retriever.fusion import fuse_by
 
 FUSIONS = {
     "rrf": {"method": "rrf"},
@@ -28,6 +29,7 @@ FUSIONS = {
     "weighted-zscore": {"method": "weighted", "normalization": "zscore"},
     "dbsf": {"method": "dbsf"},
 }
+LEG_ROWS = {"lexical": "bm25", "vector": "dense"}  # a leg's row in the report (the leg's name if not here)
 
 
 @dataclass
@@ -64,23 +66,18 @@ def evaluate_corpus(core, corpus_id: str, split: str, *, depth: int = 100, reran
     corpus = core.corpora.get(corpus_id)
     queries, qrels = load_split(corpus.root, split)
     depth = max(depth, 100)
-    runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in ("bm25", "dense", *FUSIONS)}
+    leg_rows = {name: LEG_ROWS.get(name, name) for name in LEGS}
+    runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in (*leg_rows.values(), *FUSIONS)}
     fused_lists: dict[str, list] = {}
     fusion = core.config.fusion
-    lexical_ms, vector_ms = [], []
+    leg_ms: dict[str, list[float]] = {name: [] for name in LEGS}
     for qid in sorted(qrels):
         legs = core.legs(corpus, queries[qid], depth)
-        lexical_ms.append(legs.lexical_ms)
-        vector_ms.append(legs.vector_ms)
-        runs["bm25"][qid] = dict(legs.lexical)
-        runs["dense"][qid] = dict(legs.vector)
+        for name, hits in legs.hits.items():
+            leg_ms[name].append(legs.ms[name])
+            runs[leg_rows[name]][qid] = dict(hits)
         for name, overrides in FUSIONS.items():
-            params = {**fusion.model_dump(), **overrides}
-            fused = fuse(
-                legs.lexical, legs.vector, params["method"], rrf_k=params["rrf_k"],
-                sparse_weight=params["sparse_weight"], vector_weight=params["vector_weight"],
-                normalization=params["normalization"],
-            )
+            fused = fuse_by(legs.hits, fusion.model_copy(update=overrides))
             runs[name][qid] = {f.doc_id: f.score for f in fused}
             if name == _configured_row(fusion):
                 fused_lists[qid] = fused
@@ -92,16 +89,16 @@ def evaluate_corpus(core, corpus_id: str, split: str, *, depth: int = 100, reran
         notes.append(note)
     rows = {name: metrics.evaluate(run, qrels, metrics.DEFAULT_METRICS) for name, run in runs.items()}
     union_recall = metrics.evaluate(
-        {q: {d: 1.0 for d in (*runs["bm25"][q], *runs["dense"][q])} for q in qrels}, qrels, [f"recall@{2 * depth}"]
+        {q: {d: 1.0 for row in leg_rows.values() for d in runs[row][q]} for q in qrels}, qrels,
+        [f"recall@{len(LEGS) * depth}"]
     )
-    notes.append(f"union of both legs' top {depth}: recall {next(iter(union_recall.values())):.4f}")
+    notes.append(f"union of the legs' top {depth}: recall {next(iter(union_recall.values())):.4f}")
     info = {
         "embedder": core.embedder.version,
         "lexical_backend": core.settings.retrieval.lexical_backend,
         "vector_backend": core.settings.retrieval.vector_backend,
         "fusion": fusion.model_dump(),
-        "lexical_ms_p50": _p50(lexical_ms),
-        "vector_ms_p50": _p50(vector_ms),
+        **{f"{name}_ms_p50": _p50(ms) for name, ms in leg_ms.items()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     return EvalResult(corpus_id, split, len(qrels), depth, rows, runs, notes, info)

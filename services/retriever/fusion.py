@@ -1,12 +1,13 @@
-"""Fusing the lexical and vector legs. Pure functions over (doc_id, score) lists, best first.
+"""Fusing the retriever's legs. Pure functions over each leg's (doc_id, score) list, best first, by leg name.
 
-Every method weighs the legs by their named weights (`LEGS`; FusionSettings' sparse_weight and
-vector_weight, or a version's learned fusion, services/trainer/fusion_learner.py):
+Any number of named legs (services/common/legs.py `LEGS`), each with its weight (FusionSettings'
+sparse_weight and vector_weight, or a version's learned fusion, services/trainer/fusion_learner.py; equal
+shares when none are given), as qdrant-client fuses any number of responses:
 - RRF: score = sum over legs of w / (k + rank), rank 1-based (Cormack et al. 2009), the weights scaled to
   average 1 so equal weights give plain RRF's scores.
-- weighted: each leg's scores normalised (min-max to [0, 1], or z-score), then
-  sparse_weight * lexical + vector_weight * vector. A document a leg did not return gets that
-  leg's lowest normalised value (it scored at most as well as the worst returned document).
+- weighted: each leg's scores normalised (min-max to [0, 1], or z-score), then the weighted sum over the
+  legs. A document a leg did not return gets that leg's lowest normalised value (it scored at most as well
+  as the worst returned document).
 - DBSF: Qdrant's distribution-based score fusion: each leg mapped with
   (s - (mu - 3 sigma)) / (6 sigma) (sample sigma; 0.5 for a single hit or zero spread), then summed,
   here weighted by the same leg weights (equal weights give Qdrant's order). Missing = 0.
@@ -16,36 +17,34 @@ Ties are broken by doc id so the order is deterministic.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from services.common.config import FusionSettings, validated
 from services.common.errors import invalid
+from services.common.legs import LEGS, WEIGHT_SETTINGS, Candidate, LegHit
 
 Hits = Sequence[tuple[str, float]]
-
-# The legs by name, in the order `fuse` takes their hits; a learned fusion names its weights by these.
-LEGS = ("lexical", "vector")
+LegHits = Mapping[str, Hits]  # each leg's hits by leg name, best first
 
 
-@dataclass(frozen=True)
-class Fused:
-    doc_id: str
-    score: float
-    rank: int  # 1-based
-    lexical_score: float
-    lexical_rank: int  # 0 = not returned by the leg
-    vector_score: float
-    vector_rank: int
+def _leg_weights(legs: LegHits, weights: Mapping[str, float] | None) -> dict[str, float]:
+    """One weight per fused leg: the given ones (every leg named, no other), or equal shares."""
+    if weights is None:
+        return {name: 1.0 / len(legs) for name in legs}
+    if set(weights) != set(legs):
+        raise ValueError(f"fusion weights name the legs {sorted(weights)}, the hits {sorted(legs)}")
+    return {name: float(weights[name]) for name in legs}
 
 
-def rrf(lexical: Hits, vector: Hits, k: float, sparse_weight: float = 1.0, vector_weight: float = 1.0) -> dict[str, float]:
-    total = sparse_weight + vector_weight
-    scale = 2.0 / total if total > 0 else 0.0
+def rrf(legs: LegHits, k: float, weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    weights = _leg_weights(legs, weights)
+    total = sum(weights.values())
+    scale = len(weights) / total if total > 0 else 0.0
     scores: dict[str, float] = {}
-    for hits, weight in ((lexical, sparse_weight * scale), (vector, vector_weight * scale)):
+    for name, hits in legs.items():
+        weight = weights[name] * scale
         for rank, (doc, _) in enumerate(hits, 1):
             scores[doc] = scores.get(doc, 0.0) + weight / (k + rank)
     return scores
@@ -77,67 +76,73 @@ def three_sigma(values: np.ndarray) -> np.ndarray:
     return (values - low) / (6 * std)
 
 
-def _combine(lexical: Hits, vector: Hits, w_lex: float, w_vec: float, norm, missing_is_min: bool) -> dict[str, float]:
-    scores: dict[str, float] = {}
-    legs = []
-    for hits, weight in ((lexical, w_lex), (vector, w_vec)):
+def _combine(legs: LegHits, weights: Mapping[str, float] | None, norm, missing_is_min: bool) -> dict[str, float]:
+    weights = _leg_weights(legs, weights)
+    normalised_legs = []
+    for name, hits in legs.items():
         values = norm(np.array([s for _, s in hits], dtype=np.float64))
         normalised = {doc: float(v) for (doc, _), v in zip(hits, values)}
         floor = float(values.min()) if missing_is_min and values.size else 0.0
-        legs.append((normalised, weight, floor))
-    docs = {doc for hits in (lexical, vector) for doc, _ in hits}
-    for doc in docs:
-        scores[doc] = sum(weight * normalised.get(doc, floor) for normalised, weight, floor in legs)
-    return scores
+        normalised_legs.append((normalised, weights[name], floor))
+    docs = {doc for hits in legs.values() for doc, _ in hits}
+    return {doc: sum(weight * normalised.get(doc, floor) for normalised, weight, floor in normalised_legs)
+            for doc in docs}
 
 
-def weighted(lexical: Hits, vector: Hits, sparse_weight: float, vector_weight: float, normalization: str) -> dict[str, float]:
+def weighted(legs: LegHits, weights: Mapping[str, float] | None, normalization: str) -> dict[str, float]:
     norm = {"minmax": minmax, "zscore": zscore}[normalization]
-    return _combine(lexical, vector, sparse_weight, vector_weight, norm, missing_is_min=True)
+    return _combine(legs, weights, norm, missing_is_min=True)
 
 
-def dbsf(lexical: Hits, vector: Hits, sparse_weight: float, vector_weight: float) -> dict[str, float]:
-    return _combine(lexical, vector, sparse_weight, vector_weight, three_sigma, missing_is_min=False)
+def dbsf(legs: LegHits, weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    return _combine(legs, weights, three_sigma, missing_is_min=False)
 
 
 def fuse(
-    lexical: Hits,
-    vector: Hits,
+    legs: LegHits,
     method: str,
     *,
+    weights: Mapping[str, float] | None = None,
     rrf_k: float = 60.0,
-    sparse_weight: float = 0.5,
-    vector_weight: float = 0.5,
     normalization: str = "minmax",
     limit: int | None = None,
-) -> list[Fused]:
-    """Documents either leg returned, best first (the first `limit`, or all), with both legs' scores and ranks."""
+) -> list[Candidate]:
+    """Documents any leg returned, best first (the first `limit`, or all), with every leg's rank and score."""
     if method == "rrf":
-        scores = rrf(lexical, vector, rrf_k, sparse_weight, vector_weight)
+        scores = rrf(legs, rrf_k, weights)
     elif method == "weighted":
-        scores = weighted(lexical, vector, sparse_weight, vector_weight, normalization)
+        scores = weighted(legs, weights, normalization)
     elif method == "dbsf":
-        scores = dbsf(lexical, vector, sparse_weight, vector_weight)
+        scores = dbsf(legs, weights)
     else:
         raise ValueError(f"unknown fusion method {method!r}")
     order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
     if limit is not None:
         order = order[:limit]
-    lex = {doc: (score, rank) for rank, (doc, score) in enumerate(lexical, 1)}
-    vec = {doc: (score, rank) for rank, (doc, score) in enumerate(vector, 1)}
-    absent = (0.0, 0)
-    out = []
-    for rank, (doc, score) in enumerate(order, 1):
-        lex_score, lex_rank = lex.get(doc, absent)
-        vec_score, vec_rank = vec.get(doc, absent)
-        out.append(Fused(doc, score, rank, lex_score, lex_rank, vec_score, vec_rank))
-    return out
+    by_leg = {name: {doc: LegHit(rank, score) for rank, (doc, score) in enumerate(hits, 1)}
+              for name, hits in legs.items()}
+    return [Candidate(doc, score, rank, {name: hits[doc] for name, hits in by_leg.items() if doc in hits})
+            for rank, (doc, score) in enumerate(order, 1)]
 
 
-def fuse_by(lexical: Hits, vector: Hits, fusion: FusionSettings, limit: int | None = None) -> list[Fused]:
+def fusion_weights(fusion: FusionSettings) -> dict[str, float]:
+    """The weight FusionSettings gives each leg, by leg name."""
+    return {name: getattr(fusion, WEIGHT_SETTINGS[name]) for name in LEGS}
+
+
+def fuse_by(legs: LegHits, fusion: FusionSettings, limit: int | None = None) -> list[Candidate]:
     """`fuse` with a FusionSettings (the configured one, or a version's learned one)."""
-    return fuse(lexical, vector, fusion.method, rrf_k=fusion.rrf_k, sparse_weight=fusion.sparse_weight,
-                vector_weight=fusion.vector_weight, normalization=fusion.normalization, limit=limit)
+    return fuse(legs, fusion.method, weights=fusion_weights(fusion), rrf_k=fusion.rrf_k,
+                normalization=fusion.normalization, limit=limit)
+
+
+def legs_of(candidates: Sequence[Candidate]) -> dict[str, list[tuple[str, float]]]:
+    """The legs behind a fused list (each candidate carries its legs' ranks and scores), each best first."""
+    out = {}
+    for name in LEGS:
+        returned = sorted((c for c in candidates if c.leg(name).rank), key=lambda c: c.leg(name).rank)
+        out[name] = [(c.doc_id, c.leg(name).score) for c in returned]
+    return out
 
 
 # -- a version's learned fusion (manifest `fusion`) --------------------------------------------
@@ -145,7 +150,7 @@ def fuse_by(lexical: Hits, vector: Hits, fusion: FusionSettings, limit: int | No
 def learned(fusion: FusionSettings) -> dict[str, Any]:
     """How a version records its fusion: the method, its parameters and one weight per named leg."""
     return {"method": fusion.method, "rrf_k": fusion.rrf_k, "normalization": fusion.normalization,
-            "weights": {"lexical": fusion.sparse_weight, "vector": fusion.vector_weight}}
+            "weights": fusion_weights(fusion)}
 
 
 def served_fusion(record: Mapping[str, Any] | None, configured: FusionSettings) -> FusionSettings:
@@ -166,6 +171,5 @@ def learned_fields(record: Any) -> dict[str, Any]:
             raise invalid(f"fusion.weights.{leg}", f"no leg named {leg!r} (the legs are {', '.join(LEGS)})")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise invalid(f"fusion.weights.{leg}", f"must be a number >= 0, got {weight!r}")
-    names = {"lexical": "sparse_weight", "vector": "vector_weight"}
-    fields.update({names[leg]: float(weight) for leg, weight in weights.items()})
+    fields.update({WEIGHT_SETTINGS[leg]: float(weight) for leg, weight in weights.items()})
     return fields

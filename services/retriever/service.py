@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from services.common.config import FusionSettings, RerankingSettings, Settings, 
 from services.common.credentials import client_admin_token
 from services.common.documents import Doc
 from services.common.errors import invalid
+from services.common.legs import Candidate
 from services.common.query_token import QueryIdSigner, signing_key
 from services.evaluation import beir
 from services.registry.store import ALIASES
@@ -32,7 +33,7 @@ from services.retriever.corpus import check_corpus_id
 from services.retriever.domain import Hit, Legs, SearchOutcome, SearchQuery
 from services.retriever.embedder import DIMENSION, Embedder
 from services.retriever.experiment_watch import ExperimentWatch, TrainerExperiments
-from services.retriever.fusion import Fused, fuse_by
+from services.retriever.fusion import fuse_by
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
 from services.retriever.query_adapter import NOTHING, QueryAdapter, QueryAdapters, ServedVersion
 from services.retriever.runtime_config import RuntimeConfig
@@ -115,23 +116,17 @@ class RetrieverCore:
 
     # -- search -----------------------------------------------------------------------------
     def legs(self, corpus: Corpus, query: str, depth: int) -> Legs:
-        """Both legs, sequentially (eval and benchmarks; search runs them concurrently)."""
-        lexical, lexical_ms = self._lexical(corpus, query, depth)
-        vector, vector_ms = self._vector(corpus, query, depth)
-        return Legs(lexical, vector, lexical_ms, vector_ms)
+        """Every leg, sequentially (eval and benchmarks; search runs them concurrently)."""
+        timed = {name: _timed(search, query, depth) for name, search in self._searches(corpus).items()}
+        return Legs({name: hits for name, (hits, _) in timed.items()}, {name: ms for name, (_, ms) in timed.items()})
 
-    def _lexical(self, corpus: Corpus, query: str, depth: int) -> tuple[list, float]:
-        started = time.perf_counter()
-        hits = corpus.lexical.search(query, depth)
-        return hits, (time.perf_counter() - started) * 1000
+    def _searches(self, corpus: Corpus, adapter: QueryAdapter | None = None) -> dict[str, Callable[[str, int], list]]:
+        """Each leg's search (query text, depth) -> (doc id, score) best first, by leg name (services/common/legs.py)."""
+        def vector(query: str, depth: int) -> list:
+            embedded = self.embedder.encode_query(query)
+            return corpus.vector.search(embedded if adapter is None else adapter.apply(embedded), depth)
 
-    def _vector(self, corpus: Corpus, query: str, depth: int, adapter: QueryAdapter | None = None) -> tuple[list, float]:
-        started = time.perf_counter()
-        vector = self.embedder.encode_query(query)
-        if adapter is not None:
-            vector = adapter.apply(vector)
-        hits = corpus.vector.search(vector, depth)
-        return hits, (time.perf_counter() - started) * 1000
+        return {"lexical": corpus.lexical.search, "vector": vector}
 
     def _served_version(self, request: SearchQuery, mode: str, reranking: RerankingSettings) -> ServedVersion:
         """What the version that will rerank this search changes here: its adapter and its learned fusion
@@ -170,12 +165,11 @@ class RetrieverCore:
         adapter = version.adapter
         # The version's learned fusion over the configured one; fields the request sets itself stay its own.
         fusion = version.fusion_over(fusion, keep=request.fusion or ())
-        (lexical, lexical_ms), (vector, vector_ms) = await asyncio.gather(
-            asyncio.to_thread(self._lexical, corpus, request.query, candidate_k),
-            asyncio.to_thread(self._vector, corpus, request.query, candidate_k, adapter),
-        )
+        searches = self._searches(corpus, adapter)
+        timed = dict(zip(searches, await asyncio.gather(*(
+            asyncio.to_thread(_timed, search, request.query, candidate_k) for search in searches.values()))))
         topn = reranking.tribrid_reranker_topn if mode != "none" else 0
-        head = fuse_by(lexical, vector, fusion, limit=max(top_k, topn))
+        head = fuse_by({name: hits for name, (hits, _) in timed.items()}, fusion, limit=max(top_k, topn))
         # A primary-key lookup of a few rows (well under a millisecond): cheaper inline than a thread hop.
         docs = corpus.store.get([f.doc_id for f in head])
         hits = [self._hit(f, docs.get(f.doc_id)) for f in head]
@@ -210,7 +204,7 @@ class RetrieverCore:
         query_id = self.signer.sign(request.corpus_id, request.query, [h.doc_id for h in hits], time.time())
         outcome = SearchOutcome(
             query_id=query_id, hits=hits, model_version=model_version, reranked=reranked, degraded_reason=degraded,
-            lexical_ms=lexical_ms, vector_ms=vector_ms, rerank_ms=rerank_ms,
+            leg_ms={name: ms for name, (_, ms) in timed.items()}, rerank_ms=rerank_ms,
             total_ms=(time.perf_counter() - started) * 1000,
             query_adapter_version=adapter.version_id if adapter else "", intervention=intervention,
             experiment_id=served.experiment_id if interleaved else "",
@@ -219,7 +213,7 @@ class RetrieverCore:
             self._impression(request, outcome)
         return outcome
 
-    def _hit(self, fused: Fused, doc: Doc | None) -> Hit:
+    def _hit(self, fused: Candidate, doc: Doc | None) -> Hit:
         chars = self.settings.retrieval.snippet_chars
         return Hit(fused.doc_id, doc.title if doc else "", (doc.text if doc else "")[:chars], fused)
 
@@ -344,6 +338,12 @@ class RetrieverCore:
 
     def close(self) -> None:
         self.corpora.close()
+
+
+def _timed(search: Callable[[str, int], list], query: str, depth: int) -> tuple[list, float]:
+    started = time.perf_counter()
+    hits = search(query, depth)
+    return hits, (time.perf_counter() - started) * 1000
 
 
 def _reordered(hits: list[Hit], served: online.Served) -> list[Hit]:

@@ -32,16 +32,16 @@ import torch
 
 from services.common.config import FusionSettings, Settings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.common.legs import Candidate
 from services.engine.manifest import Blend, Head, LinearHead, Manifest
 from services.engine.pooling import adapt_queries
 from services.evaluation import metrics as ir
 from services.registry.importer import import_bi_encoder
-from services.reranker.combine import Legs
 from services.retriever.embedder import Embedder, packaged_model_dir
-from services.retriever.fusion import learned
+from services.retriever.fusion import LegHits, fuse_by, learned, legs_of
 from services.retriever.ingest import embed_text
-from services.trainer.candidates import Candidate, CandidateSource
-from services.trainer.fusion_learner import QueryLegs, fused_candidates, learn_fusion, legs_of
+from services.trainer.candidates import CandidateSource
+from services.trainer.fusion_learner import learn_fusion
 from services.trainer.heads import Pool, choose_head, ndcg
 from services.trainer.corpus import CorpusData, normalize_query
 from services.trainer.mining import Triplet
@@ -210,33 +210,31 @@ def train_adapter(
 
 # -- the served candidates -------------------------------------------------------------------------
 
-def adapted_legs(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int) -> QueryLegs:
-    """The two legs the retriever serves once its vector leg embeds queries through the adapter.
+def adapted_legs(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int) -> LegHits:
+    """The legs the retriever serves once its vector leg embeds queries through the adapter.
 
-    The lexical leg is the retriever's own (ranks and scores from its base-tower answer); the vector leg is
+    The other legs are the retriever's own (ranks and scores from its base-tower answer); the vector leg is
     re-run exactly over the corpus vectors with the adapted query vector, so the legs match the served ones
     up to the index's search.
     """
-    lexical = legs_of(base).lexical[:depth]
+    legs = {name: hits[:depth] for name, hits in legs_of(base).items()}
     scores = docs @ query
     k = min(depth, len(scores))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
-    return QueryLegs(lexical, [(ids[i], float(scores[i])) for i in top])
+    legs["vector"] = [(ids[i], float(scores[i])) for i in top]
+    return legs
 
 
 def adapted_candidates(base: list[Candidate], query: np.ndarray, docs: np.ndarray, ids: list[str], depth: int,
                        fusion: FusionSettings) -> list[Candidate]:
     """The fused list the retriever serves through the adapter, fused by the retriever's fusion code."""
-    legs = adapted_legs(base, query, docs, ids, depth)
-    return fused_candidates(legs.lexical, legs.vector, fusion)
+    return fuse_by(adapted_legs(base, query, docs, ids, depth), fusion)
 
 
 def pool(candidates: list[Candidate], scores: np.ndarray) -> Pool:
     """A head's input: the list, and the model's scores of its first len(scores) candidates."""
-    head = candidates[: len(scores)]
-    legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
-    return Pool([c.doc_id for c in candidates], legs, np.asarray(scores, dtype=np.float32))
+    return Pool([c.doc_id for c in candidates], candidates[: len(scores)], np.asarray(scores, dtype=np.float32))
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -312,7 +310,7 @@ def run_adapter(
                  chosen.ndcg, chosen.configured_ndcg)
     pools = {}
     for j, row in enumerate(chosen_on):
-        served = fused_candidates(legs[str(row)].lexical, legs[str(row)].vector, fusion)
+        served = fuse_by(legs[str(row)], fusion)
         pools[str(row)] = pool(served, docs[[index[c.doc_id] for c in served[:window]]] @ adapted[j])
     head, numbers = choose_head(pools, qrels, training)
     numbers["fused_ndcg@10"] = ndcg(base_pools, qrels, None)

@@ -1,17 +1,18 @@
 """Where the trainer gets fused candidate lists: the live retriever, or a fixed file.
 
-Both answer `candidates(corpus_id, query, depth)` with the fused list (best first) and each
-document's leg ranks, the way `Retriever.Search` with rerank mode "none" returns it. The file
-source is for offline work and tests: `{"<corpus_id>": {"<query text>": [{"doc_id", "score",
-"lexical_rank", "vector_rank", "lexical_score", "vector_score"}, ...]}}`. The lists are the base
-query tower's (rerank mode "none" makes the retriever skip any version's query adapter).
+Both answer `candidates(corpus_id, query, depth)` with the fused list (best first) of `Candidate`s
+(services/common/legs.py: each document's fused score and its legs' ranks and scores), the way
+`Retriever.Search` with rerank mode "none" returns it. The file source is for offline work and tests:
+`{"<corpus_id>": {"<query text>": [{"doc_id", "score", and per leg "<leg>_rank", "<leg>_score"
+("lexical_rank", "lexical_score", "vector_rank", ...)}, ...]}}` (services/common/legs.py `from_record`).
+The lists are the base query tower's (rerank mode "none" makes the retriever skip any version's query
+adapter).
 """
 
 from __future__ import annotations
 
 import abc
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -20,6 +21,7 @@ from services.common.channels import open_channel
 from services.common.config import EndpointSettings, Settings
 from services.common.credentials import service_token
 from services.common.errors import ErrorKind, FeedrankError, invalid
+from services.common.legs import Candidate, from_leg_scores, from_record
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 
 # Impressions the trainer's own searches cause carry this session id, so mining and the
@@ -27,20 +29,10 @@ from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 TRAINER_SESSION = "feedrank-trainer"
 
 
-@dataclass(frozen=True)
-class Candidate:
-    doc_id: str
-    score: float  # fused score
-    lexical_rank: int = 0  # 1-based, 0 = not returned by that leg
-    vector_rank: int = 0
-    lexical_score: float = 0.0
-    vector_score: float = 0.0
-
-
 class CandidateSource(abc.ABC):
     @abc.abstractmethod
     def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
-        """The fused list, best first: the union of both legs' top `depth`."""
+        """The fused list, best first: the union of the legs' top `depth`."""
 
     def close(self) -> None:
         return None
@@ -69,11 +61,7 @@ class RetrieverCandidates(CandidateSource):
             raise FeedrankError(
                 ErrorKind.UNAVAILABLE, f"retriever at {self.target} failed: {code.name}: {err.details()}"
             ) from err
-        return [
-            Candidate(r.doc_id, r.legs.fused_score, r.legs.lexical_rank, r.legs.vector_rank, r.legs.lexical_score,
-                      r.legs.vector_score)
-            for r in response.results
-        ]
+        return [from_leg_scores(r.doc_id, r.legs) for r in response.results]
 
     def close(self) -> None:
         self._channel.close()
@@ -90,11 +78,9 @@ class FileCandidates(CandidateSource):
         rows = self.lists.get(corpus_id, {}).get(query)
         if rows is None:
             raise FeedrankError(ErrorKind.NOT_FOUND, f"no candidates for {query!r} in corpus {corpus_id}")
-        out = [Candidate(r["doc_id"], float(r.get("score", 0.0)), int(r.get("lexical_rank", 0)),
-                         int(r.get("vector_rank", 0)), float(r.get("lexical_score", 0.0)),
-                         float(r.get("vector_score", 0.0))) for r in rows]
-        return [c for c in out if (c.lexical_rank or depth + 1) <= depth or (c.vector_rank or depth + 1) <= depth
-                or (not c.lexical_rank and not c.vector_rank)][: 2 * depth]
+        out = [from_record(row) for row in rows]
+        # As the retriever would answer: documents within some leg's top `depth` (or with no legs recorded).
+        return [c for c in out if not c.legs or any(hit.rank <= depth for hit in c.legs.values())][: 2 * depth]
 
 
 def open_candidates(settings: Settings) -> CandidateSource:

@@ -28,7 +28,6 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +36,16 @@ from prometheus_client import Gauge
 
 from services.common.config import FusionSettings, Settings
 from services.common.durable import write_json_atomic
+from services.common.legs import Candidate, from_record, record
 from services.engine.passages import passage_plan, passages_of
 from services.engine.pooling import adapt_queries
 from services.engine.scorer import Scorer, load_scorer
 from services.evaluation import metrics as ir
 from services.registry.store import Manifest, Registry
-from services.reranker.combine import Legs, final_scores
+from services.reranker.combine import final_scores
 from services.retriever.fusion import served_fusion
 from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
-from services.trainer.candidates import Candidate, CandidateSource
+from services.trainer.candidates import CandidateSource
 from services.trainer.corpus import CorpusData, EvalSet, eval_set
 from services.trainer.fusion_learner import refused
 
@@ -89,11 +89,11 @@ class Evaluator:
         path = self.root / "candidates" / f"{data.corpus_id}-{key}.json"
         if path.is_file():
             lists = json.loads(path.read_text())["lists"]
-            return {q: [Candidate(**row) for row in rows] for q, rows in lists.items()}, path
+            return {q: [from_record(row) for row in rows] for q, rows in lists.items()}, path
         lists = {qid: self.candidates.candidates(data.corpus_id, text, depth) for qid, text in sorted(es.queries.items())}
         write_json_atomic(path, {"corpus_id": data.corpus_id, "eval_set": es.name, "depth": depth,
                                   "created_at": _now(),
-                                  "lists": {q: [asdict(c) for c in rows] for q, rows in lists.items()}})
+                                  "lists": {q: [record(c) for c in rows] for q, rows in lists.items()}})
         return lists, path
 
     # -- one model's run -----------------------------------------------------------------------
@@ -137,8 +137,7 @@ class Evaluator:
             scorer.score(scorer.prepare(query, pieces[i : i + batch], pieces_given[i : i + batch]))
             for i in range(0, len(pieces), batch)
         ]).astype(np.float32), plan.aggregate)
-        legs = Legs.of([(c.lexical_score, c.lexical_rank, c.vector_rank, c.score) for c in head])
-        scores = final_scores(manifest.head, scores, legs)
+        scores = final_scores(manifest.head, scores, head)
         return [head[i].doc_id for i in np.argsort(-scores, kind="stable")] + tail
 
     def _leg_vectors(self, data: CorpusData) -> dict[str, np.ndarray]:

@@ -22,19 +22,12 @@ from dataclasses import dataclass
 
 from services.common.config import FusionSettings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.common.legs import Candidate
 from services.evaluation import metrics as ir
-from services.retriever.fusion import Hits, fuse_by
-from services.trainer.candidates import Candidate, CandidateSource
+from services.retriever.fusion import LegHits, fuse_by, legs_of
+from services.trainer.candidates import CandidateSource
 from services.trainer.corpus import normalize_query
 from services.trainer.mining import Triplet
-
-
-@dataclass(frozen=True)
-class QueryLegs:
-    """One query's legs, each best first: (doc id, the leg's own score)."""
-
-    lexical: list[tuple[str, float]]
-    vector: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -45,24 +38,9 @@ class LearnedFusion:
     tried: int
 
 
-def legs_of(rows: Iterable[Candidate]) -> QueryLegs:
-    """The two legs behind a fused candidate list (each candidate carries its leg ranks and scores)."""
-    rows = list(rows)
-    lexical = sorted((c for c in rows if c.lexical_rank), key=lambda c: c.lexical_rank)
-    vector = sorted((c for c in rows if c.vector_rank), key=lambda c: c.vector_rank)
-    return QueryLegs([(c.doc_id, c.lexical_score) for c in lexical], [(c.doc_id, c.vector_score) for c in vector])
-
-
-def fused_candidates(lexical: Hits, vector: Hits, fusion: FusionSettings) -> list[Candidate]:
-    """The candidate list the retriever serves from these legs under `fusion`."""
-    return [Candidate(f.doc_id, f.score, f.lexical_rank, f.vector_rank, f.lexical_score, f.vector_score)
-            for f in fuse_by(lexical, vector, fusion)]
-
-
 def refused(rows: Iterable[Candidate], fusion: FusionSettings) -> list[Candidate]:
     """A fused candidate list fused again, by `fusion`, from the legs it carries."""
-    legs = legs_of(rows)
-    return fused_candidates(legs.lexical, legs.vector, fusion)
+    return fuse_by(legs_of(list(rows)), fusion)
 
 
 def grid(configured: FusionSettings, training: TrainingSettings) -> list[FusionSettings]:
@@ -77,12 +55,12 @@ def grid(configured: FusionSettings, training: TrainingSettings) -> list[FusionS
     return out
 
 
-def fused_ndcg(fusion: FusionSettings, legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]]) -> float:
-    run = {qid: {f.doc_id: -float(f.rank) for f in fuse_by(q.lexical, q.vector, fusion)} for qid, q in legs.items()}
+def fused_ndcg(fusion: FusionSettings, legs: dict[str, LegHits], qrels: dict[str, dict[str, int]]) -> float:
+    run = {qid: {f.doc_id: -float(f.rank) for f in fuse_by(q, fusion)} for qid, q in legs.items()}
     return ir.evaluate(run, {qid: qrels.get(qid, {}) for qid in legs}, ("ndcg@10",))["ndcg@10"]
 
 
-def learn_fusion(legs: dict[str, QueryLegs], qrels: dict[str, dict[str, int]], configured: FusionSettings,
+def learn_fusion(legs: dict[str, LegHits], qrels: dict[str, dict[str, int]], configured: FusionSettings,
                  training: TrainingSettings) -> LearnedFusion:
     """The grid's fusion with the best fused nDCG@10 on `qrels` (feedback of the queries in `legs`), or the
     configured one when the best does not beat it by `min_gain`."""

@@ -18,17 +18,18 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from services.common.config import TrainingSettings
+from services.common.legs import Candidate
 from services.engine.manifest import Blend, Head, LinearHead
 from services.evaluation import metrics as ir
-from services.reranker.combine import Legs, final_scores, fused_signal, leg_features
+from services.reranker.combine import final_scores, fused_signal, leg_features
 
 
 @dataclass(frozen=True)
 class Pool:
-    """One query's candidates: `ids` best first (fused), with legs and model scores of the first `window`."""
+    """One query's candidates: `ids` best first (fused), with the candidates and model scores of the first `window`."""
 
     ids: list[str]
-    legs: Legs
+    head: list[Candidate]  # the first `window` candidates (their legs and fused scores)
     scores: np.ndarray
 
     @property
@@ -37,7 +38,7 @@ class Pool:
 
     def order(self, head: Head | None) -> list[str]:
         """The served order under a head (None: the model's own order); the tail keeps the fused order."""
-        final = final_scores(head, self.scores, self.legs)
+        final = final_scores(head, self.scores, self.head)
         return [self.ids[i] for i in np.argsort(-final, kind="stable")] + self.ids[self.window:]
 
 
@@ -68,9 +69,9 @@ def fit_linear(pools: dict[str, Pool], qrels, training: TrainingSettings) -> Lin
     depth = min(training.adapter.linear_head_depth, training.eval_rerank_depth)
     rows, labels = [], []
     for qid, pool in pools.items():
-        fused = fused_signal(pool.legs.fused_score, pool.window)
+        fused = fused_signal([c.score for c in pool.head], pool.window)
         top = np.argsort(-fused, kind="stable")[:depth]
-        rows.append(leg_features(pool.scores[top], pool.legs.take(top)))
+        rows.append(leg_features(pool.scores[top], [pool.head[i] for i in top]))
         relevant = qrels.get(qid, {})
         labels += [int(relevant.get(pool.ids[i], 0) > 0) for i in top]
     y = np.asarray(labels)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from services.common.errors import ErrorKind, FeedrankError
+from services.common.legs import Candidate, LegHit
 from services.engine.manifest import Blend, LinearHead, Manifest
 from services.registry.store import FileRegistry
-from services.reranker.combine import Legs, final_scores
+from services.reranker.combine import final_scores
 
 # A query-adapter version's manifest.json as the trainer wrote it before the switches were typed.
 OLD_ADAPTER_VERSION = {
@@ -52,7 +53,8 @@ def test_an_old_adapter_manifest_loads_with_its_switches(tmp_path):
     assert manifest.extra == {"shared_towers": True, "recipe": "query-adapter", "start_from": "base",
                               "by_source": {"qrels": 412}}
     # The head serves as before: the fused top 100 blended 0.3 fused / 0.7 model.
-    legs = Legs.of([(0.0, 1, 1, 0.03), (0.0, 2, 2, 0.02), (0.0, 3, 3, 0.01)])
+    legs = [Candidate(f"d{r}", score, r, {"lexical": LegHit(r, 0.0), "vector": LegHit(r, 0.0)})
+            for r, score in ((1, 0.03), (2, 0.02), (3, 0.01))]
     served = final_scores(manifest.head, np.array([0.1, 0.2, 0.9], np.float32), legs)
     assert list(np.argsort(-served, kind="stable")) == [2, 0, 1]
 

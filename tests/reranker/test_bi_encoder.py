@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from services.common.config import EngineSettings
+from services.common.legs import Candidate
 from services.engine.scorer import OnnxBiEncoder
 from services.registry.importer import import_bi_encoder
 from services.registry.store import FileRegistry
@@ -70,7 +71,7 @@ def test_core_applies_a_versions_blend(bi_registry):
         batcher = Batcher(settings.engine)
         batcher.start()
         core = RerankerCore(settings, pool, batcher, ResultCache(0))
-        docs = [Document(str(i), d, fused_score=1.0 - i / 10) for i, (_, d) in enumerate(scifact_pairs(6))]
+        docs = [Document(str(i), d, fused=Candidate(str(i), 1.0 - i / 10)) for i, (_, d) in enumerate(scifact_pairs(6))]
         query = scifact_pairs(1)[0][0]
         try:
             plain = await core.rerank(RerankQuery(query, docs, model="champion"))

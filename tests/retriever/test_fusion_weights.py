@@ -12,15 +12,16 @@ from services.retriever.runtime_config import RuntimeConfig
 
 LEX = [("a", 12.0), ("b", 9.0), ("c", 3.0)]
 VEC = [("c", 0.9), ("d", 0.8), ("a", 0.5)]
+LEGS = {"lexical": LEX, "vector": VEC}
 
 
 def test_equal_weights_are_plain_rrf_and_unequal_ones_tilt_it():
-    plain = fusion.rrf(LEX, VEC, 60)
-    assert fusion.rrf(LEX, VEC, 60, 0.5, 0.5) == pytest.approx(plain)
-    assert fusion.rrf(LEX, VEC, 60, 3.0, 3.0) == pytest.approx(plain)
-    tilted = fusion.rrf(LEX, VEC, 60, 0.2, 0.8)
+    plain = fusion.rrf(LEGS, 60)
+    assert fusion.rrf(LEGS, 60, {"lexical": 0.5, "vector": 0.5}) == pytest.approx(plain)
+    assert fusion.rrf(LEGS, 60, {"lexical": 3.0, "vector": 3.0}) == pytest.approx(plain)
+    tilted = fusion.rrf(LEGS, 60, {"lexical": 0.2, "vector": 0.8})
     assert tilted["d"] == pytest.approx(1.6 / 62) and tilted["b"] == pytest.approx(0.4 / 62)
-    vector_only = [f.doc_id for f in fusion.fuse(LEX, VEC, "rrf", sparse_weight=0.0, vector_weight=1.0)]
+    vector_only = [f.doc_id for f in fusion.fuse(LEGS, "rrf", weights={"lexical": 0.0, "vector": 1.0})]
     assert vector_only[:3] == ["c", "d", "a"]
 
 

@@ -47,7 +47,7 @@ def test_opensearch_and_qdrant_chosen_by_config(seeded_data_dir, embedder, noida
 
     outcome = asyncio.run(search())
     top = outcome.hits[0]
-    assert top.doc_id == "bank-2" and top.fused.lexical_rank == 1 and top.fused.vector_rank >= 1
+    assert top.doc_id == "bank-2" and top.fused.leg("lexical").rank == 1 and top.fused.leg("vector").rank >= 1
     corpus.lexical.drop()
 
     # The same corpus opened with the embedded backends is refused: its indexes live elsewhere.

@@ -225,8 +225,7 @@ def test_evaluator_ranks_as_the_reranker_serves(tmp_path, embedder_dir, head):
             top = rows[:16]
             texts = data.texts([c.doc_id for c in top])
             requests[qid] = RerankQuery(es.queries[qid], [
-                Document(c.doc_id, texts[c.doc_id], fused_score=c.score, vector=tuple(vectors[c.doc_id].tolist()),
-                         lexical_score=c.lexical_score, lexical_rank=c.lexical_rank, vector_rank=c.vector_rank)
+                Document(c.doc_id, texts[c.doc_id], vector=tuple(vectors[c.doc_id].tolist()), fused=c)
                 for c in top], corpus_id="partners")
         data.close()
 

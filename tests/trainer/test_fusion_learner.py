@@ -9,13 +9,15 @@ import pytest
 
 from services.common.config import FusionSettings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
+from services.common.legs import Candidate, LegHit
+from services.retriever.fusion import LegHits, fuse_by, legs_of
 from services.trainer import fusion_learner
-from services.trainer.candidates import Candidate, CandidateSource
-from services.trainer.fusion_learner import QueryLegs, learn_fusion
+from services.trainer.candidates import CandidateSource
+from services.trainer.fusion_learner import learn_fusion
 from services.trainer.mining import Triplet
 
 
-def _world(queries: int = 40, seed: int = 7) -> tuple[dict[str, QueryLegs], dict[str, dict[str, int]]]:
+def _world(queries: int = 40, seed: int = 7) -> tuple[dict[str, LegHits], dict[str, dict[str, int]]]:
     """A strong vector leg (the relevant document at rank 1-3) and a weak lexical one (rank 15-40 or absent)
     whose top is filled with documents both legs return: equal RRF weights pull the order under the vector leg."""
     rng = random.Random(seed)
@@ -29,8 +31,8 @@ def _world(queries: int = 40, seed: int = 7) -> tuple[dict[str, QueryLegs], dict
         lexical = shared + [f"q{q}-l{i}" for i in range(30)]
         if q % 2:
             lexical.insert(rng.randrange(15, 35), relevant)
-        legs[str(q)] = QueryLegs([(d, 30.0 - 0.5 * i) for i, d in enumerate(lexical)],
-                                 [(d, 0.9 - 0.01 * i) for i, d in enumerate(vector)])
+        legs[str(q)] = {"lexical": [(d, 30.0 - 0.5 * i) for i, d in enumerate(lexical)],
+                        "vector": [(d, 0.9 - 0.01 * i) for i, d in enumerate(vector)]}
         qrels[str(q)] = {relevant: 1}
     return legs, qrels
 
@@ -54,7 +56,8 @@ def test_it_recovers_the_better_legs_dominance():
 
 def test_the_configured_fusion_is_kept_when_nothing_beats_it():
     # Both legs rank the relevant document first: every fusion ties, so nothing changes.
-    legs = {str(q): QueryLegs([(f"r{q}", 2.0), (f"x{q}", 1.0)], [(f"r{q}", 0.9), (f"y{q}", 0.5)]) for q in range(5)}
+    legs = {str(q): {"lexical": [(f"r{q}", 2.0), (f"x{q}", 1.0)], "vector": [(f"r{q}", 0.9), (f"y{q}", 0.5)]}
+            for q in range(5)}
     qrels = {str(q): {f"r{q}": 1} for q in range(5)}
     configured = FusionSettings(rrf_k=20)
     chosen = learn_fusion(legs, qrels, configured, TrainingSettings())
@@ -76,22 +79,21 @@ def test_a_fusion_that_wins_by_less_than_min_gain_is_not_learned():
 
 
 def test_a_candidate_list_is_fused_again_from_the_legs_it_carries():
-    rows = [Candidate("a", 0.03, 1, 2, 9.0, 0.7), Candidate("b", 0.02, 2, 0, 5.0, 0.0),
-            Candidate("c", 0.01, 0, 1, 0.0, 0.9)]
-    legs = fusion_learner.legs_of(rows)
-    assert legs.lexical == [("a", 9.0), ("b", 5.0)] and legs.vector == [("c", 0.9), ("a", 0.7)]
+    rows = [Candidate("a", 0.03, 1, {"lexical": LegHit(1, 9.0), "vector": LegHit(2, 0.7)}),
+            Candidate("b", 0.02, 2, {"lexical": LegHit(2, 5.0)}), Candidate("c", 0.01, 3, {"vector": LegHit(1, 0.9)})]
+    legs = legs_of(rows)
+    assert legs == {"lexical": [("a", 9.0), ("b", 5.0)], "vector": [("c", 0.9), ("a", 0.7)]}
     vector_only = FusionSettings(method="weighted", sparse_weight=0.0, vector_weight=1.0)
     again = fusion_learner.refused(rows, vector_only)
     assert [c.doc_id for c in again][:2] == ["c", "a"]
-    assert (again[0].vector_rank, again[0].lexical_rank, again[0].score) == (1, 0, pytest.approx(1.0))
+    assert (again[0].leg("vector").rank, again[0].leg("lexical").rank, again[0].score) == (1, 0, pytest.approx(1.0))
 
 
 class _Lists(CandidateSource):
     """Fused lists as the retriever answers them (every candidate with its leg ranks and scores)."""
 
-    def __init__(self, legs: dict[str, QueryLegs]):
-        self.lists = {f"query  {q}": fusion_learner.fused_candidates(l.lexical, l.vector, FusionSettings())
-                      for q, l in legs.items()}
+    def __init__(self, legs: dict[str, LegHits]):
+        self.lists = {f"query  {q}": fuse_by(hits, FusionSettings()) for q, hits in legs.items()}
 
     def candidates(self, corpus_id: str, query: str, depth: int) -> list[Candidate]:
         if query not in self.lists:

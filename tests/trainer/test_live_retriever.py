@@ -48,7 +48,7 @@ def test_hard_negatives_and_eval_candidates_from_the_live_retriever(data_dir, em
         assert isinstance(candidates, RetrieverCandidates)
         try:
             fused = candidates.candidates("tiny", "pets that purr", 5)
-            assert fused[0].doc_id == "cat-1" and all(c.lexical_rank or c.vector_rank for c in fused)
+            assert fused[0].doc_id == "cat-1" and all(c.legs for c in fused)
             events = EventStore.open(settings)
             result = Miner(settings, candidates, events).mine("tiny", ["qrels"])
             events.close()
