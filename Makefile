@@ -56,10 +56,11 @@ k8s-check: $(STAMP)
 	tools/k8s_check.sh
 
 # The learning loop end to end: DATASET=<BEIR folder> picks another corpus, QUICK=1 a short run,
-# JUDGE=clicks the loop with no labels given to the trainer (the click judge decides).
+# JUDGE=clicks the loop with no labels given to the trainer (the click judge decides), SEEDS=3 (or 13,14,15) one
+# run per seed with each figure's median and range.
 DATASET ?= ../shared/data/scifact
 demo: $(STAMP)
-	$(PY) -m services.cli demo --dataset $(DATASET) $(if $(QUICK),--quick) $(if $(NOISE),--noise $(NOISE)) $(if $(JUDGE),--judge $(JUDGE))
+	$(PY) -m services.cli demo --dataset $(DATASET) $(if $(QUICK),--quick) $(if $(NOISE),--noise $(NOISE)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 clean:
 	rm -rf .venv build *.egg-info

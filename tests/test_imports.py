@@ -43,7 +43,7 @@ FUNCTION_IMPORTS: dict[tuple[str, str], str] = {
         "sentence-transformers): the retriever image installs it without its dependencies, the others lack it",
     **{("services.retriever.backends", f"services.retriever.{name}"): _BACKEND for name in (
         "lexical.tantivy_index", "lexical.opensearch_index", "vector.edge", "vector.qdrant")},
-    **{(module, name): _AGG for module in ("services.trainer.propensity", "services.demo.report")
+    **{(module, name): _AGG for module in ("services.trainer.propensity", "services.demo.report", "services.demo.seeds")
        for name in ("matplotlib", "matplotlib.pyplot")},
 }
 
