@@ -1,4 +1,4 @@
-"""Interleaving benchmark (`make bench-interleaving`, about two minutes of CPU): queries needed to decide an
+"""Interleaving benchmark (`make bench-interleaving`, a few minutes of CPU): queries needed to decide an
 nDCG@10 difference online, team-draft interleaving against an A/B split of traffic, on the same simulated users.
 
 Simulator with known relevance: SciFact's 300 test queries and their qrels. Each query gets a candidate pool
@@ -9,18 +9,28 @@ mostly agree). The champion's signal is fixed; the challenger's is searched so t
 worse on others. (Constructed rankings, not the served ones: building the real fused rankings needs the
 retriever's index, minutes of embedding on this machine's CPUs.)
 
-Users: the demo's click model (services/demo/simulate.py, `ClickModel`: position-based examination
-(1/rank)^decay, clicks on relevant and on noise, stop after a satisfying click) on a 10-result page.
-For each query the outcome distributions are computed exactly, not sampled: interleaving over all the
-team-draft coin sequences (win / loss / tie), the A/B page's distribution of clicks per query.
+Users, two populations in one run (services/demo/simulate.py; demo.population documents each choice):
+- homogeneous: the demo's click model (`ClickModel`: position-based examination (1/rank)^decay, clicks on
+  relevant and on noise, stop after a satisfying click), every user alike;
+- heterogeneous: each user a click propensity (a factor on click probabilities, Gamma(1), mean 1) and a
+  patience (decay log-uniform in [0.5, 2]), each query an intent (a fifth navigational, the rest
+  informational: Hofmann, Whiteson and de Rijke's cascade models), a geometric number of searches per user
+  (mean 5); the distributions were chosen from the literature before this benchmark ran. For exact
+  computation the users are 6 x 6 equally likely types, one per pair of sextile bins of the two traits.
+For each query and user type the outcome distributions on a 10-result page are computed exactly, not
+sampled: interleaving over all the team-draft coin sequences (win / loss / tie), the A/B page's distribution
+of clicks per query.
 
-Decision at p < 0.05 (two-sided), power 0.8, measured by simulating experiments of N queries drawn from
-those distributions (the queries uniform over the 300): interleaving by a sign test on wins against losses,
-the A/B split (N/2 queries per arm) by a two-sample z-test on clicks per query and on click-through (share of
-queries with a click); the A/B figure is the more sensitive of the two. "Queries needed" is the smallest N
-on a geometric grid whose experiments decide the right way in 80% of runs. It also runs the trainer's
-sequential test (services/trainer/online/sequential.py) on simulated interleaved traffic and reports the
-median queries at which it stopped and how often it decided rightly.
+Decision at p < 0.05 (two-sided), power 0.8. Interleaving: a sign test on wins against losses, experiments of
+N searches simulated from those distributions. The A/B split, on the same users and queries and the same N
+searches, two ways: split by query (a coin per search; a two-sample z-test on clicks per search and on
+click-through, experiments simulated) and split by user (the usual A/B test: a user stays in their arm; the
+metric per search is a ratio of per-user sums, its variance by the delta method, so a user who clicks a lot or
+never weighs in with all their searches; the searches needed come from the exact moments, as the test's
+normal approximation). Each A/B figure is the more sensitive of its two metrics. "Queries needed" is the
+smallest N on a geometric grid (steps of 15%) deciding the right way in 80% of runs. It also runs the
+trainer's sequential test (services/trainer/online/sequential.py) on simulated interleaved traffic and
+reports the median queries at which it stopped and how often it decided rightly.
 
 Writes bench/results/interleaving.json and bench/results/interleaving.png.
 """
@@ -32,6 +42,7 @@ import bisect
 import dataclasses
 import itertools
 import json
+import math
 import platform
 import random
 import sys
@@ -42,13 +53,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from services.common.config import PopulationSettings  # noqa: E402
-from services.demo.simulate import INTENTS, ClickModel, Population  # noqa: E402
+from services.common.config import InterleavingSettings, PopulationSettings  # noqa: E402
+from services.demo.simulate import INTENTS, ClickModel, Population, SimulatedUser  # noqa: E402
 from services.evaluation.beir import iter_corpus, load_qrels  # noqa: E402
 from services.evaluation.metrics import per_query  # noqa: E402
 from services.retriever.interleaving import CHALLENGER, team_draft  # noqa: E402
@@ -62,10 +73,10 @@ POOL_OTHERS = 30
 RHO = 0.8
 CHAMPION_SIGNAL = 1.5
 ALPHA, POWER = 0.05, 0.8
-SEQUENTIAL_BUDGET = 100_000  # interleaved queries; a sequential run that has not stopped by then is undecided
+SEQUENTIAL_BUDGET = 1_000_000  # interleaved queries; a sequential run not stopped by then is undecided
 METRICS = ("clicks", "click_through")
+PRIOR_STRENGTH = InterleavingSettings().prior_strength  # the sequential test as the trainer runs it
 QUANTILES = 6  # the heterogeneous population as 6 x 6 equally likely users (propensity x patience quantiles)
-MAX_SIMULATED = 3_000_000  # searches per simulated experiment; past that, "undecided"
 
 
 def candidate_pools(qrels: dict[str, dict[str, int]], doc_ids: list[str], rng: random.Random) -> dict[str, list[str]]:
@@ -144,7 +155,7 @@ class Clicks:
                    column("stop_after_relevant"), column("stop_after_noise"))
 
     def click_at(self, rank: int, relevant: bool) -> np.ndarray:
-        """P(click) at `rank` for a user still browsing: examined ((1/rank)^decay, as ClickModel) and clicked."""
+        """P(click) at `rank` for a user still browsing: examined ((1/rank)^decay) and clicked."""
         return (1.0 / rank) ** self.decay * (self.click_relevant if relevant else self.click_noise)
 
     def stop(self, relevant: bool) -> np.ndarray:
@@ -153,7 +164,7 @@ class Clicks:
 
 def credit_distribution(relevant: Sequence[bool], challenger_team: Sequence[bool],
                         clicks: Clicks) -> tuple[np.ndarray, np.ndarray]:
-    """Exact P(challenger wins), P(champion wins) on one interleaved page, per user type, under the cascade."""
+    """Exact P(challenger wins), P(champion wins) on one interleaved page, per user type (cascade)."""
     width = 2 * PAGE + 1  # clicks(challenger) - clicks(champion), offset by PAGE: never wraps on a page
     browsing = np.zeros((len(clicks.decay), width))
     browsing[:, PAGE] = 1.0
@@ -204,9 +215,23 @@ def homogeneous(model: ClickModel, queries_per_user: float) -> Users:
                  {"click_model": dataclasses.asdict(model), "queries_per_user": queries_per_user})
 
 
+def quantile_users(settings: PopulationSettings, per_trait: int) -> list[SimulatedUser]:
+    """`per_trait`^2 equally likely users, one per pair of `per_trait`-quantile bins of the two traits: the
+    population as a finite mixture, for exact computations. A bin's propensity is its mean (so the mixture
+    keeps the mean of 1: E[X; a < X < b] of a Gamma(k) is its mean times the Gamma(k + 1) mass of (a, b)); a
+    bin's patience is its midpoint in log space (decay is log-uniform)."""
+    shape = settings.propensity_shape
+    edges = stats.gamma.ppf(np.linspace(0, 1, per_trait + 1), shape, scale=1 / shape)
+    mass = np.diff(stats.gamma.cdf(edges, shape + 1, scale=1 / shape))
+    propensities = [float(m * per_trait) for m in mass]
+    low, high = math.log(settings.decay_min), math.log(settings.decay_max)
+    decays = [math.exp(low + (i + 0.5) / per_trait * (high - low)) for i in range(per_trait)]
+    return [SimulatedUser(p, d) for p in propensities for d in decays]
+
+
 def heterogeneous(settings: PopulationSettings, base: ClickModel) -> Users:
     population = Population(settings, base)
-    types = population.quantile_users(QUANTILES)
+    types = quantile_users(settings, QUANTILES)
     by_intent: dict[str, Clicks] = {}
 
     def clicks_for(query_id: str) -> Clicks:
@@ -240,9 +265,9 @@ def interleaving_outcomes(champion: dict[str, list[str]], challenger: dict[str, 
 
 
 def page_clicks(rankings: dict[str, list[str]], qrels: dict[str, dict[str, int]], users: Users) -> np.ndarray:
-    """Per user type, the distribution of clicks per page over the queries (uniform). Shape (types, PAGE+1)."""
-    return np.mean([clicks_distribution([qrels[q].get(d, 0) > 0 for d in rankings[q][:PAGE]], users.clicks_for(q))
-                    for q in sorted(rankings)], axis=0)
+    """Per user type, the distribution of clicks per page over the queries (uniform): (types, PAGE+1)."""
+    return np.mean([clicks_distribution([qrels[q].get(d, 0) > 0 for d in rankings[q][:PAGE]],
+                                        users.clicks_for(q)) for q in sorted(rankings)], axis=0)
 
 
 def grid() -> list[int]:
@@ -254,29 +279,15 @@ def on_grid(n: float) -> int:
 
 
 def queries_by_type(n: int, users: Users, runs: int, rng: np.random.Generator) -> np.ndarray:
-    """Per simulated experiment (rows), the searches each user type made: users arrive, each of a uniformly
-    drawn type with a geometric number of searches, until `n` searches (the last user cut short)."""
-    if users.types == 1:
-        return np.full((runs, 1), n)
-    mean = users.queries_per_user
-    out = np.zeros((runs, users.types))
-    per_run = int(n / mean + 6 * (n * mean) ** 0.5 / mean) + 10
-    chunk = max(1, 4_000_000 // per_run)  # bounded memory
-    for first in range(0, runs, chunk):
-        rows = min(chunk, runs - first)
-        m = rng.geometric(1 / mean, size=(rows, per_run))
-        cum = np.cumsum(m, axis=1)
-        while cum[:, -1].min() < n:  # rare: too few users drawn for every run
-            m = np.concatenate([m, rng.geometric(1 / mean, size=(rows, per_run))], axis=1)
-            cum = np.cumsum(m, axis=1)
-        taken = np.clip(n - (cum - m), 0, m)
-        cell = np.arange(rows)[:, None] * users.types + rng.integers(users.types, size=m.shape)
-        out[first:first + rows] = np.bincount(cell.ravel(), weights=taken.ravel(),
-                                              minlength=rows * users.types).reshape(rows, users.types)
-    return out.astype(np.int64)
+    """Per simulated experiment (rows), the searches each user type made, each search's user drawn
+    independently. One user's several searches would change neither simulated test measurably: interleaving's
+    design effect (reported per row) stays under 1.01, and a coin per search spreads a user over both arms of
+    a query split. They matter in a user split, which ab_by_user computes from exact moments."""
+    return rng.multinomial(n, np.full(users.types, 1 / users.types), size=runs)
 
 
-def power_interleaving(outcomes: np.ndarray, users: Users, n: int, runs: int, rng: np.random.Generator) -> float:
+def power_interleaving(outcomes: np.ndarray, users: Users, n: int, runs: int,
+                       rng: np.random.Generator) -> float:
     """`outcomes`: per type (P(win), P(loss), P(tie)) over the queries. Sign test on wins against losses."""
     counts = rng.multinomial(queries_by_type(n, users, runs, rng), outcomes).sum(axis=1)
     wins, losses = counts[:, 0], counts[:, 1]
@@ -338,8 +349,9 @@ def sign_test_estimate(p_win: float, p_loss: float) -> float | None:
 
 def queries_needed(power_at, estimate: float | None, runs: int, rng: np.random.Generator) -> int | None:
     """The smallest grid point whose simulated experiments decide rightly in POWER of runs, scanning from a
-    little under `estimate` (the normal approximation) down or up; None past MAX_SIMULATED searches."""
-    points = [g for g in grid() if g <= MAX_SIMULATED]
+    little under `estimate` (the normal approximation) down or up; None when no estimate (the rankers'
+    order is the wrong way round for this test) or past the grid."""
+    points = grid()
     if estimate is None or estimate > points[-1]:
         return None
     i = bisect.bisect_left(points, 0.7 * estimate)
@@ -355,24 +367,39 @@ def queries_needed(power_at, estimate: float | None, runs: int, rng: np.random.G
 
 
 def sequential_runs(p_win: float, p_loss: float, experiments: int, budget: int, seed: int) -> dict:
-    rng = random.Random(seed)
+    """The trainer's sequential test on simulated interleaved traffic. Its statistic is computed for a whole
+    experiment at once (numpy, SequentialTest's formula); the first experiment is also fed query by query to
+    SequentialTest itself, and must stop at the same query with the same verdict."""
+    rng = np.random.default_rng(seed)
+    a, threshold = PRIOR_STRENGTH, math.log(1 / ALPHA)
     stops, right, wrong = [], 0, 0
-    for _ in range(experiments):
-        test = SequentialTest(alpha=ALPHA, budget=budget)
-        while test.verdict is Verdict.RUNNING:
-            u = rng.random()
-            test.update(Outcome.CHALLENGER_WINS if u < p_win else Outcome.CHAMPION_WINS if u < p_win + p_loss
-                        else Outcome.TIE)
-        stops.append(test.decided_at)
-        right += test.verdict is Verdict.WIN
-        wrong += test.verdict is Verdict.LOSS
+    for experiment in range(experiments):
+        u = rng.random(budget)
+        wins, losses = np.cumsum(u < p_win), np.cumsum((u >= p_win) & (u < p_win + p_loss))
+        llr = (special.gammaln(a + wins) + special.gammaln(a + losses)
+               - special.gammaln(2 * a + wins + losses) - (2 * special.gammaln(a) - special.gammaln(2 * a))
+               + (wins + losses) * math.log(2.0))
+        crossed = np.flatnonzero(llr >= threshold)
+        stop = int(crossed[0]) + 1 if crossed.size else budget
+        verdict = (Verdict.UNDECIDED if not crossed.size
+                   else Verdict.WIN if wins[stop - 1] > losses[stop - 1] else Verdict.LOSS)
+        if experiment == 0:
+            test = SequentialTest(alpha=ALPHA, budget=budget, prior_strength=a)
+            for x in u:
+                if test.update(Outcome.CHALLENGER_WINS if x < p_win else Outcome.CHAMPION_WINS
+                               if x < p_win + p_loss else Outcome.TIE) is not Verdict.RUNNING:
+                    break
+            assert (test.decided_at, test.verdict) == (stop, verdict), "the vectorised test disagrees"
+        stops.append(stop)
+        right += verdict is Verdict.WIN
+        wrong += verdict is Verdict.LOSS
     return {"experiments": experiments, "budget": budget, "median_queries": int(np.median(stops)),
             "wins": right, "losses": wrong, "undecided": experiments - right - wrong}
 
 
 def interleaving_design_effect(per_type: np.ndarray, users: Users) -> float:
-    """How much one user's several interleaved searches inflate the variance of wins - losses (1 = not at all):
-    the sign test treats searches as independent; this says whether it may."""
+    """How much one user's several interleaved searches inflate the variance of wins - losses (1 = not at
+    all): the sign test treats searches as independent; this says whether it may."""
     e = per_type[:, 0] - per_type[:, 1]
     within = float(np.mean(per_type[:, 0] + per_type[:, 1] - e**2))
     return round((within + users.cluster_factor * float(e.var())) / (within + float(e.var())), 4)
@@ -389,7 +416,8 @@ def measure(rankers: Rankers, champion: dict[str, list[str]], champion_per_q: di
     per_type = interleaving_outcomes(champion, challenger, rankers.qrels, users).mean(axis=0)  # (types, 2)
     outcomes = np.column_stack([per_type, 1 - per_type.sum(axis=1)])
     p_win, p_loss = (float(x) for x in per_type.mean(axis=0))
-    dist_a, dist_b = page_clicks(champion, rankers.qrels, users), page_clicks(challenger, rankers.qrels, users)
+    dist_a = page_clicks(champion, rankers.qrels, users)
+    dist_b = page_clicks(challenger, rankers.qrels, users)
     interleaving_n = queries_needed(lambda n, r, g: power_interleaving(outcomes, users, n, r, g),
                                     sign_test_estimate(p_win, p_loss), args.runs, rng)
     by_user = {metric: ab_by_user(dist_a, dist_b, users, metric) for metric in METRICS}
@@ -429,8 +457,8 @@ def measure(rankers: Rankers, champion: dict[str, list[str]], champion_per_q: di
                                       budget=SEQUENTIAL_BUDGET, seed=seed),
     }
     print(f"{users.name}, construction {seed}, nDCG@10 +{difference}: interleaving {interleaving_n} queries, "
-          f"A/B by query {by_query_n}, by user {by_user_n}; ratios {row['ratio_ab_by_query_to_interleaving']}, "
-          f"{row['ratio_ab_by_user_to_interleaving']}", flush=True)
+          f"A/B by query {by_query_n}, by user {by_user_n}; ratios {row['ratio_ab_by_query_to_interleaving']}"
+          f", {row['ratio_ab_by_user_to_interleaving']}", flush=True)
     return row
 
 
@@ -453,10 +481,12 @@ def summarise(rows: list[dict], differences: list[float]) -> list[dict]:
             for split in ("by_query", "by_user"):
                 ratios = [r[f"ratio_ab_{split}_to_interleaving"] for r in mine]
                 known = [x for x in ratios if x is not None]
-                summary[f"ratio_ab_{split}_to_interleaving"] = round(float(np.median(known)), 2) if known else None
+                summary[f"ratio_ab_{split}_to_interleaving"] = (round(float(np.median(known)), 2)
+                                                                if known else None)
                 summary[f"ratio_ab_{split}_range"] = [min(known), max(known)] if known else None
             summary["interleaving_design_effect"] = max(r["interleaving_design_effect"] for r in mine)
-            summary["sequential_median_queries"] = int(np.median([r["sequential"]["median_queries"] for r in mine]))
+            stops = [r["sequential"]["median_queries"] for r in mine]
+            summary["sequential_median_queries"] = int(np.median(stops))
             summary["sequential_wrong_decisions"] = sum(r["sequential"]["losses"] for r in mine)
             out.append(summary)
     return out
@@ -519,8 +549,8 @@ def main(argv: list[str] | None = None) -> None:
         for difference in args.differences:
             challenger, signal = rankers.challenger_for(difference)
             for users in populations:
-                rows.append(measure(rankers, champion, champion_per_q, challenger, signal, difference, users, args,
-                                    rng, seed))
+                rows.append(measure(rankers, champion, champion_per_q, challenger, signal, difference, users,
+                                    args, rng, seed))
     summary = summarise(rows, args.differences)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -537,11 +567,12 @@ def main(argv: list[str] | None = None) -> None:
     (RESULTS / "interleaving.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(summary, RESULTS / "interleaving.png")
     for row in summary:
-        print(f"{row['population']}, nDCG@10 +{row['ndcg_difference']}: interleaving {row['interleaving_queries']} "
-              f"queries; A/B by query {row['ab_by_query_queries']} (ratio {row['ratio_ab_by_query_to_interleaving']}"
-              f", range {row['ratio_ab_by_query_range']}); A/B by user {row['ab_by_user_queries']} (ratio "
-              f"{row['ratio_ab_by_user_to_interleaving']}, range {row['ratio_ab_by_user_range']}); sequential "
-              f"test median {row['sequential_median_queries']}")
+        print(f"{row['population']}, nDCG@10 +{row['ndcg_difference']}: interleaving "
+              f"{row['interleaving_queries']} queries; A/B by query {row['ab_by_query_queries']} (ratio "
+              f"{row['ratio_ab_by_query_to_interleaving']}, range {row['ratio_ab_by_query_range']}); "
+              f"A/B by user {row['ab_by_user_queries']} (ratio {row['ratio_ab_by_user_to_interleaving']}, "
+              f"range {row['ratio_ab_by_user_range']}); sequential test median "
+              f"{row['sequential_median_queries']}")
     print(f"wrote {RESULTS / 'interleaving.json'} and interleaving.png in {result['seconds']} s")
 
 

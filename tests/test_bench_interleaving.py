@@ -1,5 +1,5 @@
-"""The interleaving benchmark's exact click distributions agree with the demo's simulated users, homogeneous and
-heterogeneous."""
+"""The interleaving benchmark's exact click distributions agree with the demo's simulated users,
+homogeneous and heterogeneous."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 import pytest
 
-from bench.interleaving import Clicks, clicks_distribution, credit_distribution
+from bench.interleaving import Clicks, clicks_distribution, credit_distribution, quantile_users
 from services.client import Click
 from services.common.config import PopulationSettings
 from services.demo.simulate import INTENTS, ClickModel, Population, SimulatedUser, UserSimulator
@@ -28,7 +28,8 @@ def simulator(model: ClickModel) -> UserSimulator:
 
 def sampled_clicks(sim: UserSimulator, doc_ids: list[str]) -> list[int]:
     response = SimpleNamespace(hits=[SimpleNamespace(doc_id=d, rank=r) for r, d in enumerate(doc_ids, start=1)])
-    return [doc_ids.index(e.doc_id) + 1 for e in sim._behave("q", response, sim.model) if isinstance(e, Click)]
+    events = sim._behave("q", response, sim.model)
+    return [doc_ids.index(e.doc_id) + 1 for e in events if isinstance(e, Click)]
 
 
 # The demo's users, and a navigational one who is impatient and clicks little (stops after noise clicks too).
@@ -109,7 +110,8 @@ def test_a_heterogeneous_population_draws_its_stated_distributions():
     users = [population.user(rng) for _ in range(20_000)]
     propensities = np.array([u.propensity for u in users])
     decays = np.array([u.examination_decay for u in users])
-    assert abs(propensities.mean() - 1) < 0.03 and abs(np.median(propensities) - np.log(2)) < 0.03  # exponential
+    # exponential: mean 1, median ln 2
+    assert abs(propensities.mean() - 1) < 0.03 and abs(np.median(propensities) - np.log(2)) < 0.03
     assert decays.min() >= 0.5 and decays.max() <= 2.0 and abs(np.median(decays) - 1) < 0.03  # log-uniform
     assert abs(np.mean([u.searches for u in users]) - settings.queries_per_user) < 0.15
     intents = [population.intent(f"q{i}") for i in range(5000)]
@@ -118,7 +120,8 @@ def test_a_heterogeneous_population_draws_its_stated_distributions():
     shy = population.behaviour(SimulatedUser(0.1, 1.5), "q7")
     eager = population.behaviour(SimulatedUser(5.0, 0.5), "q7")
     assert shy.click_relevant < eager.click_relevant == 1.0 and shy.examination_decay == 1.5
-    assert len(population.quantile_users(6)) == 36
+    types = quantile_users(settings, 6)
+    assert len(types) == 36 and abs(np.mean([u.propensity for u in types]) - 1) < 1e-9  # the mean is kept
 
 
 def test_a_population_user_makes_their_searches_then_the_next_comes():

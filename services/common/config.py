@@ -721,22 +721,23 @@ class GatewaySettings(_Group):
 
 
 class PopulationSettings(_Group):
-    """Who the simulated users are (services/demo/simulate.py). homogeneous: everyone behaves as the demo's one
-    click model. heterogeneous: users and queries differ, as on real traffic; the distributions below were
-    chosen from the literature before any benchmark ran (docs/online.md), not fitted to a result."""
+    """Who the simulated users are (services/demo/simulate.py). homogeneous: everyone behaves as the demo's
+    one click model. heterogeneous: users and queries differ, as on real traffic; the distributions below
+    were chosen from the literature before any benchmark ran (docs/online.md), not fitted to a result."""
 
     kind: Literal["homogeneous", "heterogeneous"] = Field(
         "homogeneous", description="homogeneous = every user clicks by the demo's click model (the demo's "
         "behaviour); heterogeneous = each user has their own click propensity and patience, each query its "
         "intent (bench/interleaving.py measures both)")
     navigational_share: float = Field(
-        0.2, ge=0, le=1, description="Share of queries with navigational intent (one answer wanted: few clicks "
-        "beside it, stops soon); the rest are informational (browse, click more, stop later). About a fifth of "
-        "web queries are navigational (Broder, 2002, 'A taxonomy of web search')")
+        0.2, ge=0, le=1, description="Share of queries with navigational intent (one answer wanted: few "
+        "clicks beside it, stops soon); the rest are informational (browse, click more, stop later). About a "
+        "fifth of web queries are navigational (Broder, 2002, 'A taxonomy of web search')")
     propensity_shape: float = Field(
-        1.0, gt=0, description="Shape of the Gamma distribution (mean 1) of a user's click propensity, a factor "
-        "on every click probability: 1 = exponential, the maximum-entropy choice for a positive factor of known "
-        "mean; a tenth of users then click under a tenth as often as the typical one, a tenth over 2.3x")
+        1.0, gt=0, description="Shape of the Gamma distribution (mean 1) of a user's click propensity, a "
+        "factor on every click probability: 1 = exponential, the maximum-entropy choice for a positive "
+        "factor of known mean; a tenth of users then click under a tenth as often as the typical one, a "
+        "tenth over 2.3x")
     decay_min: float = Field(0.5, gt=0, description="Least examination decay (patience) a user has: examines "
                              "rank r with probability (1/r)^decay, decay drawn log-uniform in [decay_min, "
                              "decay_max]. 0.5 to 2 is the range of position-bias severities simulated by "

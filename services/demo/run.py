@@ -321,8 +321,8 @@ class Demo:
         population = self.demo.population
         simulator = UserSimulator(self.stack.target("retriever"), self.stack.target("feedback"), self.corpus_id,
                                   queries, train_qrels, model, top_k=20 if self.by_clicks else 10,
-                                  population=Population(population, model) if population.kind == "heterogeneous"
-                                  else None)
+                                  population=(Population(population, model)
+                                              if population.kind == "heterogeneous" else None))
         stats = SimulationStats()
         already = self._feedback_events()  # a resumed run finds earlier sessions' events in the store
         try:

@@ -55,9 +55,9 @@ class ClickModel:
         return self.stop_after_relevant if relevant else self.stop_after_noise
 
 
-# Per-query intent: the navigational and informational cascade click models of Hofmann, Whiteson and de Rijke
-# (TOIS 2013, "Fidelity, soundness, and efficiency of interleaved comparison methods"), the two ends of their
-# graded tables (relevant = the top grade, not relevant = grade 0).
+# Per-query intent: the navigational and informational cascade click models of Hofmann, Whiteson and
+# de Rijke's online learning-to-rank simulations (reused in Schuth et al.'s multileaving studies), the two
+# ends of their graded tables (relevant = the top grade, not relevant = grade 0).
 INTENTS = {
     "navigational": {"click_relevant": 0.95, "click_noise": 0.05, "stop_after_relevant": 0.9,
                      "stop_after_noise": 0.2},
@@ -99,18 +99,6 @@ class Population:
         """The geometric number of searches with mean `queries_per_user`, at uniform quantile `u`."""
         stop = 1 / self.settings.queries_per_user  # the chance that a search is the user's last
         return 1 if stop >= 1 else 1 + int(math.log(1 - u) / math.log(1 - stop))
-
-    def quantile_users(self, per_trait: int) -> list[SimulatedUser]:
-        """`per_trait`^2 equally likely users at the midpoints of `per_trait` quantiles of each trait: the
-        population as a finite mixture, for exact computations (bench/interleaving.py)."""
-        from scipy import stats  # the demo's sampling path does not need scipy
-
-        s = self.settings
-        mids = [(i + 0.5) / per_trait for i in range(per_trait)]
-        propensities = [float(stats.gamma.ppf(m, s.propensity_shape, scale=1 / s.propensity_shape)) for m in mids]
-        decays = [math.exp(math.log(s.decay_min) + m * (math.log(s.decay_max) - math.log(s.decay_min)))
-                  for m in mids]
-        return [SimulatedUser(p, d) for p in propensities for d in decays]
 
     def behaviour(self, user: SimulatedUser, query_id: str) -> ClickModel:
         intent = INTENTS[self.intent(query_id)]
@@ -216,7 +204,7 @@ class UserSimulator:
             if rng.random() < m.thumbs_rate:
                 happy = is_relevant != (rng.random() < m.wrong_thumbs)
                 events.append(Rating(result.doc_id, 5 if happy else 1))
-            # A draw only where one was drawn before the stop after noise existed: seeded runs replay as before.
+            # A draw only where one was drawn before stop_after_noise existed: seeded runs replay as before.
             if (is_relevant or m.stop_after_noise) and rng.random() < m.stop(is_relevant):
                 break
         return events

@@ -70,8 +70,8 @@ def search_key(session_id: str, query: str) -> str:
 
 @dataclass(frozen=True)
 class Scored:
-    """The challenger's ranking of its reranked head, best first, with its scores and how long it took; the
-    fused order below its head; and its candidates, by document id, to show those the champion did not find."""
+    """The challenger's ranking of its reranked head, best first, with its scores and how long it took;
+    the fused order below its head; and its candidates by document id (to show those the champion lacks)."""
 
     ranked: tuple[tuple[str, float], ...]
     seconds: float
@@ -83,8 +83,8 @@ async def challenger_scores(rerank: Awaitable, experiment: OnlineExperiment, can
                             topn: int) -> Scored:
     """The challenger's order of its `candidates` (the first `topn` reranked, the rest in fused order) from a
     Rerank call that asked the corpus's challenger alias. Raises when the alias no longer serves the
-    experiment's version (promoted, replaced or removed mid-experiment): crediting another version's ranking to
-    this experiment would be wrong."""
+    experiment's version (promoted, replaced or removed mid-experiment): crediting another version's ranking
+    to this experiment would be wrong."""
     started = time.perf_counter()
     response = await rerank
     seconds = time.perf_counter() - started
@@ -94,7 +94,8 @@ async def challenger_scores(rerank: Awaitable, experiment: OnlineExperiment, can
     head = [h.doc_id for h in candidates[:topn]]
     scores = {r.index: r.score for r in response.results if 0 <= r.index < len(head)}
     ranked = tuple((head[i], scores[i]) for i in sorted(scores, key=lambda i: (-scores[i], i)))
-    return Scored(ranked, seconds, tuple(h.doc_id for h in candidates[topn:]), {h.doc_id: h for h in candidates})
+    tail = tuple(h.doc_id for h in candidates[topn:])
+    return Scored(ranked, seconds, tail, {h.doc_id: h for h in candidates})
 
 
 async def challenger_ranking(scored: Awaitable[Scored]) -> list[str]:

@@ -269,17 +269,18 @@ class RetrieverCore:
 
     def _challenger(self, experiment: online.OnlineExperiment, key: str, side: _ChallengerSide,
                     rerank_request: reranker_pb2.RerankRequest, hits: list[Hit]) -> asyncio.Task | None:
-        """The challenger's ranking, started beside the champion's, for a search assigned to the experiment."""
+        """The challenger's ranking, started beside the champion's, for a search in the experiment."""
         if not online.assigned(experiment, key):
             return None
         return asyncio.create_task(self._challenger_scores(experiment, side, rerank_request, hits))
 
     async def _challenger_scores(self, experiment: online.OnlineExperiment, side: _ChallengerSide,
-                                 rerank_request: reranker_pb2.RerankRequest, hits: list[Hit]) -> online.Scored:
-        """The challenger ranks its own candidates: the legs fused by its learned fusion (the vector leg through
-        its query adapter), its head reranked by the corpus's challenger alias. When it changes neither from the
-        champion's version, those are the champion's candidates and request. Any fault here is the challenger's:
-        the caller falls back to the champion."""
+                                 rerank_request: reranker_pb2.RerankRequest,
+                                 hits: list[Hit]) -> online.Scored:
+        """The challenger ranks its own candidates: the legs fused by its learned fusion (the vector leg
+        through its query adapter), its head reranked by the corpus's challenger alias. When it changes
+        neither from the champion's version, those are the champion's candidates and request. Any fault here
+        is the challenger's: the caller falls back to the champion."""
         request = side.request
         version = await asyncio.to_thread(self.adapters.for_search, "challenger", request.corpus_id)
         if version.version_id and version.version_id != experiment.challenger_version:

@@ -14,7 +14,13 @@ from services.proto.feedrank.v1 import reranker_pb2
 from services.retriever.domain import SearchQuery
 from services.retriever.experiment_watch import ExperimentWatch
 from services.retriever.fusion import fuse_by
-from services.retriever.online import FALLBACKS, SHADOW_FAILURES, SHADOW_OVERLAP, SHADOW_SCORES, OnlineExperiment
+from services.retriever.online import (
+    FALLBACKS,
+    SHADOW_FAILURES,
+    SHADOW_OVERLAP,
+    SHADOW_SCORES,
+    OnlineExperiment,
+)
 from services.retriever.query_adapter import NOTHING, ServedVersion
 from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS
@@ -193,8 +199,8 @@ LEXICAL_ONLY = {"method": "weighted", "sparse_weight": 1.0, "vector_weight": 0.0
 
 
 def test_the_challenger_ranks_its_own_candidates_fused_by_its_learned_fusion(template, tmp_path, embedder):
-    """A challenger whose learned fusion differs from the champion's is asked to rerank its own fused head, and
-    the merged list can show a document only it retrieved."""
+    """A challenger whose learned fusion differs from the champion's is asked to rerank its own fused head,
+    and the merged list can show a document only it retrieved."""
     experiment = OnlineExperiment("e4", "tiny", CHALLENGER, share=1.0)
     query = "volcano lava eruption"
 
@@ -204,8 +210,8 @@ def test_the_challenger_ranks_its_own_candidates_fused_by_its_learned_fusion(tem
         outcome = await core.search(SearchQuery("tiny", query, top_k=8, session_id="s"))
         configured, _ = core.config.current()
         legs = core.legs(core.corpora.get("tiny"), query, core.settings.retrieval.candidate_k)
-        own = [f.doc_id for f in fuse_by(legs.hits, configured.model_copy(update=LEXICAL_ONLY),
-                                         limit=8)]
+        learned = configured.model_copy(update=LEXICAL_ONLY)
+        own = [f.doc_id for f in fuse_by(legs.hits, learned, limit=8)]
         champions = [f.doc_id for f in fuse_by(legs.hits, configured, limit=8)]
         return outcome, reranker.documents, own, champions
 
