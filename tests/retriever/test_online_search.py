@@ -223,7 +223,9 @@ def test_the_challenger_ranks_its_own_candidates_fused_by_its_learned_fusion(tem
     assert theirs and set(theirs) <= set(own)
     assert theirs[0] == own[-1]  # the stand-in challenger reverses its head: its first pick is its own last
     only_theirs = [h for h in outcome.hits if h.doc_id not in champions]
-    assert only_theirs and all(h.team == "challenger" and h.title for h in only_theirs)
+    # Shown as the challenger's candidates: the store's title, the challenger's score (the stand-in's are > 0
+    # below its first document).
+    assert only_theirs and all(h.team == "challenger" and h.title and h.rerank_score > 0 for h in only_theirs)
 
 
 def test_a_challenger_alias_naming_another_version_falls_back_to_the_champion(template, tmp_path, embedder):
