@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import numpy as np
 import pytest
 
 from services.common.config import EndpointSettings, InterventionSettings, Settings
 from services.proto.feedrank.v1 import reranker_pb2
 from services.retriever.domain import SearchQuery
+from services.retriever.embedder import DIMENSION
 from services.retriever.experiment_watch import ExperimentWatch
 from services.retriever.fusion import fuse_by
 from services.retriever.online import (
@@ -21,7 +23,7 @@ from services.retriever.online import (
     SHADOW_SCORES,
     OnlineExperiment,
 )
-from services.retriever.query_adapter import NOTHING, ServedVersion
+from services.retriever.query_adapter import NOTHING, QueryAdapter, ServedVersion
 from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS
 
@@ -244,3 +246,25 @@ def test_a_challenger_alias_naming_another_version_falls_back_to_the_champion(te
     assert FALLBACKS.labels("tiny", "ChallengerGone")._value.get() == before + 3
     [reason] = stopped
     assert "v-other" in reason
+
+
+def test_a_challenger_with_its_own_query_adapter_ranks_its_own_vector_leg(template, tmp_path, embedder):
+    experiment = OnlineExperiment("e6", "tiny", CHALLENGER, share=1.0)
+    query = "volcano lava eruption"
+    W = 4 * np.random.default_rng(3).standard_normal((DIMENSION, DIMENSION)).astype(np.float32) / DIMENSION**0.5
+    adapter = QueryAdapter(CHALLENGER, "tiny", W)
+
+    async def body(core, reranker, impressions, trainer):
+        core.adapters = Versions(challenger=ServedVersion(CHALLENGER, "tiny", adapter=adapter))
+        await core.search(SearchQuery("tiny", query, top_k=8, session_id="s"))
+        configured, _ = core.config.current()
+        corpus, depth = core.corpora.get("tiny"), core.settings.retrieval.candidate_k
+        legs = core.legs(corpus, query, depth).hits
+        adapted = {**legs, "vector": core._searches(corpus, adapter)["vector"](query, depth)}
+        own = [f.doc_id for f in fuse_by(adapted, configured, limit=8)]
+        champions = [f.doc_id for f in fuse_by(legs, configured, limit=8)]
+        return reranker.documents, own, champions
+
+    documents, own, champions = scenario(template, tmp_path, embedder, experiment, body)
+    assert own != champions  # the adapter moves the vector leg on this query: otherwise the test shows nothing
+    assert documents["challenger"] == own and documents[""] == champions
