@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) -m bench.trainer
 	$(PY) -m bench.click_judge
 	$(PY) -m bench.passages
+	$(PY) -m bench.interleaving
 
 # Queries team-draft interleaving needs to decide an nDCG@10 difference, against an A/B split (minutes of CPU).
 bench-interleaving: $(STAMP)

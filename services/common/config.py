@@ -720,6 +720,42 @@ class GatewaySettings(_Group):
     log_lines: int = Field(100, ge=1, le=10000, description="Lines of job output GET /api/reranker/logs returns")
 
 
+class PopulationSettings(_Group):
+    """Who the simulated users are (services/demo/simulate.py). homogeneous: everyone behaves as the demo's
+    one click model. heterogeneous: users and queries differ, as on real traffic; the distributions below
+    were chosen from the literature before any benchmark ran (docs/online.md), not fitted to a result."""
+
+    kind: Literal["homogeneous", "heterogeneous"] = Field(
+        "homogeneous", description="homogeneous = every user clicks by the demo's click model (the demo's "
+        "behaviour); heterogeneous = each user has their own click propensity and patience, each query its "
+        "intent (bench/interleaving.py measures both)")
+    navigational_share: float = Field(
+        0.2, ge=0, le=1, description="Share of queries with navigational intent (one answer wanted: few "
+        "clicks beside it, stops soon); the rest are informational (browse, click more, stop later). About a "
+        "fifth of web queries are navigational (Broder, 2002, 'A taxonomy of web search')")
+    propensity_shape: float = Field(
+        1.0, gt=0, description="Shape of the Gamma distribution (mean 1) of a user's click propensity, a "
+        "factor on every click probability: 1 = exponential, the maximum-entropy choice for a positive "
+        "factor of known mean; a tenth of users then click under a tenth as often as the typical one, a "
+        "tenth over 2.3x")
+    decay_min: float = Field(0.5, gt=0, description="Least examination decay (patience) a user has: examines "
+                             "rank r with probability (1/r)^decay, decay drawn log-uniform in [decay_min, "
+                             "decay_max]. 0.5 to 2 is the range of position-bias severities simulated by "
+                             "Joachims, Swaminathan and Schnabel (WSDM 2017), median 1 = the demo's")
+    decay_max: float = Field(2.0, gt=0, description="Greatest examination decay a user has (see decay_min)")
+    queries_per_user: float = Field(
+        5.0, ge=1, description="Mean searches one user makes (geometric: after each, another with a fixed "
+        "chance): the AOL 2006 log's ~20M queries from ~650k users over three months is about 5 per user per "
+        "two weeks, the length of an A/B test")
+    seed: int = Field(7, description="Seeds which queries are navigational")
+
+    @model_validator(mode="after")
+    def _decay_range(self) -> PopulationSettings:
+        if self.decay_max < self.decay_min:
+            raise ValueError(f"decay_max ({self.decay_max}) must be >= decay_min ({self.decay_min})")
+        return self
+
+
 class DemoSettings(_Group):
     """`make demo`: the learning loop on a BEIR dataset with simulated users."""
 
@@ -762,6 +798,7 @@ class DemoSettings(_Group):
                                 "learned version against the champion on the simulated users' searches "
                                 "(interleaving every one of them); 0 skips the online step")
     quick_online_queries: int = Field(400, ge=0, description="online_queries with QUICK=1")
+    population: PopulationSettings = PopulationSettings()
 
 
 class InterleavingSettings(_Group):

@@ -39,7 +39,7 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.common.progress import progress, status
 from services.demo import report
 from services.demo.measure import RankingMeter
-from services.demo.simulate import ClickModel, SimulationStats, UserSimulator
+from services.demo.simulate import ClickModel, Population, SimulationStats, UserSimulator
 from services.devstack.stack import LocalStack
 from services.events.kinds import TEACHING_KINDS
 from services.evaluation import beir
@@ -318,8 +318,11 @@ class Demo:
             # probability per rank is exactly the model's, the truth the measured propensities are set beside.
             model = dataclasses.replace(model, stop_after_relevant=0.0)
         self.click_model = model
+        population = self.demo.population
         simulator = UserSimulator(self.stack.target("retriever"), self.stack.target("feedback"), self.corpus_id,
-                                  queries, train_qrels, model, top_k=20 if self.by_clicks else 10)
+                                  queries, train_qrels, model, top_k=20 if self.by_clicks else 10,
+                                  population=(Population(population, model)
+                                              if population.kind == "heterogeneous" else None))
         stats = SimulationStats()
         already = self._feedback_events()  # a resumed run finds earlier sessions' events in the store
         try:

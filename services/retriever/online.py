@@ -3,8 +3,9 @@ fails a search.
 
 A search on a corpus with a running experiment is interleaved when a hash of (experiment id, search key) falls
 under the experiment's share, so the assignment is reproducible and independent of the process. The
-challenger's ranking comes from the reranker, asked for the corpus's challenger alias; it starts alongside the
-champion's, so an interleaved search costs one more Rerank call in parallel, not in sequence. The
+challenger ranks its own candidates (the legs fused by its learned fusion, its query adapter's vector leg:
+retriever/service.py) with the reranker's corpus challenger alias; it starts alongside the champion's, so an
+interleaved search costs one more Rerank call in parallel, not in sequence. The
 challenger's ranking is awaited with a deadline; when it is late or fails, the search is served the
 champion's ranking alone and the fallback is counted (by reason), never surfaced as an error.
 """
@@ -15,12 +16,13 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 from prometheus_client import Counter, Histogram
 
+from services.retriever.domain import Hit
 from services.retriever.interleaving import CHALLENGER, CHAMPION, query_coin, team_draft
 
 INTERLEAVED = Counter("feedrank_interleaved_searches_total", "Searches served an interleaved list", ["corpus"])
@@ -68,30 +70,38 @@ def search_key(session_id: str, query: str) -> str:
 
 @dataclass(frozen=True)
 class Scored:
-    """The challenger's ranking of the reranked head, best first, with its scores and how long it took."""
+    """The challenger's ranking of its reranked head, best first, with its scores and how long it took;
+    the fused order below its head; and its candidates by document id (to show those the champion lacks)."""
 
     ranked: tuple[tuple[str, float], ...]
     seconds: float
+    tail: tuple[str, ...] = ()
+    hits: Mapping[str, Hit] = field(default_factory=dict)
 
 
-async def challenger_scores(rerank: Awaitable, experiment: OnlineExperiment, doc_ids: Sequence[str]) -> Scored:
-    """The challenger's order of `doc_ids` (the reranked head) from a Rerank call that asked the corpus's
-    challenger alias. Raises when the alias no longer serves the experiment's version (promoted, replaced or
-    removed mid-experiment): crediting another version's ranking to this experiment would be wrong."""
+async def challenger_scores(rerank: Awaitable, experiment: OnlineExperiment, candidates: Sequence[Hit],
+                            topn: int) -> Scored:
+    """The challenger's order of its `candidates` (the first `topn` reranked, the rest in fused order) from a
+    Rerank call that asked the corpus's challenger alias. Raises when the alias no longer serves the
+    experiment's version (promoted, replaced or removed mid-experiment): crediting another version's ranking
+    to this experiment would be wrong."""
     started = time.perf_counter()
     response = await rerank
     seconds = time.perf_counter() - started
     if response.model_version != experiment.challenger_version:
         raise ChallengerGone(f"the challenger alias serves {response.model_version or 'nothing'}, "
                              f"not {experiment.challenger_version}")
-    scores = {r.index: r.score for r in response.results if 0 <= r.index < len(doc_ids)}
-    return Scored(tuple((doc_ids[i], scores[i]) for i in sorted(scores, key=lambda i: (-scores[i], i))), seconds)
+    head = [h.doc_id for h in candidates[:topn]]
+    scores = {r.index: r.score for r in response.results if 0 <= r.index < len(head)}
+    ranked = tuple((head[i], scores[i]) for i in sorted(scores, key=lambda i: (-scores[i], i)))
+    tail = tuple(h.doc_id for h in candidates[topn:])
+    return Scored(ranked, seconds, tail, {h.doc_id: h for h in candidates})
 
 
-async def challenger_ranking(scored: Awaitable[Scored], tail: Sequence[str]) -> list[str]:
-    """The challenger's ranking of the head, then `tail` (the fused order below the head, as the champion's
-    ranking has it)."""
-    return [doc_id for doc_id, _ in (await scored).ranked] + list(tail)
+async def challenger_ranking(scored: Awaitable[Scored]) -> list[str]:
+    """The challenger's ranking: its reranked head, then its fused order below the head."""
+    done = await scored
+    return [doc_id for doc_id, _ in done.ranked] + list(done.tail)
 
 
 class ChallengerGone(Exception):

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -163,6 +164,7 @@ class RetrieverCore:
         mode = request.rerank_mode or reranking.reranker_mode
         version = self._served_version(request, mode, reranking)
         adapter = version.adapter
+        configured = fusion
         # The version's learned fusion over the configured one; fields the request sets itself stay its own.
         fusion = version.fusion_over(fusion, keep=request.fusion or ())
         searches = self._searches(corpus, adapter)
@@ -180,7 +182,10 @@ class RetrieverCore:
             rerank_request = await self._rerank_request(request, corpus, mode, reranking, hits[:topn], docs)
             if experiment is not None:
                 key = online.search_key(request.session_id, request.query)
-                challenger = self._challenger(experiment, key, rerank_request, reranking, hits, topn)
+                side = _ChallengerSide(request, corpus, mode, reranking, configured, version,
+                                       {name: leg for name, (leg, _) in timed.items()}, candidate_k,
+                                       max(top_k, topn), topn)
+                challenger = self._challenger(experiment, key, side, rerank_request, hits)
             model_version, reranked, degraded = await self._rerank(request, reranking, rerank_request, hits[:topn])
             rerank_ms = (time.perf_counter() - rerank_started) * 1000
             if reranked:
@@ -189,8 +194,8 @@ class RetrieverCore:
         if challenger is not None and experiment.shadow:
             self._shadow(experiment, hits[:topn], challenger, degraded)
         elif challenger is not None:
-            served = await self._interleave(experiment, key, hits, challenger, top_k, topn, degraded)
-            hits = _reordered(hits, served)
+            served = await self._interleave(experiment, key, hits, challenger, top_k, degraded)
+            hits = _reordered(hits, served, challenger)
         hits = hits[:top_k]
         for rank, hit in enumerate(hits, 1):
             hit.rank = hit.ranked_rank = rank
@@ -262,28 +267,57 @@ class RetrieverCore:
             return None
         return self.experiments.current(request.corpus_id)
 
-    def _challenger(self, experiment: online.OnlineExperiment, key: str, rerank_request: reranker_pb2.RerankRequest,
-                    reranking: RerankingSettings, hits: list[Hit], topn: int) -> asyncio.Task | None:
-        """The challenger's scores of the reranked head, started beside the champion's, for a search assigned to
-        the experiment."""
+    def _challenger(self, experiment: online.OnlineExperiment, key: str, side: _ChallengerSide,
+                    rerank_request: reranker_pb2.RerankRequest, hits: list[Hit]) -> asyncio.Task | None:
+        """The challenger's ranking, started beside the champion's, for a search in the experiment."""
         if not online.assigned(experiment, key):
             return None
+        return asyncio.create_task(self._challenger_scores(experiment, side, rerank_request, hits))
+
+    async def _challenger_scores(self, experiment: online.OnlineExperiment, side: _ChallengerSide,
+                                 rerank_request: reranker_pb2.RerankRequest,
+                                 hits: list[Hit]) -> online.Scored:
+        """The challenger ranks its own candidates: the legs fused by its learned fusion (the vector leg
+        through its query adapter), its head reranked by the corpus's challenger alias. When it changes
+        neither from the champion's version, those are the champion's candidates and request. Any fault here
+        is the challenger's: the caller falls back to the champion."""
+        request = side.request
+        version = await asyncio.to_thread(self.adapters.for_search, "challenger", request.corpus_id)
+        if version.version_id and version.version_id != experiment.challenger_version:
+            raise online.ChallengerGone(f"the challenger alias names {version.version_id}, "
+                                        f"not {experiment.challenger_version}")
+        own = _changes(version) != _changes(side.champion)
+        if own:
+            legs = side.legs
+            if _adapter_id(version) != _adapter_id(side.champion):  # a query adapter changes the vector leg
+                vector = self._searches(side.corpus, version.adapter)["vector"]
+                legs = {**legs, "vector": await asyncio.to_thread(vector, request.query, side.candidate_k)}
+            fusion = version.fusion_over(side.configured, keep=request.fusion or ())
+            fused = fuse_by(legs, fusion, limit=side.limit)
+            docs = side.corpus.store.get([f.doc_id for f in fused])
+            hits = [self._hit(f, docs.get(f.doc_id)) for f in fused]
+            rerank_request = await self._rerank_request(request, side.corpus, side.mode, side.reranking,
+                                                        hits[:side.topn], docs)
         asked = reranker_pb2.RerankRequest()
         asked.CopyFrom(rerank_request)
         asked.model = "challenger"  # the corpus's challenger alias: an alias needs no admin token
-        call = self.reranker.rerank(asked, reranking.reranker_timeout + self.settings.interleaving.challenger_timeout_s)
-        return asyncio.create_task(online.challenger_scores(call, experiment, [h.doc_id for h in hits[:topn]]))
+        call = self.reranker.rerank(asked, side.reranking.reranker_timeout
+                                    + self.settings.interleaving.challenger_timeout_s)
+        scored = await online.challenger_scores(call, experiment, hits, side.topn)
+        if own:  # its own hits show its scores (shared ones are the champion's, scored by it)
+            for doc_id, score in scored.ranked:
+                scored.hits[doc_id].rerank_score = score
+        return scored
 
     async def _interleave(self, experiment: online.OnlineExperiment, key: str, hits: list[Hit],
-                          challenger: asyncio.Task, top_k: int, topn: int, degraded: str) -> online.Served:
+                          challenger: asyncio.Task, top_k: int, degraded: str) -> online.Served:
         # A champion that failed leaves the fused order, which is not the champion's ranking: nothing to compare.
         # (A corpus with no champion version is served the fused order as its champion: that one is compared.)
         if degraded:
             challenger.cancel()
             return online.Served(tuple(h.doc_id for h in hits[:top_k]))
-        tail = [h.doc_id for h in hits[topn:]]
         served = await online.interleave(experiment, key, [h.doc_id for h in hits],
-                                         lambda: online.challenger_ranking(challenger, tail), top_k,
+                                         lambda: online.challenger_ranking(challenger), top_k,
                                          self.settings.interleaving.challenger_timeout_s)
         self._heard(experiment, served.fallback_reason)
         return served
@@ -346,9 +380,38 @@ def _timed(search: Callable[[str, int], list], query: str, depth: int) -> tuple[
     return hits, (time.perf_counter() - started) * 1000
 
 
-def _reordered(hits: list[Hit], served: online.Served) -> list[Hit]:
-    """The hits in the order `served` shows them, each with the team that contributed it."""
+@dataclass(frozen=True)
+class _ChallengerSide:
+    """What the challenger's side of an interleaved search starts from: the search, the legs' raw results and
+    the champion's version (what it changes here)."""
+
+    request: SearchQuery
+    corpus: Corpus
+    mode: str
+    reranking: RerankingSettings
+    configured: FusionSettings  # before any version's learned fusion
+    champion: ServedVersion
+    legs: dict[str, list[tuple[str, float]]]  # each leg's (doc id, score) as the champion's search found them
+    candidate_k: int
+    limit: int  # fused candidates kept
+    topn: int  # of which reranked
+
+
+def _adapter_id(version: ServedVersion) -> str:
+    return version.adapter.version_id if version.adapter else ""
+
+
+def _changes(version: ServedVersion) -> tuple:
+    """What a version changes in the retriever: equal for two versions = the same candidates."""
+    return _adapter_id(version), version.fusion
+
+
+def _reordered(hits: list[Hit], served: online.Served, challenger: asyncio.Task) -> list[Hit]:
+    """The hits in the order `served` shows them, each with the team that contributed it. A document only the
+    challenger retrieved is shown as its candidate."""
     by_id = {h.doc_id: h for h in hits}
+    if served.teams and challenger.done() and not challenger.cancelled() and challenger.exception() is None:
+        by_id = {**challenger.result().hits, **by_id}
     shown = [by_id[d] for d in served.doc_ids]
     for hit, team in zip(shown, served.teams):
         hit.team = team

@@ -7,13 +7,23 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import numpy as np
 import pytest
 
 from services.common.config import EndpointSettings, InterventionSettings, Settings
 from services.proto.feedrank.v1 import reranker_pb2
 from services.retriever.domain import SearchQuery
+from services.retriever.embedder import DIMENSION
 from services.retriever.experiment_watch import ExperimentWatch
-from services.retriever.online import SHADOW_FAILURES, SHADOW_OVERLAP, SHADOW_SCORES, OnlineExperiment
+from services.retriever.fusion import fuse_by
+from services.retriever.online import (
+    FALLBACKS,
+    SHADOW_FAILURES,
+    SHADOW_OVERLAP,
+    SHADOW_SCORES,
+    OnlineExperiment,
+)
+from services.retriever.query_adapter import NOTHING, QueryAdapter, ServedVersion
 from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS
 
@@ -26,9 +36,11 @@ class Reranker:
     def __init__(self):
         self.challenger_fails = False
         self.asked: list[str] = []
+        self.documents: dict[str, list[str]] = {}  # alias asked -> the documents it was asked to rank
 
     async def rerank(self, request: reranker_pb2.RerankRequest, timeout: float) -> reranker_pb2.RerankResponse:
         self.asked.append(request.model)
+        self.documents[request.model] = [d.id for d in request.documents]
         n = len(request.documents)
         if request.model == "challenger":
             if self.challenger_fails:
@@ -173,3 +185,86 @@ def test_a_failing_challenger_fails_no_search_and_the_experiment_is_stopped(temp
     assert "ConnectionError" in reason and CHALLENGER in reason
     if shadow:
         assert SHADOW_FAILURES.labels("tiny", "ConnectionError")._value.get() == failures_before + 3
+
+
+class Versions:
+    """Stands in for the registry the retriever follows: what each alias's version changes here."""
+
+    def __init__(self, **by_alias: ServedVersion):
+        self.by_alias = by_alias
+
+    def for_search(self, model: str, corpus_id: str) -> ServedVersion:
+        return self.by_alias.get(model, NOTHING)
+
+
+LEXICAL_ONLY = {"method": "weighted", "sparse_weight": 1.0, "vector_weight": 0.0}
+
+
+def test_the_challenger_ranks_its_own_candidates_fused_by_its_learned_fusion(template, tmp_path, embedder):
+    """A challenger whose learned fusion differs from the champion's is asked to rerank its own fused head,
+    and the merged list can show a document only it retrieved."""
+    experiment = OnlineExperiment("e4", "tiny", CHALLENGER, share=1.0)
+    query = "volcano lava eruption"
+
+    async def body(core, reranker, impressions, trainer):
+        core.adapters = Versions(champion=ServedVersion(CHAMPION, "tiny"),
+                                 challenger=ServedVersion(CHALLENGER, "tiny", fusion=LEXICAL_ONLY))
+        outcome = await core.search(SearchQuery("tiny", query, top_k=8, session_id="s"))
+        configured, _ = core.config.current()
+        legs = core.legs(core.corpora.get("tiny"), query, core.settings.retrieval.candidate_k)
+        learned = configured.model_copy(update=LEXICAL_ONLY)
+        own = [f.doc_id for f in fuse_by(legs.hits, learned, limit=8)]
+        champions = [f.doc_id for f in fuse_by(legs.hits, configured, limit=8)]
+        return outcome, reranker.documents, own, champions
+
+    outcome, documents, own, champions = scenario(template, tmp_path, embedder, experiment, body)
+    assert own != champions  # the two fusions disagree on this query: otherwise the test shows nothing
+    assert documents["challenger"] == own and documents[""] == champions
+    assert outcome.experiment_id == "e4"
+    theirs = [h.doc_id for h in outcome.hits if h.team == "challenger"]
+    assert theirs and set(theirs) <= set(own)
+    assert theirs[0] == own[-1]  # the stand-in challenger reverses its head: its first pick is its own last
+    only_theirs = [h for h in outcome.hits if h.doc_id not in champions]
+    # Shown as the challenger's candidates: the store's title, the challenger's score (the stand-in's are > 0
+    # below its first document).
+    assert only_theirs and all(h.team == "challenger" and h.title and h.rerank_score > 0 for h in only_theirs)
+
+
+def test_a_challenger_alias_naming_another_version_falls_back_to_the_champion(template, tmp_path, embedder):
+    experiment = OnlineExperiment("e5", "tiny", CHALLENGER, share=1.0)
+    before = FALLBACKS.labels("tiny", "ChallengerGone")._value.get()
+
+    async def body(core, reranker, impressions, trainer):
+        core.adapters = Versions(challenger=ServedVersion("v-other", "tiny", fusion=LEXICAL_ONLY))
+        outcomes = [await search(core, session=f"s{i}") for i in range(3)]
+        await asyncio.sleep(0.05)  # the stop call runs in the background
+        return outcomes, reranker.asked, trainer.stopped
+
+    outcomes, asked, stopped = scenario(template, tmp_path, embedder, experiment, body)
+    assert all(o.hits and not o.experiment_id and not o.degraded_reason for o in outcomes)
+    assert "challenger" not in asked  # another version's fusion is never ranked for this experiment
+    assert FALLBACKS.labels("tiny", "ChallengerGone")._value.get() == before + 3
+    [reason] = stopped
+    assert "v-other" in reason
+
+
+def test_a_challenger_with_its_own_query_adapter_ranks_its_own_vector_leg(template, tmp_path, embedder):
+    experiment = OnlineExperiment("e6", "tiny", CHALLENGER, share=1.0)
+    query = "volcano lava eruption"
+    W = 4 * np.random.default_rng(3).standard_normal((DIMENSION, DIMENSION)).astype(np.float32) / DIMENSION**0.5
+    adapter = QueryAdapter(CHALLENGER, "tiny", W)
+
+    async def body(core, reranker, impressions, trainer):
+        core.adapters = Versions(challenger=ServedVersion(CHALLENGER, "tiny", adapter=adapter))
+        await core.search(SearchQuery("tiny", query, top_k=8, session_id="s"))
+        configured, _ = core.config.current()
+        corpus, depth = core.corpora.get("tiny"), core.settings.retrieval.candidate_k
+        legs = core.legs(corpus, query, depth).hits
+        adapted = {**legs, "vector": core._searches(corpus, adapter)["vector"](query, depth)}
+        own = [f.doc_id for f in fuse_by(adapted, configured, limit=8)]
+        champions = [f.doc_id for f in fuse_by(legs, configured, limit=8)]
+        return reranker.documents, own, champions
+
+    documents, own, champions = scenario(template, tmp_path, embedder, experiment, body)
+    assert own != champions  # the adapter moves the vector leg on this query: otherwise the test shows nothing
+    assert documents["challenger"] == own and documents[""] == champions
