@@ -801,6 +801,15 @@ class DemoSettings(_Group):
     population: PopulationSettings = PopulationSettings()
 
 
+class ProgressSettings(_Group):
+    """How long commands report progress when stdout is not a terminal (services/common/progress.py)."""
+
+    interval_s: float = Field(10.0, gt=0, le=3600, description="The longest a plain log stays silent while a task "
+                              "or status is open (a heartbeat line with its state)")
+    share: float = Field(0.05, gt=0, le=1, description="A plain line each time a task with a total passes "
+                         "another this share of it")
+
+
 class InterleavingSettings(_Group):
     """Online experiments: team-draft interleaving of a corpus's champion and a challenger on live Search."""
 
@@ -866,6 +875,7 @@ class Settings(BaseSettings):
     interleaving: InterleavingSettings = InterleavingSettings()
     loop: LoopSettings = LoopSettings()
     demo: DemoSettings = DemoSettings()
+    progress: ProgressSettings = ProgressSettings()
     gateway: GatewaySettings = GatewaySettings()
 
     @model_validator(mode="before")

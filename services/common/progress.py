@@ -8,7 +8,7 @@ On a terminal, rich draws its bars and spinners. Anywhere else (CI, a Kubernetes
 
 A task prints a line each time it passes another 5% of its total, and every task or status still
 open prints one at least every 10 seconds, even when nothing advances (a heartbeat thread), so a
-log never goes quiet for longer while work is under way.
+log never goes quiet for longer while work is under way (`progress.share`, `progress.interval_s`).
 
 `progress(console)` stands in for `rich.progress.Progress` (add_task / advance / update, and
 `.console` for lines between updates); `status(console, text)` for `console.status(text)`.
@@ -26,8 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-INTERVAL_S = 10.0  # the longest a plain log stays silent while a task or status is open
-SHARE = 0.05  # a plain line each time a task with a total passes another 5%
+from services.common.config import get_settings
+
 
 
 @dataclass
@@ -37,7 +37,7 @@ class _Task:
     completed: float = 0.0
     info: str = ""
     started: float = field(default_factory=time.monotonic)
-    bucket: int = 0  # how many SHAREs of the total were already reported
+    bucket: int = 0  # how many shares of the total were already reported
 
     def line(self, final: bool = False) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -65,7 +65,7 @@ def _duration(seconds: float) -> str:
 class PlainProgress:
     """rich.progress.Progress's add_task/advance/update, printed as plain lines (see the module doc)."""
 
-    def __init__(self, console: Console, *, interval_s: float = INTERVAL_S, share: float = SHARE):
+    def __init__(self, console: Console, *, interval_s: float, share: float):
         self.console = console
         self.interval_s = interval_s
         self.share = share
@@ -125,15 +125,16 @@ class PlainProgress:
                         self._print(task.line())
 
 
-def progress(console: Console, *columns: Any, interval_s: float = INTERVAL_S,
-             share: float = SHARE) -> Progress | PlainProgress:
+def progress(console: Console, *columns: Any, interval_s: float | None = None,
+             share: float | None = None) -> Progress | PlainProgress:
     """On a terminal a rich bar with `columns` (default: description, bar, done/total, elapsed, ETA);
-    plain lines elsewhere."""
+    plain lines elsewhere, every `interval_s` and `share` (default: the `progress.*` settings)."""
     if console.is_terminal:
         columns = columns or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                               TimeElapsedColumn(), TimeRemainingColumn())
         return Progress(*columns, console=console)
-    return PlainProgress(console, interval_s=interval_s, share=share)
+    configured = get_settings().progress
+    return PlainProgress(console, interval_s=interval_s or configured.interval_s, share=share or configured.share)
 
 
 class _PlainStatus:
@@ -145,12 +146,13 @@ class _PlainStatus:
 
 
 @contextmanager
-def status(console: Console, text: str, *, interval_s: float = INTERVAL_S) -> Iterator[Any]:
+def status(console: Console, text: str, *, interval_s: float | None = None) -> Iterator[Any]:
     """console.status(text) on a terminal; elsewhere a line now, then one at least every `interval_s`
     with the time it has been running. `.update(text)` changes the text either way."""
     if console.is_terminal:
         with console.status(text) as spinner:
             yield spinner
         return
-    with PlainProgress(console, interval_s=interval_s) as bar:
+    configured = get_settings().progress
+    with PlainProgress(console, interval_s=interval_s or configured.interval_s, share=configured.share) as bar:
         yield _PlainStatus(bar, bar.add_task(text))

@@ -11,6 +11,7 @@ import sys
 
 from rich.console import Console
 
+from services.common.config import get_settings
 from services.common.progress import PlainProgress, progress, status
 from tests.conftest import REPO
 from tests.feedback.helpers import wait_until
@@ -51,6 +52,24 @@ def test_a_task_that_jumps_prints_once_per_jump_and_ends_with_where_it_stopped()
     lines = out.getvalue().splitlines()
     assert [LINE.match(line.removesuffix(" loss 0.5"))["done"] for line in lines] == ["0", "3", "7", "7"]
     assert lines[-1].endswith("loss 0.5")
+
+
+def test_the_share_and_the_heartbeat_are_settings(monkeypatch):
+    monkeypatch.setenv("FEEDRANK_PROGRESS__SHARE", "0.25")
+    monkeypatch.setenv("FEEDRANK_PROGRESS__INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    try:
+        console, out = piped()
+        with progress(console) as bar:
+            task = bar.add_task("ingest", total=100)
+            for _ in range(100):
+                bar.advance(task, 1)
+        assert [int(LINE.match(line)["pct"]) for line in out.getvalue().splitlines()] == [0, 25, 50, 75, 100]
+        console, out = piped()
+        with status(console, "gate"):
+            wait_until(lambda: len(out.getvalue().splitlines()) >= 3, 30, "heartbeat lines every 0.05 s")
+    finally:
+        get_settings.cache_clear()
 
 
 def test_a_status_prints_at_start_beats_while_open_and_says_when_done():
