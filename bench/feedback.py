@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from services.common.config import KafkaSettings, KafkaTopics  # noqa: E402
 from services.devstack.broker import DevKafka  # noqa: E402
 from services.events.store import EventStore  # noqa: E402
-from services.kafka.clients import ensure_topics  # noqa: E402
+from services.kafka.connection import ensure_topics  # noqa: E402
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.feedback.helpers import (  # noqa: E402

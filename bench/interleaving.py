@@ -60,8 +60,8 @@ sys.path.insert(0, str(REPO))
 
 from services.common.config import InterleavingSettings, PopulationSettings  # noqa: E402
 from services.demo.simulate import INTENTS, ClickModel, Population, SimulatedUser  # noqa: E402
-from services.evaluation.beir import iter_corpus, load_qrels  # noqa: E402
-from services.evaluation.metrics import per_query  # noqa: E402
+from services.ir.beir import iter_corpus, load_qrels  # noqa: E402
+from services.ir.metrics import per_query  # noqa: E402
 from services.retriever.interleaving import CHALLENGER, team_draft  # noqa: E402
 from services.trainer.online.credit import Outcome  # noqa: E402
 from services.trainer.online.sequential import SequentialTest, Verdict  # noqa: E402

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import describe as describe_machine  # noqa: E402
 from services.common.config import EngineSettings, RerankingSettings, Settings, validated  # noqa: E402
-from services.evaluation import beir, metrics  # noqa: E402
+from services.ir import beir, metrics  # noqa: E402
 from services.registry.importer import import_bi_encoder  # noqa: E402
 from services.registry.store import FileRegistry  # noqa: E402
 from services.reranker.batching import Batcher  # noqa: E402

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.machine import describe as describe_machine  # noqa: E402
 from services.common.config import EndpointSettings, get_settings  # noqa: E402
-from services.evaluation import beir, metrics  # noqa: E402
+from services.ir import beir, metrics  # noqa: E402
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def summary(ms: list[float]) -> dict:
 
 async def in_process_latency(settings, corpus_id: str, queries: list[str], warmup: int) -> dict:
     from services.retriever.domain import SearchQuery
-    from services.retriever.service import RetrieverCore
+    from services.retriever.core import RetrieverCore
 
     core = RetrieverCore(settings)
     try:

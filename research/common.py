@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.evaluation import metrics
+from services.ir import metrics
 from services.retriever import fusion
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -176,7 +176,7 @@ def run_from_scores(c: Corpus, qids: list[str], scores: np.ndarray, k: int = 100
 
 
 def ndcg_at_10(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> float:
-    """Mean nDCG@10 (services/evaluation/metrics.py) over the queries that have a relevant document."""
+    """Mean nDCG@10 (services/ir/metrics.py) over the queries that have a relevant document."""
     judged = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
     return metrics.evaluate(run, judged, ["ndcg@10"])["ndcg@10"]
 

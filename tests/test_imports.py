@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: list[set[str]] = [
     {"services", "common", "proto"},  # the version, settings, errors, gRPC bootstrap, generated stubs
-    {"engine", "evaluation"},  # ONNX models and scorers; IR metrics and BEIR reading
+    {"engine", "ir"},  # ONNX models and scorers; IR metrics and BEIR reading
     {"registry", "events", "kafka", "client"},  # model versions, the event store, Kafka and service clients
     {"retriever", "reranker", "feedback", "trainer"},  # the stages
     {"gateway", "mcp", "demo", "devstack", "cli"},  # edges, dev tooling and the command line

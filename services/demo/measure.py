@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from services.common.channels import open_channel
 from services.common.config import EndpointSettings
-from services.evaluation import metrics
+from services.ir import metrics
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "hit@1")

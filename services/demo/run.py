@@ -42,12 +42,12 @@ from services.demo.measure import RankingMeter
 from services.demo.simulate import ClickModel, Population, SimulationStats, UserSimulator
 from services.devstack.stack import LocalStack
 from services.events.kinds import TEACHING_KINDS
-from services.evaluation import beir
+from services.ir import beir
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from services.retriever.core import open_offline
 from services.retriever.ingest import count_lines
-from services.retriever.service import open_offline
 from services.trainer.core import TrainerCore
-from services.trainer.corpus import CorpusData, train_queries
+from services.trainer.corpus_data import CorpusData, train_queries
 from services.trainer.gate import read_decisions
 from services.trainer import propensity as position_bias
 

@@ -22,7 +22,7 @@ from services.common.config import EndpointSettings, Settings
 from services.common.credentials import ADMIN_TOKEN_FILE, ensure_token_file
 from services.common.errors import ErrorKind, FeedrankError
 from services.devstack.broker import DevKafka, free_ports
-from services.kafka.clients import ensure_topics
+from services.kafka.connection import ensure_topics
 
 SERVICES = ("reranker", "feedback", "trainer", "retriever")  # start order: dependencies first
 WITH_GATEWAY = (*SERVICES, "gateway")  # the HTTP face comes last: it only calls the others

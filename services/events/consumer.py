@@ -29,7 +29,7 @@ from prometheus_client import Counter, Gauge
 from services.common.config import KafkaSettings
 from services.events.kinds import EVENT_KINDS
 from services.events.store import EventStore, Incoming
-from services.kafka.clients import consumer_config
+from services.kafka.connection import consumer_config
 from services.proto.feedrank.v1 import feedback_pb2
 
 log = logging.getLogger(__name__)

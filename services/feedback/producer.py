@@ -19,7 +19,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from services.common.config import KafkaSettings
-from services.kafka.clients import ensure_topics, producer_config
+from services.kafka.connection import ensure_topics, producer_config
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from services.common.config import Settings
 from services.common.credentials import serving_admin_token
 from services.common.errors import FeedrankError
-from services.gateway.backends import Backends
 from services.gateway.body_limit import BodyLimit
 from services.gateway.deps import forward_authorization
 from services.gateway.errors import feedrank_error_handler, validation_error_handler
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import compat, config, experiments, judging, reranker, search
+from services.gateway.upstreams import Upstreams
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings, bind_host: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await app.state.backends.close()
+        await app.state.upstreams.close()
 
     app = FastAPI(
         title="feedrank gateway",
@@ -41,7 +41,7 @@ def create_app(settings: Settings, bind_host: str | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.admin_token = serving_admin_token(settings, bind_host or settings.endpoints.bind_host)
     app.add_middleware(BodyLimit, limit=settings.gateway.max_body_bytes)
-    app.state.backends = Backends(settings)
+    app.state.upstreams = Upstreams(settings)
     gw = settings.gateway
     app.state.telemetry_limiter = RateLimiter(gw.telemetry_rate_per_s, gw.telemetry_burst, gw.rate_limit_clients)
     app.add_exception_handler(FeedrankError, feedrank_error_handler)

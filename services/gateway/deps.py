@@ -1,4 +1,4 @@
-"""The routes' FastAPI dependencies: the app's backends and settings, the admin check, the telemetry limit.
+"""The routes' FastAPI dependencies: the app's upstreams and settings, the admin check, the telemetry limit.
 
 They read `request.app.state`, which `app.create_app` fills; routes import them from here, not from the app.
 """
@@ -13,11 +13,11 @@ from fastapi import Depends, Request
 from services.common.config import Settings
 from services.common.credentials import bearer_token
 from services.common.errors import ErrorKind, FeedrankError
-from services.gateway.backends import Backends, request_authorization
+from services.gateway.upstreams import Upstreams, request_authorization
 
 
-def backends(request: Request) -> Backends:
-    return request.app.state.backends
+def upstreams(request: Request) -> Upstreams:
+    return request.app.state.upstreams
 
 
 def settings_of(request: Request) -> Settings:
@@ -44,6 +44,6 @@ def rate_limited(request: Request) -> None:
         raise FeedrankError(ErrorKind.RESOURCE_EXHAUSTED, f"telemetry rate limit exceeded for {client}")
 
 
-BackendsDep = Annotated[Backends, Depends(backends)]
+UpstreamsDep = Annotated[Upstreams, Depends(upstreams)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 AdminDep = Annotated[str | None, Depends(admin)]

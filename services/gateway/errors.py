@@ -1,7 +1,7 @@
 """HTTP errors, decided once.
 
 Every failure reaches the client through `feedrank_error_handler`: gRPC statuses were already
-turned into `FeedrankError` by `Backends.call`, request-body validation is turned into one here,
+turned into `FeedrankError` by `Upstreams.call`, request-body validation is turned into one here,
 and the gateway's own refusals (token, rate limit, body size) raise one. The body's shape follows the route's
 dialect, so drop-in clients parse errors the way they expect:
 

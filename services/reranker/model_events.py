@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from services.common.config import KafkaSettings
-from services.kafka.clients import consumer_config
+from services.kafka.connection import consumer_config
 from services.proto.feedrank.v1 import feedback_pb2
 from services.reranker.versions import VersionPool
 

@@ -22,7 +22,7 @@ from services.common.channels import open_aio_channel
 from services.common.config import get_settings
 from services.common.credentials import operator_token
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.evaluation import beir
+from services.ir import beir
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from services.retriever import convert
 from services.retriever.chunking import chunk_repo
@@ -47,7 +47,7 @@ def ingest(
     prune: Annotated[bool, typer.Option(help="Delete documents the source no longer has")] = False,
 ) -> None:
     """Index a BEIR dataset or a source tree into a corpus (offline, on the data dir). Re-running is idempotent."""
-    from services.retriever.service import open_offline
+    from services.retriever.core import open_offline
 
     sources = [x for x in (dataset, repo, delete) if x]
     if len(sources) != 1:
@@ -141,7 +141,7 @@ def _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
 
 
 async def _search_local(query, corpus_id, top_k, candidate_k, fusion, rerank_mode):
-    from services.retriever.service import RetrieverCore
+    from services.retriever.core import RetrieverCore
 
     request = _request(query, corpus_id, top_k, candidate_k, fusion, rerank_mode)
     core = RetrieverCore(get_settings())
@@ -173,7 +173,7 @@ def eval_cmd(
 ) -> None:
     """nDCG@10, MRR@10, Recall@100, Hit@1/3/5/10 of bm25, dense, each fusion and fused+rerank (offline on the data dir;
     the rerank row needs a running reranker)."""
-    from services.retriever.service import open_offline
+    from services.retriever.core import open_offline
 
     settings = get_settings()
     try:

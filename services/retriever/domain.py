@@ -1,6 +1,6 @@
 """The retriever's domain objects: a search request, its hits and outcome, and the legs' raw results.
 
-`service.py` (the core) produces them and `convert.py` maps them to protobuf; both import them from here.
+`core.py` produces them and `convert.py` maps them to protobuf; both import them from here.
 """
 
 from __future__ import annotations

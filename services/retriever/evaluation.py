@@ -18,7 +18,7 @@ import grpc
 
 from services.common.errors import invalid
 from services.common.legs import LEGS
-from services.evaluation import beir, metrics
+from services.ir import beir, metrics
 from services.retriever import convert
 from services.retriever.domain import Hit
 from services.retriever.fusion import fuse_by

@@ -21,7 +21,7 @@ import numpy as np
 
 from services.common.documents import Doc
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.evaluation import beir
+from services.ir import beir
 from services.retriever.backends import Corpus
 from services.retriever.corpus import batched, doc_sha, read_manifest, write_manifest
 from services.retriever.embedder import Embedder

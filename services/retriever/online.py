@@ -4,7 +4,7 @@ fails a search.
 A search on a corpus with a running experiment is interleaved when a hash of (experiment id, search key) falls
 under the experiment's share, so the assignment is reproducible and independent of the process. The
 challenger ranks its own candidates (the legs fused by its learned fusion, its query adapter's vector leg:
-retriever/service.py) with the reranker's corpus challenger alias; it starts alongside the champion's, so an
+retriever/core.py) with the reranker's corpus challenger alias; it starts alongside the champion's, so an
 interleaved search costs one more Rerank call in parallel, not in sequence. The
 challenger's ranking is awaited with a deadline; when it is late or fails, the search is served the
 champion's ranking alone and the fallback is counted (by reason), never surfaced as an error.

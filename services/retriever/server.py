@@ -9,7 +9,7 @@ from services.common.grpc_server import GrpcApp, bind_address, metrics_port_for
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
 from services.retriever import convert
 from services.retriever.backends import Corpora
-from services.retriever.service import RetrieverCore
+from services.retriever.core import RetrieverCore
 
 SERVICE_NAME = retriever_pb2.DESCRIPTOR.services_by_name["Retriever"].full_name
 

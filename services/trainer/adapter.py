@@ -35,15 +35,15 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.common.legs import Candidate
 from services.engine.manifest import Blend, Head, LinearHead, Manifest
 from services.engine.pooling import adapt_queries
-from services.evaluation import metrics as ir
+from services.ir import metrics as ir
 from services.registry.importer import import_bi_encoder
 from services.retriever.embedder import Embedder, packaged_model_dir
 from services.retriever.fusion import LegHits, fuse_by, learned, legs_of
 from services.retriever.ingest import embed_text
 from services.trainer.candidates import CandidateSource
+from services.trainer.corpus_data import CorpusData, normalize_query
 from services.trainer.fusion_learner import learn_fusion
 from services.trainer.heads import Pool, choose_head, ndcg
-from services.trainer.corpus import CorpusData, normalize_query
 from services.trainer.mining import Triplet
 from services.trainer.runs import RunContext
 from services.trainer.training import Cancelled

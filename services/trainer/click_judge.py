@@ -32,7 +32,7 @@ from services.common.errors import ErrorKind, FeedrankError
 from services.events.store import EventStore
 from services.trainer import propensity
 from services.trainer.click_log import Holdout, LoggedSearch, held_out, logged_searches
-from services.trainer.corpus import CorpusData, EvalSet, normalize_query
+from services.trainer.corpus_data import CorpusData, EvalSet, normalize_query
 from services.trainer.evaluation import FUSED, Evaluator, paired_test
 
 METRIC = "ips_dcg@10"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from services.events.store import EventStore
 from services.trainer.candidates import TRAINER_SESSION
-from services.trainer.corpus import normalize_query
+from services.trainer.corpus_data import normalize_query
 
 
 @dataclass(frozen=True)

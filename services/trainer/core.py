@@ -28,7 +28,7 @@ from services.retriever.embedder import DIMENSION, packaged_model_dir
 from services.retriever.fusion import learned
 from services.trainer.candidates import CandidateSource, open_candidates
 from services.trainer.click_judge import ClickJudge
-from services.trainer.corpus import CorpusData, frozen_texts, normalize_query, parse_split
+from services.trainer.corpus_data import CorpusData, frozen_texts, normalize_query, parse_split
 from services.trainer.evaluation import Evaluator
 from services.trainer.fusion_learner import learn_from_triplets
 from services.trainer.gate import Gate, ModelPublisher

@@ -18,7 +18,7 @@ its corpus; every other list is fused by the configured fusion. Ties keep the fu
 reranker ranks. The rest of the list keeps the fused order. A model name that resolves to no version
 (an unset alias) is the fused order itself.
 
-Metrics come from services/evaluation/metrics.py. Results: `evals/<eval_id>.json` and `evals/latest.json`.
+Metrics come from services/ir/metrics.py. Results: `evals/<eval_id>.json` and `evals/latest.json`.
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ from services.common.legs import Candidate, from_record, record
 from services.engine.passages import passage_plan, passages_of
 from services.engine.pooling import adapt_queries
 from services.engine.scorer import Scorer, load_scorer
-from services.evaluation import metrics as ir
+from services.ir import metrics as ir
 from services.registry.store import Manifest, Registry
 from services.reranker.combine import final_scores
 from services.retriever.fusion import served_fusion
 from services.trainer.adapter import adapted_candidates, champion_adapter, corpus_vectors, query_encoder
 from services.trainer.candidates import CandidateSource
-from services.trainer.corpus import CorpusData, EvalSet, eval_set
+from services.trainer.corpus_data import CorpusData, EvalSet, eval_set
 from services.trainer.fusion_learner import refused
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from services.common.config import FusionSettings, TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.common.legs import Candidate
-from services.evaluation import metrics as ir
+from services.ir import metrics as ir
 from services.retriever.fusion import LegHits, fuse_by, legs_of
 from services.trainer.candidates import CandidateSource
-from services.trainer.corpus import normalize_query
+from services.trainer.corpus_data import normalize_query
 from services.trainer.mining import Triplet
 
 

@@ -28,7 +28,7 @@ from prometheus_client import Counter
 
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.kafka.clients import TopicPublisher
+from services.kafka.connection import TopicPublisher
 from services.proto.feedrank.v1 import feedback_pb2
 from services.registry.store import ROLLBACK_REASON, Registry, champion_lineage, check_scope, scope_name
 from services.trainer.evaluation import FUSED, Evaluator

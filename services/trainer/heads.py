@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from services.common.config import TrainingSettings
 from services.common.legs import Candidate
 from services.engine.manifest import Blend, Head, LinearHead
-from services.evaluation import metrics as ir
+from services.ir import metrics as ir
 from services.reranker.combine import final_scores, fused_signal, leg_features
 
 

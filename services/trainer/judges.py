@@ -15,7 +15,7 @@ from typing import Any
 from services.common.config import Settings
 from services.common.errors import FeedrankError
 from services.trainer.click_judge import METRIC, ClickJudge
-from services.trainer.corpus import CorpusData, parse_split
+from services.trainer.corpus_data import CorpusData, parse_split
 from services.trainer.evaluation import FUSED, Evaluator
 
 

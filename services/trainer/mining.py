@@ -38,7 +38,7 @@ from services.events.store import EventStore, StoredEvent
 from services.trainer import propensity as position_bias
 from services.trainer.candidates import TRAINER_SESSION, CandidateSource
 from services.trainer.click_log import Holdout, held_out
-from services.trainer.corpus import (
+from services.trainer.corpus_data import (
     CorpusData,
     frozen_texts,
     load_golden,

@@ -32,10 +32,10 @@ from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTraine
 from services.common.config import RENAMED, TrainingSettings, deprecated_name
 from services.common.errors import ErrorKind, FeedrankError, invalid
 from services.engine.manifest import Manifest
-from services.evaluation import metrics as ir
+from services.ir import metrics as ir
 from services.registry.importer import import_model
 from services.retriever.fusion import learned
-from services.trainer.corpus import normalize_query
+from services.trainer.corpus_data import normalize_query
 from services.trainer.fusion_learner import learn_from_triplets
 from services.trainer.mining import Triplet
 from services.trainer.runs import RunContext, RunStore

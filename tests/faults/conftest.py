@@ -55,7 +55,7 @@ def queries() -> list[str]:
 
 def ingest(data_dir: Path, dataset: Path, corpus_id: str = CORPUS) -> None:
     """The retriever's offline ingest (as `feedrank demo` runs it) into the data dir the stack will serve."""
-    from services.retriever.service import open_offline
+    from services.retriever.core import open_offline
 
     with open_offline(Settings(data_dir=str(data_dir))) as core:
         report = core.ingest_beir(corpus_id, dataset)

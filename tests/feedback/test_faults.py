@@ -18,7 +18,7 @@ import pytest
 from services.common.config import KafkaSettings, KafkaTopics
 from services.devstack.broker import DevKafka
 from services.events.store import EventStore
-from services.kafka.clients import ensure_topics
+from services.kafka.connection import ensure_topics
 from services.proto.feedrank.v1 import feedback_pb2, feedback_pb2_grpc
 from tests.conftest import free_port
 from tests.feedback.conftest import service_env

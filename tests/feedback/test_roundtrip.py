@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from prometheus_client import REGISTRY
 
 from services.devstack.broker import TansuBroker
-from services.kafka.clients import ensure_topics, producer_config
+from services.kafka.connection import ensure_topics, producer_config
 from services.proto.feedrank.v1 import feedback_pb2
 from tests.conftest import free_port
 from tests.feedback.conftest import service_env

@@ -152,7 +152,7 @@ def write_eval_set(corpus_root: Path) -> None:
 
 def run_stack(root: Path, registry_template: Path, embedder_dir: Path, embedder) -> Iterator[Stack]:
     """The session's `stack` fixture (tests/session_fixtures.py): started, yielded, stopped."""
-    from services.retriever.service import RetrieverCore
+    from services.retriever.core import RetrieverCore
 
     data = root / "data"
     data.mkdir()

@@ -15,7 +15,7 @@ from services.client import Feedrank
 from services.client.retry import Retry
 from services.client.types import Click
 from services.common.config import InterleavingSettings, KafkaSettings
-from services.kafka.clients import consumer_config
+from services.kafka.connection import consumer_config
 from services.proto.feedrank.v1 import reranker_pb2, reranker_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from services.registry.store import FileRegistry
 from tests.feedback.helpers import wait_until

@@ -107,7 +107,7 @@ def test_model_published_event_triggers_the_swap(reranker_process, registry, tmp
     from kafka import KafkaProducer
 
     from services.common.config import KafkaSettings
-    from services.kafka.clients import ensure_topics, producer_config
+    from services.kafka.connection import ensure_topics, producer_config
     from services.devstack.broker import DevKafka
     from services.proto.feedrank.v1 import feedback_pb2
 

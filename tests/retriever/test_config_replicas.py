@@ -15,8 +15,8 @@ import pytest
 
 from services.common.config import EndpointSettings, Settings
 from services.proto.feedrank.v1 import retriever_pb2, retriever_pb2_grpc
+from services.retriever.core import RetrieverCore
 from services.retriever.runtime_config import RuntimeConfig
-from services.retriever.service import RetrieverCore
 from tests.conftest import ServiceProcess, admin_metadata
 from tests.retriever.conftest import DOCS
 

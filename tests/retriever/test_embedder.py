@@ -67,7 +67,7 @@ def test_serving_path_does_not_import_torch(embedder_dir, tmp_path):
         f"""
         import sys
         from pathlib import Path
-        import services.retriever.server, services.retriever.service, services.retriever.__main__
+        import services.retriever.server, services.retriever.core, services.retriever.__main__
         from services.common.config import EngineSettings
         from services.retriever.embedder import Embedder
         e = Embedder.from_data_dir(Path({str(data)!r}), EngineSettings(), 256, 8, "int8")

@@ -10,9 +10,9 @@ import pytest
 
 from services.common.config import EndpointSettings, Settings
 from services.common.errors import FeedrankError
+from services.retriever.core import RetrieverCore
 from services.retriever.evaluation import FUSIONS, evaluate_corpus, write_report
 from services.proto.feedrank.v1 import reranker_pb2_grpc
-from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS, ReversingReranker, start_stub_server
 
 QUERIES = {"q1": "volcanic lava eruption", "q2": "pet cats purring", "q3": "loan for a house", "q4": "sorted array search"}

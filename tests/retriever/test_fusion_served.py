@@ -14,7 +14,7 @@ import pytest
 from services.common.config import Settings
 from services.proto.feedrank.v1 import retriever_pb2
 from services.registry.store import open_registry
-from services.retriever.service import RetrieverCore
+from services.retriever.core import RetrieverCore
 from tests.retriever.conftest import DOCS
 from tests.retriever.test_server import _run, _settings, data, template  # noqa: F401 (fixtures)
 

@@ -12,6 +12,7 @@ import pytest
 
 from services.common.config import EndpointSettings, InterventionSettings, Settings
 from services.proto.feedrank.v1 import reranker_pb2
+from services.retriever.core import RetrieverCore
 from services.retriever.domain import SearchQuery
 from services.retriever.embedder import DIMENSION
 from services.retriever.experiment_watch import ExperimentWatch
@@ -24,7 +25,6 @@ from services.retriever.online import (
     OnlineExperiment,
 )
 from services.retriever.query_adapter import NOTHING, QueryAdapter, ServedVersion
-from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS
 
 CHAMPION, CHALLENGER = "v-champion", "v-challenger"

@@ -22,8 +22,8 @@ from services.proto.feedrank.v1 import (
     retriever_pb2,
     retriever_pb2_grpc,
 )
+from services.retriever.core import RetrieverCore
 from services.retriever.server import build_app
-from services.retriever.service import RetrieverCore
 from tests.conftest import admin_metadata, free_port
 from tests.retriever.conftest import DOCS, RecordingFeedback, ReversingReranker, start_stub_server
 

@@ -12,8 +12,8 @@ from services.common.config import EndpointSettings, Settings
 from services.common.errors import FeedrankError
 from services.proto.feedrank.v1 import feedback_pb2_grpc
 from services.retriever.backends import Corpora
+from services.retriever.core import RetrieverCore
 from services.retriever.domain import SearchQuery
-from services.retriever.service import RetrieverCore
 from tests.retriever.conftest import DOCS, RecordingFeedback, start_stub_server
 
 

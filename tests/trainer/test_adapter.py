@@ -25,7 +25,7 @@ from services.retriever.corpus import DocStore
 from services.retriever.fusion import served_fusion
 from services.retriever.ingest import embed_text
 from services.trainer.core import TrainerCore
-from services.trainer.corpus import CorpusData, eval_holdout, eval_set, normalize_query
+from services.trainer.corpus_data import CorpusData, eval_holdout, eval_set, normalize_query
 from services.trainer.fusion_learner import refused
 from services.trainer.mining import load_triplets
 from tests.trainer.conftest import tiny_training
@@ -288,7 +288,7 @@ def test_dev_split_follows_the_query_text_not_its_row():
 def test_list_overrides_and_split_validation():
     from services.common.config import TrainingSettings
     from services.common.errors import ErrorKind, FeedrankError
-    from services.trainer.corpus import parse_split
+    from services.trainer.corpus_data import parse_split
     from services.trainer.training import apply_overrides
 
     changed = apply_overrides(TrainingSettings(), {"adapter.blend_depths": "10, 30", "adapter.blend_weights": "0,0.5",

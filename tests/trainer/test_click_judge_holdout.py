@@ -12,7 +12,7 @@ from services.proto.feedrank.v1 import feedback_pb2
 from services.trainer.candidates import FileCandidates
 from services.trainer.click_judge import ClickJudge
 from services.trainer.click_log import held_out
-from services.trainer.corpus import normalize_query
+from services.trainer.corpus_data import normalize_query
 from services.trainer.mining import Miner, judge_log, load_triplets
 from tests.trainer.conftest import build_corpus, make_settings
 

@@ -10,10 +10,10 @@ import shutil
 from services.common.config import EndpointSettings, Settings
 from services.events.store import EventStore
 from services.registry.store import FileRegistry
+from services.retriever.core import RetrieverCore
 from services.retriever.server import build_app
-from services.retriever.service import RetrieverCore
 from services.trainer.candidates import RetrieverCandidates, open_candidates
-from services.trainer.corpus import CorpusData, eval_set
+from services.trainer.corpus_data import CorpusData, eval_set
 from services.trainer.evaluation import Evaluator
 from services.trainer.mining import Miner, load_triplets
 from tests.conftest import free_port

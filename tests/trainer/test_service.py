@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from services.common.config import TrainingSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.devstack.broker import DevKafka
-from services.kafka.clients import consumer_config, ensure_topics, producer_config
+from services.kafka.connection import consumer_config, ensure_topics, producer_config
 from services.proto.feedrank.v1 import (
     feedback_pb2,
     reranker_pb2,

@@ -20,8 +20,8 @@ from services.common.config import Settings
 from services.common.errors import invalid
 from services.common.rpc_errors import Rename
 from services.gateway import schemas
-from services.gateway.backends import Backends
-from services.gateway.deps import BackendsDep, SettingsDep
+from services.gateway.deps import SettingsDep, UpstreamsDep
+from services.gateway.upstreams import Upstreams
 from services.proto.feedrank.v1 import reranker_pb2
 from services.registry.store import ALIASES, is_generated_version_id
 
@@ -44,22 +44,23 @@ def served_model(name: str, settings: Settings) -> str:
     raise invalid("model", f"unknown model {name!r}: name it in reranking.model_map or give the map a \"default\"")
 
 
-async def _rerank(b: Backends, settings: Settings, model: str, query: str, texts: list[str], *, top_n: int = 0,
-                  truncate: bool = True, max_tokens_per_doc: int = 0,
+async def _rerank(upstreams: Upstreams, settings: Settings, model: str, query: str, texts: list[str], *,
+                  top_n: int = 0, truncate: bool = True, max_tokens_per_doc: int = 0,
                   rename: Rename | None = None) -> reranker_pb2.RerankResponse:
     request = reranker_pb2.RerankRequest(
         query=query, top_n=top_n, model=served_model(model, settings), truncate=truncate,
         max_tokens_per_doc=max_tokens_per_doc,
         documents=[reranker_pb2.RerankDocument(id=str(i), text=text) for i, text in enumerate(texts)],
     )
-    return await b.call(b.reranker.Rerank, request, service="reranker", rename=rename)
+    return await upstreams.call(upstreams.reranker.Rerank, request, service="reranker", rename=rename)
 
 
 @router.post("/v2/rerank", response_model=schemas.CohereReply,
              summary="Cohere v2 rerank: the cohere SDK's ClientV2.rerank works against this gateway")
-async def cohere_rerank(body: schemas.CohereRerankBody, b: BackendsDep, s: SettingsDep) -> dict:
-    response = await _rerank(b, s, body.model, body.query, body.documents, top_n=body.top_n or 0,
-                             max_tokens_per_doc=body.max_tokens_per_doc or 0)
+async def cohere_rerank(body: schemas.CohereRerankBody, upstreams: UpstreamsDep,
+                        settings: SettingsDep) -> dict:
+    response = await _rerank(upstreams, settings, body.model, body.query, body.documents,
+                             top_n=body.top_n or 0, max_tokens_per_doc=body.max_tokens_per_doc or 0)
     return {
         "id": str(uuid.uuid4()),
         "results": [{"index": r.index, "relevance_score": r.score} for r in response.results],
@@ -74,11 +75,12 @@ def _texts_field(field: str) -> str:
 
 @router.post("/rerank", response_model=list[schemas.TeiRank], response_model_exclude_none=True,
              summary="TEI rerank: a bare array of {index, score, text?}, best first")
-async def tei_rerank(body: schemas.TeiRerankBody, b: BackendsDep, s: SettingsDep) -> list[dict]:
+async def tei_rerank(body: schemas.TeiRerankBody, upstreams: UpstreamsDep,
+                     settings: SettingsDep) -> list[dict]:
     if not body.texts:
         raise invalid("texts", "`texts` cannot be empty")
     # TEI serves one model and takes no name: the default mapping serves it.
-    response = await _rerank(b, s, "", body.query, body.texts,
+    response = await _rerank(upstreams, settings, "", body.query, body.texts,
                              truncate=True if body.truncate is None else body.truncate, rename=_texts_field)
     out = []
     for r in response.results:
@@ -112,26 +114,28 @@ def dialect(body: schemas.V1RerankBody) -> str:
 
 
 @router.post("/v1/rerank", summary="Jina, Voyage and Mixedbread rerank (told apart by their field names)")
-async def v1_rerank(body: schemas.V1RerankBody, b: BackendsDep, s: SettingsDep) -> dict:
+async def v1_rerank(body: schemas.V1RerankBody, upstreams: UpstreamsDep, settings: SettingsDep) -> dict:
     kind = dialect(body)
     if kind == "mixedbread":
-        return await _mixedbread(body, b, s)
-    return await _jina_or_voyage(kind, body, b, s)
+        return await _mixedbread(body, upstreams, settings)
+    return await _jina_or_voyage(kind, body, upstreams, settings)
 
 
 @router.post("/v1/reranking", summary="Mixedbread rerank: {model, query, input, top_k, return_input}")
-async def mixedbread_rerank(body: schemas.V1RerankBody, b: BackendsDep, s: SettingsDep) -> dict:
-    return await _mixedbread(body, b, s)
+async def mixedbread_rerank(body: schemas.V1RerankBody, upstreams: UpstreamsDep,
+                            settings: SettingsDep) -> dict:
+    return await _mixedbread(body, upstreams, settings)
 
 
-async def _jina_or_voyage(kind: str, body: schemas.V1RerankBody, b: Backends, s: Settings) -> dict:
+async def _jina_or_voyage(kind: str, body: schemas.V1RerankBody, upstreams: Upstreams,
+                          settings: Settings) -> dict:
     if not body.documents:
         raise invalid("documents", "at least one document is required")
     if kind == "voyage" and body.top_k is not None and body.top_k < 1:
         raise invalid("top_k", "must be at least 1 (or left out for every document)")
     texts = [_text_of(d, None) for d in body.documents]
     top = body.top_n if kind == "jina" else body.top_k
-    response = await _rerank(b, s, body.model, body.query, texts, top_n=top or 0,
+    response = await _rerank(upstreams, settings, body.model, body.query, texts, top_n=top or 0,
                              truncate=body.truncation is not False)
     if kind == "jina":  # Jina returns the documents unless told not to; Voyage only when asked
         keep = body.return_documents is not False
@@ -144,14 +148,15 @@ async def _jina_or_voyage(kind: str, body: schemas.V1RerankBody, b: Backends, s:
     return {"object": "list", "data": data, "model": body.model, "usage": _NO_USAGE}
 
 
-async def _mixedbread(body: schemas.V1RerankBody, b: Backends, s: Settings) -> dict:
+async def _mixedbread(body: schemas.V1RerankBody, upstreams: Upstreams, settings: Settings) -> dict:
     if not body.input:
         raise invalid("input", "at least one document is required")
     texts = [_text_of(d, body.rank_fields) for d in body.input]
     top = len(texts) if body.top_k in (None, -1) else body.top_k
     if top < 1:
         raise invalid("top_k", "must be at least 1 (or -1 for every document)")
-    response = await _rerank(b, s, body.model, body.query, texts, top_n=top, rename=_input_field)
+    response = await _rerank(upstreams, settings, body.model, body.query, texts, top_n=top,
+                             rename=_input_field)
     data = [{"index": r.index, "score": r.score, "object": "rank_result",
              **({"input": body.input[r.index]} if body.return_input else {})} for r in response.results]
     return {"object": "list", "model": body.model, "top_k": top, "return_input": body.return_input, "data": data,

@@ -16,8 +16,8 @@ router = APIRouter(tags=["reranker"])
 
 @router.get("/api/trainer/propensity/{corpus_id}",
             summary="Examination propensity per rank with 95% intervals, measured from the interventions")
-async def propensity(corpus_id: str, s: SettingsDep) -> dict:
-    path = s.data_path / "trainer" / "propensity" / f"{check_corpus_id(corpus_id)}.json"
+async def propensity(corpus_id: str, settings: SettingsDep) -> dict:
+    path = settings.data_path / "trainer" / "propensity" / f"{check_corpus_id(corpus_id)}.json"
     if not path.is_file():
         raise not_found(f"no propensities measured for corpus {corpus_id} yet (the click judge or mining with "
                         "training.mining.propensity_weights measures them)")

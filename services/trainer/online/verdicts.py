@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from services.common.config import KafkaSettings, Settings
 from services.common.errors import FeedrankError
-from services.kafka.clients import TopicPublisher
+from services.kafka.connection import TopicPublisher
 from services.proto.feedrank.v1 import trainer_pb2
 from services.registry.store import Registry
 from services.trainer.online.experiments import RUNNING, Experiment

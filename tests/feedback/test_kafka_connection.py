@@ -7,7 +7,7 @@ import pytest
 from services.common.config import KafkaSettings
 from services.common.errors import ErrorKind, FeedrankError
 from services.devstack.broker import TansuBroker, tansu_binary, weed_binary
-from services.kafka.clients import admin_config, consumer_config, producer_config
+from services.kafka.connection import admin_config, consumer_config, producer_config
 
 
 def test_producer_is_acks_all_without_idempotence():

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from services.evaluation import metrics
+from services.ir import metrics
 
 
 def _random_case(seed: int, queries: int = 40, docs: int = 150):

@@ -27,7 +27,7 @@ from services.proto.feedrank.v1 import (
 request_authorization: contextvars.ContextVar[str | None] = contextvars.ContextVar("authorization", default=None)
 
 
-class Backends:
+class Upstreams:
     """Channels to the services, opened on first use, closed with the app."""
 
     def __init__(self, settings: Settings):

@@ -24,12 +24,11 @@ from services.common.documents import Doc
 from services.common.errors import invalid
 from services.common.legs import Candidate
 from services.common.query_token import QueryIdSigner, signing_key
-from services.evaluation import beir
+from services.ir import beir
 from services.registry.store import ALIASES
 from services.proto.feedrank.v1 import reranker_pb2
 from services.retriever import convert, interventions, online
 from services.retriever.backends import Corpora, Corpus
-from services.retriever.clients import ImpressionSender, RerankerClient
 from services.retriever.corpus import check_corpus_id
 from services.retriever.domain import Hit, Legs, SearchOutcome, SearchQuery
 from services.retriever.embedder import DIMENSION, Embedder
@@ -38,6 +37,7 @@ from services.retriever.fusion import fuse_by
 from services.retriever.ingest import IngestReport, Progress, copy_beir_extras, delete_docs, ingest_docs
 from services.retriever.query_adapter import NOTHING, QueryAdapter, QueryAdapters, ServedVersion
 from services.retriever.runtime_config import RuntimeConfig
+from services.retriever.upstreams import ImpressionSender, RerankerClient
 
 log = logging.getLogger(__name__)
 

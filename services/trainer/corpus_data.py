@@ -17,7 +17,7 @@ from pathlib import Path
 
 from services.common.config import Settings
 from services.common.errors import ErrorKind, FeedrankError, invalid
-from services.evaluation import beir
+from services.ir import beir
 from services.retriever.corpus import DocStore, check_corpus_id, corpora_root, missing_corpus, read_manifest
 
 
