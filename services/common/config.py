@@ -762,8 +762,9 @@ class DemoSettings(_Group):
     sessions: int = Field(4000, ge=1, description="Simulated search sessions in the full run")
     quick_sessions: int = Field(1000, ge=1, description="Simulated search sessions with QUICK=1")
     quick_click_sessions: int = Field(
-        4000, ge=1, description="Simulated search sessions with QUICK=1 JUDGE=clicks: the click judge decides on a "
-        "fifth of the sessions' clicks, so it needs more than the labelled gate (1000 left it at p = 0.50)"
+        6000, ge=1, description="Simulated search sessions with QUICK=1 JUDGE=clicks: the click judge decides on a "
+        "fifth of the sessions' clicks, so it needs more than the labelled gate (1000 left it at p = 0.50; 4000 at "
+        "p = 0.14 once held-out queries were never mined)"
     )
     quick_max_docs: int = Field(
         2000, ge=100, description="QUICK=1 ingests every judged document plus a seeded sample up to this many"
