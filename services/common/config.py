@@ -734,17 +734,17 @@ class PopulationSettings(_Group):
         "clicks beside it, stops soon); the rest are informational (browse, click more, stop later). About a "
         "fifth of web queries are navigational (Broder, 2002, 'A taxonomy of web search')")
     propensity_shape: float = Field(
-        1.0, gt=0, description="Shape of the Gamma distribution (mean 1) of a user's click propensity, a "
+        1.0, gt=0, le=100, description="Shape of the Gamma distribution (mean 1) of a user's click propensity, a "
         "factor on every click probability: 1 = exponential, the maximum-entropy choice for a positive "
         "factor of known mean; a tenth of users then click under a tenth as often as the typical one, a "
         "tenth over 2.3x")
-    decay_min: float = Field(0.5, gt=0, description="Least examination decay (patience) a user has: examines "
+    decay_min: float = Field(0.5, gt=0, le=10, description="Least examination decay (patience) a user has: examines "
                              "rank r with probability (1/r)^decay, decay drawn log-uniform in [decay_min, "
                              "decay_max]. 0.5 to 2 is the range of position-bias severities simulated by "
                              "Joachims, Swaminathan and Schnabel (WSDM 2017), median 1 = the demo's")
-    decay_max: float = Field(2.0, gt=0, description="Greatest examination decay a user has (see decay_min)")
+    decay_max: float = Field(2.0, gt=0, le=10, description="Greatest examination decay a user has (see decay_min)")
     queries_per_user: float = Field(
-        5.0, ge=1, description="Mean searches one user makes (geometric: after each, another with a fixed "
+        5.0, ge=1, le=1000, description="Mean searches one user makes (geometric: after each, another with a fixed "
         "chance): the AOL 2006 log's ~20M queries from ~650k users over three months is about 5 per user per "
         "two weeks, the length of an A/B test")
     seed: int = Field(7, description="Seeds which queries are navigational")
